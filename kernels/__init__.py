@@ -1,0 +1,1 @@
+"""Triton kernels (installed as lsn_fast.kernels): pure functions over pointers and shapes."""

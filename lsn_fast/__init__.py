@@ -1,0 +1,53 @@
+"""lsn_fast: Layer Separation Networks and fused kernels for adjustable-JSW radiograph synthesis.
+
+Quick start::
+
+    import lsn_fast as lf
+    stack, info = lf.phantom.generate(8, size=256, spacing_mm=0.1, seed=0)
+    images = lf.compose(stack, jsw_mm=1.0, detector=lf.Detector())   # (8,1,256,256)
+    lf.measure_jsw(stack.with_jsw(1.0))                                 # ≈ 1.0 mm each
+
+See DESIGN.md for the physics and the API contract.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ._version import __version__
+from .backends import backends, register_backend
+from .compose import compose, synthesize
+from .detector import Detector
+from .layers import LayerStack, angle_from_axis, axis_from_angle
+
+# Heavier or optional parts load on first use (keeps `import lsn_fast` fast).
+_LAZY = {
+    "phantom": ("lsn_fast.phantom", None),
+    "reference": ("lsn_fast.reference", None),
+    "io": ("lsn_fast.io", None),
+    "viz": ("lsn_fast.viz", None),
+    "measure_jsw": ("lsn_fast.jsw", "measure_jsw"),
+    "measure_jsw_profile": ("lsn_fast.jsw", "measure_jsw_profile"),
+    "estimate_axis": ("lsn_fast.jsw", "estimate_axis"),
+    "JSWMeasurement": ("lsn_fast.jsw", "JSWMeasurement"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        mod_name, attr = _LAZY[name]
+        mod = importlib.import_module(mod_name)
+        value = mod if attr is None else getattr(mod, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lsn_fast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = [
+    "__version__", "backends", "register_backend", "compose", "synthesize", "Detector",
+    "LayerStack", "axis_from_angle", "angle_from_axis", *_LAZY,
+]

@@ -1,0 +1,216 @@
+"""Public synthesis API: validate, resolve the shift, dispatch to a backend.
+
+* :func:`compose` — one stack in, one image per sample out (DESIGN.md §4).
+* :func:`synthesize` — the fused bank operator: pick entries of a bank, move a bone to a new JSW
+  (or by a shift), composite, detector chain; returns the images and their exact JSW labels.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._validation import check_tensor, per_sample
+from .detector import Detector
+from .layers import LayerStack, _check_bone
+from .ops import seed_to_signed, synthesize_op
+from .philox import split_seed
+from .reference import INTERP_MODES
+
+_OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _check_common(detector, seed, interp, out_dtype, bone):
+    if detector is not None and not isinstance(detector, Detector):
+        raise TypeError(f"detector: expected lsn_fast.Detector or None, got {type(detector).__name__}")
+    split_seed(seed)  # validates type and range
+    if interp not in INTERP_MODES:
+        raise ValueError(f"interp: expected 'linear' or 'cubic', got {interp!r}")
+    if out_dtype not in _OUT_DTYPES:
+        raise TypeError(f"out_dtype: expected float32, float16 or bfloat16, got {out_dtype}")
+    _check_bone(bone)
+
+
+def _check_index(index, n: int, name: str, device) -> torch.Tensor:
+    if isinstance(index, int) and not isinstance(index, bool):
+        index = torch.tensor([index])
+    elif not isinstance(index, torch.Tensor):
+        try:
+            index = torch.as_tensor(index)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected an int tensor of indices, got {type(index).__name__}") from None
+    if index.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise TypeError(f"{name}: expected an integer tensor, got {index.dtype}")
+    if index.ndim == 0:
+        index = index.reshape(1)
+    if index.ndim != 1:
+        raise ValueError(f"{name}: expected shape (B,), got {tuple(index.shape)}")
+    if index.numel() == 0:
+        raise ValueError(f"{name}: empty batch")
+    if bool(((index < 0) | (index >= n)).any()):
+        raise ValueError(f"{name}: values must lie in [0, {n}), got [{int(index.min())}, {int(index.max())}]")
+    return index.to(device=device, dtype=torch.int64)
+
+
+def _sample_index(sample_index, batch: int, device) -> torch.Tensor:
+    if sample_index is None:
+        return torch.arange(batch, device=device, dtype=torch.int64)
+    si = torch.as_tensor(sample_index)
+    if si.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"sample_index: expected an int64 tensor, got {si.dtype}")
+    if si.ndim != 1 or si.shape[0] != batch:
+        raise ValueError(f"sample_index: expected shape ({batch},), got {tuple(si.shape)}")
+    if bool((si < 0).any()):
+        raise ValueError("sample_index: must be >= 0")
+    return si.to(device=device, dtype=torch.int64)
+
+
+def _bank_geometry(bank: LayerStack) -> tuple[torch.Tensor, torch.Tensor]:
+    """(axis (N,2), jsw0 (N,) mm) of a bank, measured once and cached on the object."""
+    cache = getattr(bank, "_geometry_cache", None)
+    if cache is None:
+        from .jsw import measure_jsw
+
+        axis = bank.resolved_axis()
+        with_axis = LayerStack(bank.soft, bank.upper, bank.lower, bank.spacing_mm, axis, validate=False)
+        cache = (axis, measure_jsw(with_axis).to(torch.float32))
+        bank._geometry_cache = cache
+    return cache
+
+
+def _run(bank, index, disp, detector, seed, sample_index, move_lower, interp, out_dtype, backend):
+    params = None if detector is None else detector.params(index.shape[0], bank.device)
+    return synthesize_op(
+        bank.soft, bank.upper, bank.lower, index, disp.to(torch.float32).contiguous(), params,
+        sample_index, move_lower, seed_to_signed(seed),
+        0 if detector is None else detector.noise_mode,
+        0 if detector is None else detector.output_mode,
+        INTERP_MODES[interp],
+        0.5 if detector is None else float(detector.min_counts),
+        out_dtype,
+        backend if backend is not None else "auto",
+    )
+
+
+def synthesize(
+    bank: LayerStack,
+    index,
+    jsw_mm=None,
+    shift_px=None,
+    detector: Detector | None = None,
+    seed: int = 0,
+    backend: str = "auto",
+    *,
+    bone: str = "upper",
+    interp: str = "linear",
+    sample_index=None,
+    out_dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthesize radiographs of bank joints at new joint space widths, in one fused pass.
+
+    For each b: take ``bank[index[b]]``, move the chosen bone along its axis so the JSW becomes
+    ``jsw_mm[b]`` (or by ``shift_px[b]``), composite with Beer–Lambert, run the detector chain
+    with noise keyed by ``(seed, sample_index[b], pixel)``.
+
+    Args:
+        bank: LayerStack (N,H,W); its axis and JSW are measured once and cached.
+        index: (B,) int bank entries in [0, N).
+        jsw_mm: target JSW, float or (B,), mm, >= 0. Exclusive with ``shift_px``.
+        shift_px: shift along the axis, float or (B,), px (positive opens the joint).
+        detector: :class:`Detector`, or None for the noiseless attenuation image.
+        seed: noise seed in [0, 2**64).
+        backend: ``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"`` or ``"cuda"``.
+        bone: which bone moves, ``"upper"`` or ``"lower"``.
+        interp: ``"linear"`` or ``"cubic"``.
+        sample_index: (B,) int64 global sample indices for the noise (default ``arange(B)``).
+        out_dtype: float32, float16 or bfloat16.
+    Returns:
+        ``(images (B,1,H,W), jsw_mm (B,) float32)``: the label is the exact JSW of the moved
+        layers (``JSW0 + shift · spacing``).
+    """
+    if not isinstance(bank, LayerStack):
+        raise TypeError(f"bank: expected a LayerStack, got {type(bank).__name__}")
+    _check_common(detector, seed, interp, out_dtype, bone)
+    index = _check_index(index, bank.batch_size, "index", bank.device)
+    B = index.shape[0]
+    if jsw_mm is not None and shift_px is not None:
+        raise ValueError("jsw_mm, shift_px: give one of them, not both")
+    axis_all, jsw0_all = _bank_geometry(bank)
+    axis, jsw0 = axis_all.index_select(0, index), jsw0_all.index_select(0, index)
+    if bool(torch.isnan(jsw0).any()):
+        bad = index[torch.isnan(jsw0)].unique()[:8].tolist()
+        raise ValueError(f"index: bank entries {bad} have no measurable JSW (no line crosses both bones)")
+    if jsw_mm is not None:
+        target = per_sample(jsw_mm, "jsw_mm", B, device=bank.device, min_value=0.0)
+        shift = (target - jsw0) / bank.spacing_mm
+    else:
+        shift = per_sample(0.0 if shift_px is None else shift_px, "shift_px", B, device=bank.device)
+        target = jsw0 + shift * bank.spacing_mm
+        if bool((target < 0).any()):
+            raise ValueError(f"shift_px: would make JSW < 0 (min {float(target.min()):.4f} mm); bones may not interpenetrate")
+    sign = -1.0 if bone == "lower" else 1.0
+    disp = sign * shift[:, None] * axis
+    si = _sample_index(sample_index, B, bank.device)
+    images = _run(bank, index, disp, detector, seed, si, bone == "lower", interp, out_dtype, backend)
+    return images, target.to(torch.float32)
+
+
+def compose(
+    stack: LayerStack,
+    jsw_mm=None,
+    shift_px=None,
+    detector: Detector | None = None,
+    seed: int = 0,
+    backend: str = "auto",
+    *,
+    bone: str = "upper",
+    interp: str = "linear",
+    sample_index=None,
+    out_dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Put a layer stack back together as a radiograph (B,1,H,W).
+
+    Optionally moves a bone first (``jsw_mm`` target in mm, or ``shift_px`` along the axis),
+    then Beer–Lambert (``A' = soft + upper' + lower``) and, if ``detector`` is given, the
+    detector chain (:class:`Detector`); without a detector the result is the noiseless
+    attenuation ``A'``. Differentiable w.r.t. the layers and the shift on every backend.
+
+    Args:
+        stack: LayerStack (B,H,W).
+        jsw_mm: float or (B,), mm, >= 0 (exclusive with ``shift_px``).
+        shift_px: float or (B,) tensor, px; positive opens the joint. A shift that would close
+            the joint below JSW = 0 raises ``ValueError``.
+        detector, seed, backend, bone, interp, sample_index, out_dtype: see :func:`synthesize`.
+    Returns:
+        Tensor (B,1,H,W): attenuation (dimensionless) or counts, per ``detector.output``.
+    """
+    if not isinstance(stack, LayerStack):
+        raise TypeError(f"stack: expected a LayerStack, got {type(stack).__name__}")
+    _check_common(detector, seed, interp, out_dtype, bone)
+    B = stack.batch_size
+    if jsw_mm is not None and shift_px is not None:
+        raise ValueError("jsw_mm, shift_px: give one of them, not both")
+    if jsw_mm is not None:
+        shift = stack.shift_for_jsw(jsw_mm)
+        axis = stack.resolved_axis()
+    elif shift_px is not None:
+        if isinstance(shift_px, torch.Tensor) and shift_px.requires_grad:
+            shift = shift_px.to(device=stack.device, dtype=torch.float32).reshape(-1).expand(B)
+            check_tensor(shift.detach(), "shift_px", ndim=1)
+        else:
+            shift = per_sample(shift_px, "shift_px", B, device=stack.device)
+        axis = stack.resolved_axis()
+        if bool((shift.detach() < 0).any()):  # only closing shifts can reach JSW < 0
+            from .jsw import measure_jsw
+
+            j0 = measure_jsw(LayerStack(stack.soft, stack.upper, stack.lower, stack.spacing_mm, axis, validate=False))
+            new = j0 + shift.detach() * stack.spacing_mm
+            if bool((new < 0).any()):
+                raise ValueError(f"shift_px: would make JSW < 0 (min {float(new.min()):.4f} mm); bones may not interpenetrate")
+    else:
+        shift = torch.zeros(B, device=stack.device)
+        axis = stack.axis if stack.axis is not None else torch.tensor([[-1.0, 0.0]], device=stack.device).expand(B, 2)
+    sign = -1.0 if bone == "lower" else 1.0
+    disp = sign * shift[:, None] * axis.to(shift.device)
+    index = torch.arange(B, device=stack.device, dtype=torch.int64)
+    si = _sample_index(sample_index, B, stack.device)
+    return _run(stack, index, disp, detector, seed, si, bone == "lower", interp, out_dtype, backend)

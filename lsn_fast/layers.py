@@ -1,0 +1,324 @@
+"""The data model: a stack of three attenuation layers of one finger joint.
+
+All layers are line integrals of the linear attenuation coefficient (dimensionless, ``∫ μ dl``):
+
+* ``soft``  (B,H,W): the finger with every bone voxel filled with soft tissue,
+* ``upper`` (B,H,W): excess attenuation (μ_bone − μ_soft) of the proximal bone, >= 0,
+* ``lower`` (B,H,W): the same for the distal bone, >= 0,
+
+so that the attenuation image is ``A = soft + upper + lower`` and the radiograph is
+``I = I0 · exp(−A)`` (DESIGN.md §2). Moving a bone layer never leaves a hole because the bone
+layers only hold the excess over soft tissue.
+
+Geometry conventions (used everywhere in lsn_fast):
+
+* pixel ``(i, j)`` covers ``[i, i+1) × [j, j+1)`` in (row, column) *edge coordinates*; y grows
+  downwards, x to the right;
+* ``axis`` is a unit vector ``(dy, dx)`` per sample pointing from the lower (distal) bone towards
+  the upper (proximal) bone. A vertical finger with the proximal bone on top has
+  ``axis = (-1, 0)``. A positive shift moves the upper bone along ``axis`` and opens the joint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from ._validation import check_positive_float, check_tensor, per_sample
+
+_LAYER_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def axis_from_angle(angle_deg, batch: int | None = None) -> torch.Tensor:
+    """Unit axis vectors ``(dy, dx)`` from tilt angles in degrees.
+
+    ``angle_deg`` is the finger axis' tilt from vertical; positive turns the proximal end towards
+    +x (clockwise on screen). ``0`` gives ``(-1, 0)``.
+
+    Args:
+        angle_deg: float or tensor (B,), degrees.
+        batch: broadcast a scalar to this batch size.
+    Returns:
+        Tensor (B, 2) float32.
+    """
+    a = torch.as_tensor(angle_deg, dtype=torch.float32)
+    if a.ndim == 0:
+        a = a.reshape(1).expand(batch or 1)
+    r = torch.deg2rad(a)
+    return torch.stack([-torch.cos(r), torch.sin(r)], dim=-1)
+
+
+def angle_from_axis(axis: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`axis_from_angle`: (B,2) unit vectors -> (B,) tilt in degrees."""
+    return torch.rad2deg(torch.atan2(axis[..., 1], -axis[..., 0]))
+
+
+def _normalize_axis(axis, batch: int, device) -> torch.Tensor | None:
+    if axis is None:
+        return None
+    if isinstance(axis, (int, float)) and not isinstance(axis, bool):
+        return axis_from_angle(float(axis), batch).to(device)
+    a = torch.as_tensor(axis, dtype=torch.float32)
+    if a.ndim == 1 and a.shape[0] == 2:
+        a = a.unsqueeze(0).expand(batch, 2)
+    if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] not in (1, batch):
+        raise ValueError(f"axis: expected an angle in degrees, a (2,) or a ({batch}, 2) tensor of (dy, dx), got shape {tuple(a.shape)}")
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError("axis: contains NaN or Inf")
+    n = a.norm(dim=-1, keepdim=True)
+    if bool((n < 1e-6).any()):
+        raise ValueError("axis: zero-length axis vector")
+    return (a / n).expand(batch, 2).contiguous().to(device)
+
+
+@dataclass(init=False)
+class LayerStack:
+    """Soft-tissue, upper-bone and lower-bone attenuation layers of B joints.
+
+    Args:
+        soft, upper, lower: tensors (B,H,W) or (H,W), float32/float16/bfloat16/float64, same
+            shape, dtype and device, finite and >= 0 (dimensionless line integrals).
+        spacing_mm: pixel spacing in mm (isotropic), > 0. CR/DR hand radiographs: 0.1–0.175 mm.
+        axis: joint axis per sample, unit ``(dy, dx)`` from the lower towards the upper bone;
+            an angle in degrees, a (2,) or (B,2) tensor, or None (estimated from the bone layers
+            when needed, see :func:`lsn_fast.estimate_axis`).
+        validate: check finiteness/non-negativity (a device sync); internal callers that built
+            the layers themselves pass False.
+
+    Layers are always stored batched, (B,H,W); a 2-D input becomes B = 1.
+    """
+
+    soft: torch.Tensor
+    upper: torch.Tensor
+    lower: torch.Tensor
+    spacing_mm: float
+    axis: torch.Tensor | None
+
+    def __init__(self, soft, upper, lower, spacing_mm: float = 0.1, axis=None, *, validate: bool = True):
+        layers = {}
+        for name, t in (("soft", soft), ("upper", upper), ("lower", lower)):
+            check_tensor(t, name, ndim=(2, 3), dtypes=_LAYER_DTYPES, finite=validate, nonnegative=validate)
+            layers[name] = t.unsqueeze(0) if t.ndim == 2 else t
+        s, u, l = layers["soft"], layers["upper"], layers["lower"]
+        for name, t in (("upper", u), ("lower", l)):
+            if t.shape != s.shape:
+                raise ValueError(f"{name}: shape {tuple(t.shape)} does not match soft {tuple(s.shape)}")
+            if t.dtype != s.dtype:
+                raise TypeError(f"{name}: dtype {t.dtype} does not match soft {s.dtype}")
+            if t.device != s.device:
+                raise ValueError(f"{name}: on device {t.device}, but soft is on {s.device}")
+        self.soft, self.upper, self.lower = s, u, l
+        self.spacing_mm = check_positive_float(spacing_mm, "spacing_mm")
+        self.axis = _normalize_axis(axis, s.shape[0], s.device)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def batch_size(self) -> int:
+        return self.soft.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(B, H, W)."""
+        return tuple(self.soft.shape)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.soft.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.soft.device
+
+    def __len__(self) -> int:
+        return self.batch_size
+
+    def __repr__(self) -> str:
+        B, H, W = self.shape
+        ax = "estimated" if self.axis is None else "given"
+        return f"LayerStack(B={B}, H={H}, W={W}, spacing_mm={self.spacing_mm}, dtype={self.dtype}, device={self.device}, axis={ax})"
+
+    def _replace(self, soft=None, upper=None, lower=None, axis="keep") -> "LayerStack":
+        return LayerStack(
+            self.soft if soft is None else soft,
+            self.upper if upper is None else upper,
+            self.lower if lower is None else lower,
+            self.spacing_mm,
+            self.axis if isinstance(axis, str) else axis,
+            validate=False,
+        )
+
+    def __getitem__(self, idx) -> "LayerStack":
+        """Select samples. An int gives a stack of B = 1 (layers stay (B,H,W))."""
+        if isinstance(idx, int):
+            if not -self.batch_size <= idx < self.batch_size:
+                raise IndexError(f"index {idx} is out of range for a stack of {self.batch_size}")
+            idx = slice(idx, idx + 1 if idx != -1 else None)
+        elif isinstance(idx, torch.Tensor) and idx.dtype in (torch.int64, torch.int32) and idx.numel():
+            if bool(((idx < -self.batch_size) | (idx >= self.batch_size)).any()):
+                raise IndexError(f"index: values must lie in [-{self.batch_size}, {self.batch_size}), got [{int(idx.min())}, {int(idx.max())}]")
+        sel = lambda t: t[idx]  # noqa: E731
+        out = LayerStack.__new__(LayerStack)
+        out.soft, out.upper, out.lower = sel(self.soft), sel(self.upper), sel(self.lower)
+        if out.soft.ndim == 2:
+            out.soft, out.upper, out.lower = (t.unsqueeze(0) for t in (out.soft, out.upper, out.lower))
+        out.spacing_mm = self.spacing_mm
+        out.axis = None if self.axis is None else sel(self.axis).reshape(-1, 2)
+        return out
+
+    def __iter__(self) -> Iterator["LayerStack"]:
+        for i in range(self.batch_size):
+            yield self[i]
+
+    def to(self, *args, **kwargs) -> "LayerStack":
+        """Like ``Tensor.to``: device and/or dtype for the layers (the axis stays float32)."""
+        s, u, l = (t.to(*args, **kwargs) for t in (self.soft, self.upper, self.lower))
+        if s.dtype not in _LAYER_DTYPES:
+            raise TypeError(f"dtype: layers must be floating point, got {s.dtype}")
+        axis = None if self.axis is None else self.axis.to(device=s.device)
+        return LayerStack(s, u, l, self.spacing_mm, axis, validate=False)
+
+    def contiguous(self) -> "LayerStack":
+        return self._replace(*(t.contiguous() for t in (self.soft, self.upper, self.lower)))
+
+    def clone(self) -> "LayerStack":
+        ax = None if self.axis is None else self.axis.clone()
+        return self._replace(*(t.clone() for t in (self.soft, self.upper, self.lower)), axis=ax)
+
+    @staticmethod
+    def cat(stacks: "list[LayerStack]") -> "LayerStack":
+        """Concatenate stacks along the batch (same H, W, spacing, dtype and device)."""
+        if not stacks:
+            raise ValueError("stacks: need at least one LayerStack")
+        sp = stacks[0].spacing_mm
+        if any(abs(s.spacing_mm - sp) > 1e-12 for s in stacks):
+            raise ValueError("stacks: all stacks must have the same spacing_mm")
+        has_axis = [s.axis is not None for s in stacks]
+        if any(has_axis) and not all(has_axis):
+            raise ValueError("stacks: either all stacks or none must carry an axis")
+        axis = torch.cat([s.axis for s in stacks]) if all(has_axis) else None
+        return LayerStack(
+            torch.cat([s.soft for s in stacks]),
+            torch.cat([s.upper for s in stacks]),
+            torch.cat([s.lower for s in stacks]),
+            sp,
+            axis,
+            validate=False,
+        )
+
+    # ------------------------------------------------------------------ physics
+    def attenuation(self) -> torch.Tensor:
+        """Total attenuation ``A = soft + upper + lower``, (B,H,W), in the layers' dtype."""
+        return self.soft + self.upper + self.lower
+
+    def resolved_axis(self) -> torch.Tensor:
+        """The axis (B,2) float32: the given one, or estimated from the bone layers."""
+        if self.axis is not None:
+            return self.axis
+        from .jsw import estimate_axis
+
+        return estimate_axis(self)
+
+    def shifted(self, shift_px, *, bone: str = "upper", interp: str = "linear") -> "LayerStack":
+        """Move one bone layer by ``shift_px`` pixels along the joint axis.
+
+        Args:
+            shift_px: float or (B,) tensor, px. Positive opens the joint (the upper bone moves
+                along ``axis``, the lower bone against it).
+            bone: ``"upper"`` or ``"lower"``.
+            interp: ``"linear"`` or ``"cubic"`` (Keys, a = −0.5). Borders are edge-clamped.
+        Returns:
+            A new LayerStack (same dtype; interpolation is done in float32). The axis used is
+            stored on the result so later measurements use the same one.
+        """
+        from .reference import translate
+
+        shift = per_sample(shift_px, "shift_px", self.batch_size, device=self.device)
+        axis = self.resolved_axis()
+        disp = shift[:, None] * axis * (1.0 if _check_bone(bone) == "upper" else -1.0)
+        layer = self.upper if bone == "upper" else self.lower
+        moved = translate(layer, disp, interp=interp).to(layer.dtype)
+        if bone == "upper":
+            return self._replace(upper=moved, axis=axis)
+        return self._replace(lower=moved, axis=axis)
+
+    def with_jsw(self, jsw_mm, *, bone: str = "upper", interp: str = "linear") -> "LayerStack":
+        """Move a bone along the axis so that :func:`lsn_fast.measure_jsw` gives ``jsw_mm``.
+
+        Args:
+            jsw_mm: float or (B,) tensor, mm, >= 0 (bones may not interpenetrate).
+        """
+        target = per_sample(jsw_mm, "jsw_mm", self.batch_size, device=self.device, min_value=0.0)
+        shift = self.shift_for_jsw(target)
+        return self.shifted(shift, bone=bone, interp=interp)
+
+    def shift_for_jsw(self, jsw_mm) -> torch.Tensor:
+        """Shift in px, (B,), that brings the measured JSW to ``jsw_mm`` (>= 0)."""
+        from .jsw import measure_jsw
+
+        target = per_sample(jsw_mm, "jsw_mm", self.batch_size, device=self.device, min_value=0.0)
+        current = measure_jsw(self)
+        if bool(torch.isnan(current).any()):
+            bad = torch.nonzero(torch.isnan(current)).flatten().tolist()
+            raise ValueError(f"jsw_mm: the JSW of samples {bad[:8]} cannot be measured (no line crosses both bones)")
+        return (target - current.to(target)) / self.spacing_mm
+
+    # ------------------------------------------------------------------ I/O
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        d = {"soft": self.soft, "upper": self.upper, "lower": self.lower,
+             "spacing_mm": torch.tensor([self.spacing_mm], dtype=torch.float64)}
+        if self.axis is not None:
+            d["axis"] = self.axis
+        return d
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save to ``.safetensors`` (default) or ``.npz``, chosen by the file extension."""
+        path = os.fspath(path)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        if path.endswith(".npz"):
+            import numpy as np
+
+            arrays = {k: (v.float().numpy() if v.dtype == torch.bfloat16 else v.numpy()) for k, v in tensors.items()}
+            arrays["__dtype__"] = np.array(str(self.dtype).replace("torch.", ""))
+            np.savez(path, **arrays)
+        else:
+            from safetensors.torch import save_file
+
+            save_file(tensors, path, metadata={"format": "lsn_fast.LayerStack", "version": "1"})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device=None) -> "LayerStack":
+        """Load a stack written by :meth:`save` (safetensors or npz); validates the contents."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"path: no such file: {path}")
+        try:
+            if path.endswith(".npz"):
+                import numpy as np
+
+                with np.load(path, allow_pickle=False) as z:
+                    dtype = getattr(torch, str(z["__dtype__"])) if "__dtype__" in z else None
+                    d = {k: torch.from_numpy(z[k].copy()) for k in z.files if k != "__dtype__"}
+                if dtype is not None:
+                    for k in ("soft", "upper", "lower"):
+                        d[k] = d[k].to(dtype)
+            else:
+                from safetensors.torch import load_file
+
+                d = load_file(path)
+        except Exception as e:  # corrupt or foreign file
+            raise ValueError(f"path: {path} is not a readable LayerStack file ({type(e).__name__}: {e})") from None
+        missing = [k for k in ("soft", "upper", "lower", "spacing_mm") if k not in d]
+        if missing:
+            raise ValueError(f"path: {path} lacks {missing}; not a LayerStack file")
+        st = cls(d["soft"], d["upper"], d["lower"], float(d["spacing_mm"].reshape(-1)[0]), d.get("axis"))
+        return st if device is None else st.to(device)
+
+
+def _check_bone(bone: str) -> str:
+    if bone not in ("upper", "lower"):
+        raise ValueError(f"bone: expected 'upper' or 'lower', got {bone!r}")
+    return bone
