@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 
 from ._version import __version__
-from .backends import backends, register_backend
+from .registry import backends, register_backend
 from .compose import compose, synthesize
 from .detector import Detector
 from .layers import LayerStack, angle_from_axis, axis_from_angle

@@ -257,9 +257,9 @@ class LayerStack:
 
     def shift_for_jsw(self, jsw_mm) -> torch.Tensor:
         """Shift in px, (B,), that brings the measured JSW to ``jsw_mm`` (>= 0)."""
+        target = per_sample(jsw_mm, "jsw_mm", self.batch_size, device=self.device, min_value=0.0)
         from .jsw import measure_jsw
 
-        target = per_sample(jsw_mm, "jsw_mm", self.batch_size, device=self.device, min_value=0.0)
         current = measure_jsw(self)
         if bool(torch.isnan(current).any()):
             bad = torch.nonzero(torch.isnan(current)).flatten().tolist()

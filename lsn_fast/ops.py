@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .backends import resolve as _resolve
+from .registry import resolve as _resolve
 from .reference import synthesize_reference
 
 _INTERP_NAMES = ("linear", "cubic")

@@ -1,0 +1,131 @@
+"""Pictures: windowing of attenuation images, layer contact sheets, JSW sweeps, the demo gallery.
+
+All figures are written with matplotlib's Agg backend (no display needed) and atomically (a
+temporary file in the target directory, then ``os.replace``), so an interrupted run never
+leaves a half-written PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+
+def window(img: torch.Tensor, lo_pct: float = 0.5, hi_pct: float = 99.5) -> np.ndarray:
+    """Map an attenuation image (H,W) to [0, 1] for display (bone bright) by percentiles."""
+    a = img.detach().float().cpu()
+    lo = torch.quantile(a.flatten(), lo_pct / 100.0)
+    hi = torch.quantile(a.flatten(), hi_pct / 100.0)
+    return ((a - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1).numpy()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> str:
+    """Save a matplotlib figure atomically; returns the path."""
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=d)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        _plt().close(fig)
+    return path
+
+
+def add_scale_bar(ax, spacing_mm: float, width_px: int, height_px: int, length_mm: float = 5.0) -> None:
+    """Draw a white scale bar of ``length_mm`` in the lower-left corner of an image axis."""
+    n = length_mm / spacing_mm
+    if n > 0.6 * width_px:
+        length_mm = max(1.0, round(0.3 * width_px * spacing_mm))
+        n = length_mm / spacing_mm
+    x0, y0 = 0.05 * width_px, 0.93 * height_px
+    ax.plot([x0, x0 + n], [y0, y0], color="white", lw=3, solid_capstyle="butt")
+    ax.text(x0 + n / 2, y0 - 0.02 * height_px, f"{length_mm:g} mm", color="white", ha="center", va="bottom", fontsize=7)
+
+
+def layer_sheet(stack, images: torch.Tensor | None = None, path: str | os.PathLike = "layers.png", max_rows: int = 4,
+                titles: list[str] | None = None) -> str:
+    """Contact sheet: per sample, the radiograph (if given) and its soft, upper and lower layers."""
+    plt = _plt()
+    B = min(stack.batch_size, max_rows)
+    cols = 4 if images is not None else 3
+    fig, axes = plt.subplots(B, cols, figsize=(2.3 * cols, 2.3 * B), squeeze=False)
+    names = (["radiograph"] if images is not None else []) + ["soft", "upper bone", "lower bone"]
+    H, W = stack.shape[1:]
+    for b in range(B):
+        panels = ([images[b, 0]] if images is not None else []) + [stack.soft[b], stack.upper[b], stack.lower[b]]
+        for c, (p, name) in enumerate(zip(panels, names)):
+            ax = axes[b, c]
+            ax.imshow(window(p, 0.0, 99.8) if c >= cols - 3 else window(p), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if b == 0:
+                ax.set_title(name, fontsize=9)
+            if c == 0:
+                add_scale_bar(ax, stack.spacing_mm, W, H)
+                if titles:
+                    ax.set_ylabel(titles[b], fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def jsw_sweep(images: torch.Tensor, measured_mm, requested_mm, spacing_mm: float, path: str | os.PathLike) -> str:
+    """One joint at several JSWs: images (K,1,H,W), with the requested and measured JSW under each."""
+    plt = _plt()
+    K, _, H, W = images.shape
+    fig, axes = plt.subplots(1, K, figsize=(2.4 * K, 2.9), squeeze=False)
+    # One window for the whole sweep so brightness differences are real.
+    lo = float(torch.quantile(images.float().flatten(), 0.005))
+    hi = float(torch.quantile(images.float().flatten(), 0.995))
+    for k in range(K):
+        ax = axes[0, k]
+        ax.imshow(((images[k, 0].float() - lo) / max(hi - lo, 1e-12)).clamp(0, 1).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"asked {float(requested_mm[k]):.2f} mm\nmeasured {float(measured_mm[k]):.3f} mm", fontsize=8)
+        if k == 0:
+            add_scale_bar(ax, spacing_mm, W, H)
+    fig.suptitle("one joint re-synthesized at new joint space widths", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def image_grid(images: torch.Tensor, labels: list[str], spacing_mm: float, path: str | os.PathLike, ncols: int = 4,
+               title: str | None = None) -> str:
+    """A grid of radiographs (N,1,H,W) with a caption under each."""
+    plt = _plt()
+    N = images.shape[0]
+    nrows = (N + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.7 * nrows), squeeze=False)
+    H, W = images.shape[-2:]
+    for i in range(nrows * ncols):
+        ax = axes[i // ncols, i % ncols]
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= N:
+            ax.axis("off")
+            continue
+        ax.imshow(window(images[i, 0]), cmap="gray", vmin=0, vmax=1)
+        ax.set_xlabel(labels[i], fontsize=8)
+        if i == 0:
+            add_scale_bar(ax, spacing_mm, W, H)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,291 @@
+"""Public API: LayerStack, compose/synthesize validation and dispatch, the torch.library op."""
+
+import math
+
+import pytest
+import torch
+
+import lsn_fast as lf
+from lsn_fast.reference import synthesize_reference
+
+from helpers import rect_stack
+
+
+# --------------------------------------------------------------------------- LayerStack
+def test_layerstack_accepts_2d_and_3d_and_dtypes():
+    for dt in (torch.float32, torch.float16, torch.bfloat16):
+        x = torch.rand(5, 6).to(dt)
+        s = lf.LayerStack(x, x, x, 0.1)
+        assert s.shape == (1, 5, 6) and s.dtype == dt
+    s = lf.LayerStack(torch.rand(3, 5, 6), torch.rand(3, 5, 6), torch.rand(3, 5, 6), 0.15, axis=5.0)
+    assert s.axis.shape == (3, 2)
+    assert torch.allclose(lf.angle_from_axis(s.axis), torch.full((3,), 5.0))
+
+
+@pytest.mark.parametrize(
+    "mutate,arg,exc",
+    [
+        (lambda s, u, l: (s * float("nan"), u, l), "soft", ValueError),
+        (lambda s, u, l: (s, u.clone().fill_(float("inf")), l), "upper", ValueError),
+        (lambda s, u, l: (s, u, l - 1.0), "lower", ValueError),
+        (lambda s, u, l: (s, u[:, :4], l), "upper", ValueError),
+        (lambda s, u, l: (s, u, l.double()), "lower", TypeError),
+        (lambda s, u, l: (s, u.int(), l), "upper", TypeError),
+        (lambda s, u, l: (s[:0], u[:0], l[:0]), "soft", ValueError),
+        (lambda s, u, l: (s.numpy(), u, l), "soft", TypeError),
+        (lambda s, u, l: (s[0, 0], u[0, 0], l[0, 0]), "soft", ValueError),
+    ],
+)
+def test_layerstack_rejects_bad_layers(mutate, arg, exc):
+    s, u, l = (torch.rand(2, 5, 6) for _ in range(3))
+    with pytest.raises(exc, match=arg):
+        lf.LayerStack(*mutate(s, u, l), 0.1)
+
+
+@pytest.mark.parametrize("spacing", [0.0, -0.1, float("nan"), float("inf")])
+def test_layerstack_rejects_bad_spacing(spacing):
+    x = torch.rand(2, 5, 6)
+    with pytest.raises(ValueError, match="spacing_mm"):
+        lf.LayerStack(x, x, x, spacing)
+
+
+def test_layerstack_rejects_bad_axis():
+    x = torch.rand(2, 5, 6)
+    with pytest.raises(ValueError, match="axis"):
+        lf.LayerStack(x, x, x, 0.1, axis=torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="axis"):
+        lf.LayerStack(x, x, x, 0.1, axis=torch.ones(3, 2))
+
+
+def test_layerstack_indexing_and_to_and_cat():
+    st = rect_stack(B=4)
+    one = st[2]
+    assert one.shape == (1,) + st.shape[1:]
+    assert torch.equal(one.upper[0], st.upper[2])
+    sub = st[torch.tensor([3, 0])]
+    assert torch.equal(sub.soft[1], st.soft[0]) and sub.axis.shape == (2, 2)
+    with pytest.raises(IndexError):
+        st[7]
+    with pytest.raises(IndexError, match="index"):
+        st[torch.tensor([0, 9])]
+    half = st.to(torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.axis.dtype == torch.float32
+    both = lf.LayerStack.cat([st, sub])
+    assert both.batch_size == 6
+    assert torch.equal(both.attenuation(), torch.cat([st.attenuation(), sub.attenuation()]))
+
+
+@pytest.mark.parametrize("ext", [".safetensors", ".npz"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_layerstack_save_load_roundtrip(tmp_path, ext, dtype):
+    st = rect_stack(B=3).to(dtype)
+    p = tmp_path / ("stack" + ext)
+    st.save(p)
+    back = lf.LayerStack.load(p)
+    assert back.dtype == dtype and back.spacing_mm == st.spacing_mm
+    for a, b in ((back.soft, st.soft), (back.upper, st.upper), (back.lower, st.lower), (back.axis, st.axis)):
+        assert torch.equal(a, b)
+
+
+def test_layerstack_load_rejects_garbage(tmp_path):
+    p = tmp_path / "x.safetensors"
+    p.write_bytes(b"\x00\x01garbage" * 10)
+    with pytest.raises(ValueError, match="path"):
+        lf.LayerStack.load(p)
+    with pytest.raises(FileNotFoundError):
+        lf.LayerStack.load(tmp_path / "missing.safetensors")
+
+
+# --------------------------------------------------------------------------- compose API
+def test_compose_without_detector_is_attenuation(small_stack):
+    out = lf.compose(small_stack)
+    assert out.shape == (2, 1, 48, 40)
+    assert torch.equal(out[:, 0], small_stack.attenuation())
+
+
+def test_compose_shift_moves_upper_bone_along_axis(small_stack):
+    out = lf.compose(small_stack, shift_px=3.0)  # axis (-1, 0): the upper bone moves up 3 px
+    expected = small_stack.soft + torch.roll(small_stack.upper, -3, dims=1) + small_stack.lower
+    assert torch.allclose(out[:, 0, :-3], expected[:, :-3])
+
+
+def test_compose_lower_bone_moves_against_axis(small_stack):
+    out = lf.compose(small_stack, shift_px=2.0, bone="lower")
+    expected = small_stack.soft + small_stack.upper + torch.roll(small_stack.lower, 2, dims=1)
+    assert torch.allclose(out[:, 0, 2:], expected[:, 2:])
+
+
+def test_noise_same_for_same_index_across_batch_sizes_and_orders(small_stack):
+    det = lf.Detector(n0=3e3)
+    big = lf.LayerStack.cat([small_stack, small_stack[0]])
+    y = lf.compose(big, detector=det, seed=11, sample_index=torch.tensor([5, 6, 7]))
+    y1 = lf.compose(small_stack[1], detector=det, seed=11, sample_index=torch.tensor([6]))
+    assert torch.equal(y[1], y1[0])
+    rev = lf.compose(big[torch.tensor([2, 1, 0])], detector=det, seed=11, sample_index=torch.tensor([7, 6, 5]))
+    assert torch.equal(rev.flip(0), y)
+    other_seed = lf.compose(big, detector=det, seed=12, sample_index=torch.tensor([5, 6, 7]))
+    assert not torch.equal(other_seed, y)
+
+
+def test_compose_errors_name_the_argument(small_stack):
+    with pytest.raises(TypeError, match="stack"):
+        lf.compose(small_stack.soft)
+    with pytest.raises(ValueError, match="jsw_mm, shift_px"):
+        lf.compose(small_stack, jsw_mm=1.0, shift_px=1.0)
+    with pytest.raises(ValueError, match="jsw_mm"):
+        lf.compose(small_stack, jsw_mm=-0.1)
+    with pytest.raises(ValueError, match="shift_px"):
+        lf.compose(small_stack, shift_px=float("nan"))
+    with pytest.raises(ValueError, match="shift_px"):
+        lf.compose(small_stack, shift_px=torch.ones(5))
+    with pytest.raises(ValueError, match="shift_px"):  # gap is 8 px = 0.8 mm: -9 px closes it
+        lf.compose(small_stack, shift_px=-9.0)
+    with pytest.raises(TypeError, match="detector"):
+        lf.compose(small_stack, detector="poisson")
+    with pytest.raises(ValueError, match="n0"):
+        lf.compose(small_stack, detector=lf.Detector(n0=-5))
+    with pytest.raises(ValueError, match="blur_sigma_px"):
+        lf.compose(small_stack, detector=lf.Detector(blur_sigma_px=torch.tensor([0.5, float("nan")])))
+    with pytest.raises(ValueError, match="noise"):
+        lf.Detector(noise="speckle")
+    with pytest.raises(ValueError, match="seed"):
+        lf.compose(small_stack, seed=-1)
+    with pytest.raises(TypeError, match="seed"):
+        lf.compose(small_stack, seed=1.5)
+    with pytest.raises(ValueError, match="interp"):
+        lf.compose(small_stack, interp="nearest")
+    with pytest.raises(ValueError, match="bone"):
+        lf.compose(small_stack, bone="middle")
+    with pytest.raises(ValueError, match="backend"):
+        lf.compose(small_stack, backend="nope")
+    with pytest.raises(ValueError, match="sample_index"):
+        lf.compose(small_stack, sample_index=torch.tensor([-1, 0]))
+
+
+def test_compose_jsw_below_zero_is_an_error_not_a_clamp(small_stack):
+    out = lf.compose(small_stack, shift_px=-7.5)  # 8 px gap -> 0.5 px, allowed
+    assert torch.isfinite(out).all()
+
+
+# --------------------------------------------------------------------------- synthesize
+def test_synthesize_labels_and_bank_indexing():
+    bank = rect_stack(B=3, gap_px=10.0)
+    idx = torch.tensor([2, 0, 2, 1])
+    imgs, jsw = lf.synthesize(bank, idx, shift_px=torch.tensor([0.0, 2.0, -3.0, 1.5]))
+    assert imgs.shape == (4, 1, 48, 40)
+    assert torch.allclose(jsw, torch.tensor([1.0, 1.2, 0.7, 1.15]), atol=0.02)
+    expect = lf.compose(bank[2], shift_px=-3.0)
+    assert torch.allclose(imgs[2], expect[0])
+    imgs2, jsw2 = lf.synthesize(bank, idx, jsw_mm=0.5)
+    assert torch.allclose(jsw2, torch.full((4,), 0.5))
+    with pytest.raises(ValueError, match="index"):
+        lf.synthesize(bank, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="index"):
+        lf.synthesize(bank, torch.tensor([], dtype=torch.int64))
+    with pytest.raises(TypeError, match="index"):
+        lf.synthesize(bank, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="shift_px"):
+        lf.synthesize(bank, idx, shift_px=-20.0)
+    with pytest.raises(TypeError, match="out_dtype"):
+        lf.synthesize(bank, idx, out_dtype=torch.int32)
+
+
+def test_synthesize_out_dtypes_and_16bit_storage():
+    bank = rect_stack(B=2)
+    ref, _ = lf.synthesize(bank, torch.tensor([0, 1]), shift_px=0.5, detector=lf.Detector(), seed=3)
+    for dt in (torch.float16, torch.bfloat16):
+        out, _ = lf.synthesize(bank.to(dt), torch.tensor([0, 1]), shift_px=0.5, detector=lf.Detector(), seed=3, out_dtype=dt)
+        assert out.dtype == dt
+        assert torch.allclose(out.float(), ref, rtol=2e-2, atol=2e-2)
+
+
+# --------------------------------------------------------------------------- registry & op
+def test_backends_lists_reference():
+    b = lf.backends()
+    assert b["reference"] is True
+    assert set(b) >= {"reference", "cpu", "triton", "cuda"}
+
+
+def test_explicit_unavailable_backend_raises(monkeypatch, small_stack):
+    from lsn_fast import registry as reg
+
+    if reg.backends()["cuda"]:
+        pytest.skip("cuda available")
+    with pytest.raises(ValueError, match="backend 'cuda' runs on"):
+        lf.compose(small_stack, backend="cuda")
+    monkeypatch.setenv("LSN_FAST_BACKEND", "cuda")
+    with pytest.raises(ValueError, match="LSN_FAST_BACKEND"):
+        lf.compose(small_stack)
+
+
+def test_auto_skips_a_backend_that_fails_to_import(small_stack):
+    from lsn_fast import registry as reg
+
+    def broken():
+        raise ImportError("simulated missing extension")
+
+    saved = reg._REGISTRY.get("cpu")
+    try:
+        reg.register_backend("cpu", ("cpu",), 99, broken)
+        out = lf.compose(small_stack)  # auto falls back quietly
+        assert torch.equal(out[:, 0], small_stack.attenuation())
+        assert reg.backends()["cpu"] is False
+        with pytest.raises(RuntimeError, match="simulated missing extension"):
+            lf.compose(small_stack, backend="cpu")
+    finally:
+        reg._REGISTRY["cpu"] = saved
+        reg._LOADED.pop("cpu", None)
+
+
+def test_op_gradient_matches_reference_gradient():
+    bank = rect_stack(B=2, H=12, W=10, gap_px=4.0)
+    det = lf.Detector(n0=2e3, noise="gaussian", blur_sigma_px=0.7)
+    shift = torch.tensor([0.4, -0.3], requires_grad=True)
+    soft = bank.soft.clone().requires_grad_(True)
+    st = lf.LayerStack(soft, bank.upper, bank.lower, bank.spacing_mm, bank.axis, validate=False)
+    out = lf.compose(st, shift_px=shift, detector=det, seed=5, backend="reference")
+    w = torch.rand_like(out)
+    (out * w).sum().backward()
+    s2 = shift.detach().clone().requires_grad_(True)
+    soft2 = bank.soft.clone().requires_grad_(True)
+    disp = s2[:, None] * bank.axis
+    ref = synthesize_reference(soft2, bank.upper, bank.lower, torch.arange(2), disp, det.params(2), seed=5, noise_mode=1)
+    (ref * w).sum().backward()
+    assert torch.allclose(shift.grad, s2.grad, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(soft.grad, soft2.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_op_works_under_torch_compile_without_graph_breaks():
+    pytest.importorskip("torch._dynamo")
+    bank = rect_stack(B=2, H=12, W=10)
+    params = lf.Detector(noise="gaussian").params(2)
+    idx = torch.arange(2)
+    si = torch.arange(2)
+
+    def f(soft, disp):
+        y = torch.ops.lsn_fast.synthesize(soft, bank.upper, bank.lower, idx, disp, params, si, False, 7, 1, 0, 0, 0.5, torch.float32, "reference")
+        return y * 2.0
+
+    import torch._dynamo as dynamo
+
+    disp = torch.tensor([[0.5, 0.0], [-0.25, 0.1]])
+    explain = dynamo.explain(f)(bank.soft, disp)
+    assert explain.graph_break_count == 0
+    compiled = torch.compile(f, backend="eager", fullgraph=True)
+    assert torch.allclose(compiled(bank.soft, disp), f(bank.soft, disp))
+
+
+def test_op_opcheck():
+    bank = rect_stack(B=2, H=10, W=9)
+    params = lf.Detector(noise="gaussian").params(2)
+    args = (bank.soft, bank.upper, bank.lower, torch.arange(2), torch.tensor([[0.5, 0.0], [-0.25, 0.1]]), params,
+            torch.arange(2), False, 7, 1, 0, 0, 0.5, torch.float32, "reference")
+    torch.library.opcheck(torch.ops.lsn_fast.synthesize.default, args, test_utils=("test_schema", "test_faketensor"))
+
+
+def test_seed_is_full_uint64(small_stack):
+    det = lf.Detector()
+    a = lf.compose(small_stack, detector=det, seed=2**64 - 1)
+    b = lf.compose(small_stack, detector=det, seed=2**63 + 5)
+    assert torch.isfinite(a).all() and not torch.equal(a, b)
+    assert math.isfinite(float(a.mean()))
