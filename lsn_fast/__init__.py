@@ -30,6 +30,9 @@ _LAZY = {
     "measure_jsw_profile": ("lsn_fast.jsw", "measure_jsw_profile"),
     "estimate_axis": ("lsn_fast.jsw", "estimate_axis"),
     "JSWMeasurement": ("lsn_fast.jsw", "JSWMeasurement"),
+    "LSN": ("lsn_fast.lsn", "LSN"),
+    "separate": ("lsn_fast.lsn", "separate"),
+    "JSWStream": ("lsn_fast.stream", "JSWStream"),
 }
 
 

@@ -57,7 +57,7 @@ def cmd_demo(args) -> int:
     images = lf.compose(stack, detector=det, seed=args.seed)
     true_jsw = info["jsw_mm"]
     measured = lf.measure_jsw(stack)
-    labels = [f"true {float(t):.3f} mm\nmeasured {float(m):.3f} mm" for t, m in zip(true_jsw, measured)]
+    labels = [f"true {viz.fmt_mm(t)} mm\nmeasured {viz.fmt_mm(m)} mm" for t, m in zip(true_jsw, measured)]
     p1 = viz.image_grid(images, labels, stack.spacing_mm, os.path.join(args.out, "phantoms.png"),
                         ncols=min(4, args.n), title="finger-joint phantoms through the detector chain (attenuation, bone bright)")
     k = min(4, args.n)
@@ -73,7 +73,7 @@ def cmd_demo(args) -> int:
     print("  sample  true JSW  measured   |err|")
     for i, (t, m) in enumerate(zip(true_jsw, measured)):
         print(f"  {i:6d}  {float(t):8.3f}  {float(m):8.3f}  {abs(float(t - m)):6.3f} mm")
-    print("  sweep of sample 0: asked -> measured: " + ", ".join(f"{float(a):.2f}->{float(m):.3f}" for a, m in zip(targets, sweep_measured)))
+    print("  sweep of sample 0: asked -> measured: " + ", ".join(f"{float(a):.2f}->{viz.fmt_mm(m)}" for a, m in zip(targets, sweep_measured)))
     print(f"wrote {p1}\nwrote {p2}\nwrote {p3}\nbackends: {lf.backends()}  ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -134,7 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--out", required=True, help="output file, .safetensors or .npz")
     ph.add_argument("--png", default=None, help="also write a contact sheet PNG")
     ph.set_defaults(func=cmd_phantom)
+
+    _add_lazy(sub, "train-lsn", "train the Layer Separation Network (stage 1 phantoms, stage 2 radiographs)",
+              "lsn_fast.train", "add_train_arguments", "run_train",
+              "examples:\n  lsn-fast train-lsn --stage 1 --model small --steps 3000 --crop 64 --out runs/lsn_s1\n"
+              "  lsn-fast train-lsn --stage 2 --data my_images/ --init runs/lsn_s1 --out runs/lsn_s2")
+    _add_lazy(sub, "eval-lsn", "evaluate an LSN on held-out phantoms (PSNR, SSIM, recomposition, JSW MAE)",
+              "lsn_fast.evaluate", "add_eval_arguments", "run_eval",
+              "example:\n  lsn-fast eval-lsn --n 32 --size 256")
     return p
+
+
+def _add_lazy(sub, name, help_text, module, add_fn, run_fn, epilog):
+    """A sub-command whose arguments and runner live in another module (imported on use)."""
+    import importlib
+
+    sp = sub.add_parser(name, help=help_text, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mod = importlib.import_module(module)
+    getattr(mod, add_fn)(sp)
+    sp.set_defaults(func=lambda args: getattr(importlib.import_module(module), run_fn)(args))
 
 
 def main(argv=None) -> int:

@@ -22,6 +22,14 @@ def window(img: torch.Tensor, lo_pct: float = 0.5, hi_pct: float = 99.5) -> np.n
     return ((a - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1).numpy()
 
 
+def fmt_mm(v, digits: int = 3) -> str:
+    """Format a length in mm without printing a negative zero."""
+    v = float(v)
+    if abs(v) < 0.5 * 10.0**-digits:
+        v = 0.0
+    return f"{v:.{digits}f}"
+
+
 def _plt():
     import matplotlib
 
@@ -98,7 +106,7 @@ def jsw_sweep(images: torch.Tensor, measured_mm, requested_mm, spacing_mm: float
         ax.imshow(((images[k, 0].float() - lo) / max(hi - lo, 1e-12)).clamp(0, 1).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel(f"asked {float(requested_mm[k]):.2f} mm\nmeasured {float(measured_mm[k]):.3f} mm", fontsize=8)
+        ax.set_xlabel(f"asked {float(requested_mm[k]):.2f} mm\nmeasured {fmt_mm(measured_mm[k])} mm", fontsize=8)
         if k == 0:
             add_scale_bar(ax, spacing_mm, W, H)
     fig.suptitle("one joint re-synthesized at new joint space widths", fontsize=10)
@@ -112,7 +120,8 @@ def image_grid(images: torch.Tensor, labels: list[str], spacing_mm: float, path:
     plt = _plt()
     N = images.shape[0]
     nrows = (N + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.7 * nrows), squeeze=False)
+    lines = max((lab.count("\n") + 1 for lab in labels), default=1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, (2.45 + 0.18 * lines) * nrows), squeeze=False)
     H, W = images.shape[-2:]
     for i in range(nrows * ncols):
         ax = axes[i // ncols, i % ncols]

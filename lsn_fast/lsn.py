@@ -1,0 +1,444 @@
+"""The Layer Separation Network (LSN) and :func:`separate` (DESIGN.md §4, issue 4).
+
+One attenuation-domain radiograph crop ``y = −log(q/N0)`` (B,1,H,W) at 0.1 mm pixels goes in;
+three non-negative layers (soft tissue, upper bone, lower bone) come out, with the Beer–Lambert
+recomposition constraint built into the parametrization:
+
+    D        = relu(y + r)                    denoised attenuation, >= 0 (r: predicted residual)
+    p        = softmax(z)  over 3 channels    per-pixel layer fractions, >= 0, sum to 1
+    layers_k = D · p_k                        so  soft + upper + lower == D  (float rounding only)
+
+so the separated layers always add up to the network's own denoised image and are never
+negative. Two extra output channels are bone-segmentation logits (upper, lower) used for
+supervision (masks are "layer > small threshold").
+
+Architecture: a U-Net with ``depth`` (default 4) stride-2 downsamplings, GroupNorm/SiLU residual
+blocks, skip connections by concatenation, and a self-attention bottleneck over the 1/16
+resolution tokens (multi-head ``F.scaled_dot_product_attention``) with 2-D rotary positional
+encoding (RoPE: the attention logits depend only on the *relative* token offsets, so it works for
+any input size and keeps the network translation equivariant up to the stride).
+
+Weights are stored as safetensors only; the config is in the file's metadata as JSON
+(``metadata["lsn_config"]``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._validation import check_positive_float, check_tensor
+from .layers import LayerStack
+
+NOMINAL_SPACING_MM = 0.1
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "lsn_default.safetensors")
+TRAIN_COMMAND = (
+    "lsn-fast train-lsn --stage 1 --model small --steps 3000 --crop 64 --batch 8 --lr 2e-3 --seed 0 "
+    "--pool 64 --refresh 250 --threads 1 --out runs/lsn_s1 && "
+    "cp runs/lsn_s1/model.safetensors lsn_fast/weights/lsn_default.safetensors"
+)
+
+__all__ = ["LSNConfig", "LSN", "LSNOutput", "separate", "save_weights", "load_weights", "DEFAULT_WEIGHTS"]
+
+
+# ------------------------------------------------------------------------------ config
+@dataclass
+class LSNConfig:
+    """Hyper-parameters of :class:`LSN` (stored with the weights as JSON).
+
+    Args:
+        base_channels: channels at full resolution.
+        channel_mults: channel multiplier per resolution level; ``len - 1`` = number of
+            stride-2 downsamplings (``depth``); inputs must be divisible by ``2**depth``.
+        blocks_per_level: residual blocks per encoder level.
+        heads: attention heads in the bottleneck (``channels // heads`` must be divisible by 4
+            for the 2-D rotary encoding).
+        attn_layers: transformer blocks in the bottleneck (0 disables attention).
+        groups: GroupNorm groups (reduced to a divisor of the channel count where needed).
+        rope_base: rotary-encoding base (wavelengths in bottleneck tokens).
+        input_scale: the input is multiplied by this before the first convolution.
+    """
+
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 4, 4, 8)
+    blocks_per_level: int = 1
+    heads: int = 4
+    attn_layers: int = 1
+    groups: int = 8
+    rope_base: float = 100.0
+    input_scale: float = 2.0
+
+    def __post_init__(self):
+        self.channel_mults = tuple(int(m) for m in self.channel_mults)
+        if self.base_channels < 1 or not self.channel_mults or min(self.channel_mults) < 1:
+            raise ValueError("config: base_channels and channel_mults must be >= 1")
+        c = self.base_channels * self.channel_mults[-1]
+        if self.attn_layers > 0 and (c % self.heads or (c // self.heads) % 4):
+            raise ValueError(f"config: bottleneck channels {c} must split into {self.heads} heads of a multiple of 4")
+
+    @property
+    def depth(self) -> int:
+        return len(self.channel_mults) - 1
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** self.depth
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["channel_mults"] = list(self.channel_mults)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, s: str | dict) -> "LSNConfig":
+        d = json.loads(s) if isinstance(s, str) else dict(s)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    # named presets ---------------------------------------------------------------
+    @classmethod
+    def tiny(cls) -> "LSNConfig":
+        """For tests: ~30k parameters."""
+        return cls(base_channels=4, channel_mults=(1, 2, 2, 4, 4), heads=2, attn_layers=1, groups=4)
+
+    @classmethod
+    def small(cls) -> "LSNConfig":
+        """CPU-trainable (the shipped CPU weights): ~0.5M parameters."""
+        return cls(base_channels=12, channel_mults=(1, 2, 4, 4, 8), heads=4, attn_layers=1, groups=4)
+
+    @classmethod
+    def default(cls) -> "LSNConfig":
+        """GPU real-time size: a few M parameters."""
+        return cls()
+
+    @classmethod
+    def named(cls, name: str) -> "LSNConfig":
+        presets = {"tiny": cls.tiny, "small": cls.small, "default": cls.default}
+        if name not in presets:
+            raise ValueError(f"model: expected one of {sorted(presets)}, got {name!r}")
+        return presets[name]()
+
+
+# ------------------------------------------------------------------------------ blocks
+def _gn(c: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(c, groups), c)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, groups: int):
+        super().__init__()
+        self.n1, self.c1 = _gn(cin, groups), nn.Conv2d(cin, cout, 3, padding=1)
+        self.n2, self.c2 = _gn(cout, groups), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x):
+        h = self.c1(F.silu(self.n1(x)))
+        h = self.c2(F.silu(self.n2(h)))
+        return self.skip(x) + h
+
+
+def rope_2d(t: torch.Tensor, h: int, w: int, base: float) -> torch.Tensor:
+    """Axial 2-D rotary encoding of (B, heads, h·w, d) tokens (row-major grid), d % 4 == 0.
+
+    The first d/2 channels rotate with the row index, the last d/2 with the column index, so
+    ``<rope(q)_i, rope(k)_j>`` depends on the positions only through ``pos_i − pos_j``.
+    """
+    d = t.shape[-1]
+    n = d // 4
+    inv = base ** (-torch.arange(n, device=t.device, dtype=torch.float32) / max(n, 1))
+    ys = torch.arange(h, device=t.device, dtype=torch.float32).repeat_interleave(w)
+    xs = torch.arange(w, device=t.device, dtype=torch.float32).repeat(h)
+    out = []
+    for pos, part in ((ys, t[..., : d // 2]), (xs, t[..., d // 2:])):
+        ang = pos[:, None] * inv[None, :]  # (N, n)
+        cos, sin = ang.cos().to(t.dtype), ang.sin().to(t.dtype)
+        a, b = part[..., 0::2], part[..., 1::2]
+        out.append(torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2))
+    return torch.cat(out, dim=-1)
+
+
+class AttentionBlock(nn.Module):
+    """Pre-norm multi-head self-attention over all tokens + a 1×1 feed-forward, both residual."""
+
+    def __init__(self, c: int, heads: int, groups: int, rope_base: float):
+        super().__init__()
+        self.heads, self.rope_base = heads, rope_base
+        self.norm = _gn(c, groups)
+        self.qkv = nn.Conv2d(c, 3 * c, 1)
+        self.proj = nn.Conv2d(c, c, 1)
+        self.norm2 = _gn(c, groups)
+        self.ff1, self.ff2 = nn.Conv2d(c, 2 * c, 1), nn.Conv2d(2 * c, c, 1)
+        nn.init.zeros_(self.proj.weight), nn.init.zeros_(self.proj.bias)
+        nn.init.zeros_(self.ff2.weight), nn.init.zeros_(self.ff2.bias)
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W)
+        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, N, d)
+        q, k = rope_2d(q, H, W, self.rope_base), rope_2d(k, H, W, self.rope_base)
+        a = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
+        x = x + self.proj(a.transpose(-1, -2).reshape(B, C, H, W))
+        return x + self.ff2(F.silu(self.ff1(self.norm2(x))))
+
+
+# ------------------------------------------------------------------------------ output
+@dataclass
+class LSNOutput:
+    """What :meth:`LSN.forward` returns.
+
+    Attributes:
+        layers: (B,3,H,W) soft, upper, lower, >= 0; their sum is ``denoised``.
+        denoised: (B,1,H,W) the denoised attenuation D >= 0.
+        seg_logits: (B,2,H,W) bone-mask logits (upper, lower).
+    """
+
+    layers: torch.Tensor
+    denoised: torch.Tensor
+    seg_logits: torch.Tensor
+
+    @property
+    def soft(self):
+        return self.layers[:, 0]
+
+    @property
+    def upper(self):
+        return self.layers[:, 1]
+
+    @property
+    def lower(self):
+        return self.layers[:, 2]
+
+    def stack(self, spacing_mm: float = NOMINAL_SPACING_MM, axis=None) -> LayerStack:
+        L = self.layers.float()
+        return LayerStack(L[:, 0], L[:, 1], L[:, 2], spacing_mm, axis, validate=False)
+
+
+# ------------------------------------------------------------------------------ model
+class LSN(nn.Module):
+    """Layer Separation Network: (B,1,H,W) attenuation -> soft/upper/lower layers.
+
+    ``H`` and ``W`` must be divisible by ``config.multiple`` (16 for the standard depth of 4);
+    :func:`separate` pads arbitrary sizes. See the module docstring for the parametrization.
+    """
+
+    def __init__(self, config: LSNConfig | None = None):
+        super().__init__()
+        cfg = config or LSNConfig()
+        self.config = cfg
+        ch = [cfg.base_channels * m for m in cfg.channel_mults]
+        g = cfg.groups
+        self.stem = nn.Conv2d(1, ch[0], 3, padding=1)
+        self.enc = nn.ModuleList()
+        self.down = nn.ModuleList()
+        for i in range(cfg.depth):
+            self.enc.append(nn.Sequential(*[ResBlock(ch[i], ch[i], g) for _ in range(cfg.blocks_per_level)]))
+            self.down.append(nn.Conv2d(ch[i], ch[i + 1], 3, stride=2, padding=1))
+        c = ch[-1]
+        self.mid1 = ResBlock(c, c, g)
+        self.attn = nn.ModuleList([AttentionBlock(c, cfg.heads, g, cfg.rope_base) for _ in range(cfg.attn_layers)])
+        self.mid2 = ResBlock(c, c, g)
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in reversed(range(cfg.depth)):
+            self.up.append(nn.Conv2d(ch[i + 1], ch[i], 3, padding=1))
+            self.dec.append(ResBlock(2 * ch[i], ch[i], g))
+        self.head_norm = _gn(ch[0], g)
+        self.head = nn.Conv2d(ch[0], 6, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():  # start as "identity denoiser, all soft tissue, no bone"
+            self.head.bias.copy_(torch.tensor([0.0, 2.0, 0.0, 0.0, -2.0, -2.0]))
+
+    # ------------------------------------------------------------------ factories
+    @classmethod
+    def tiny(cls) -> "LSN":
+        """A ~30k-parameter model for tests."""
+        return cls(LSNConfig.tiny())
+
+    @classmethod
+    def small(cls) -> "LSN":
+        return cls(LSNConfig.small())
+
+    @classmethod
+    def pretrained(cls, path: str | os.PathLike | None = None, map_location="cpu") -> "LSN":
+        """Load the shipped weights ``lsn_fast/weights/lsn_default.safetensors`` (or ``path``)."""
+        return load_weights(DEFAULT_WEIGHTS if path is None else path, map_location=map_location)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ forward
+    def check_input(self, images) -> torch.Tensor:
+        check_tensor(images, "images", ndim=4, dtypes=(torch.float32, torch.float16, torch.bfloat16, torch.float64))
+        B, C, H, W = images.shape
+        m = self.config.multiple
+        if C != 1:
+            raise ValueError(f"images: expected one channel (B,1,H,W), got shape {tuple(images.shape)}")
+        if H % m or W % m:
+            raise ValueError(f"images: H and W must be divisible by {m}, got {H}x{W} (lsn_fast.separate pads any size)")
+        return images
+
+    def forward(self, images: torch.Tensor, *, validate: bool = True) -> LSNOutput:
+        """Separate (B,1,H,W) attenuation images; returns :class:`LSNOutput`."""
+        if validate:
+            self.check_input(images)
+        x = images.to(self.stem.weight.dtype) if not torch.is_autocast_enabled() else images.float()
+        h = self.stem(x * self.config.input_scale)
+        skips = []
+        for enc, down in zip(self.enc, self.down):
+            h = enc(h)
+            skips.append(h)
+            h = down(h)
+        h = self.mid1(h)
+        for a in self.attn:
+            h = a(h)
+        h = self.mid2(h)
+        for up, dec in zip(self.up, self.dec):
+            h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+            h = dec(torch.cat([h, skips.pop()], dim=1))
+        out = self.head(F.silu(self.head_norm(h))).float()
+        denoised = F.relu(x.float() + out[:, 0:1])
+        frac = torch.softmax(out[:, 1:4], dim=1)
+        return LSNOutput(layers=denoised * frac, denoised=denoised, seg_logits=out[:, 4:6])
+
+
+# ------------------------------------------------------------------------------ weights I/O
+def save_weights(model: LSN, path: str | os.PathLike, extra_metadata: dict | None = None) -> None:
+    """Write ``model`` as safetensors with the config in ``metadata["lsn_config"]`` (JSON)."""
+    from safetensors.torch import save_file
+
+    path = os.fspath(path)
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": "lsn_fast.LSN", "version": "1", "lsn_config": model.config.to_json()}
+    for k, v in (extra_metadata or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    d = os.path.dirname(path)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    tmp = path + ".partial"
+    save_file(tensors, tmp, metadata=meta)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(os.fspath(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def load_weights(path: str | os.PathLike, map_location="cpu") -> LSN:
+    """Build an :class:`LSN` from a safetensors file written by :func:`save_weights`."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"LSN weights not found: {path}. Train them with `{TRAIN_COMMAND}` "
+            f"(see lsn_fast/weights/README.md)"
+        )
+    from safetensors.torch import load_file
+
+    try:
+        meta = read_metadata(path)
+        state = load_file(path, device=str(map_location))
+    except Exception as e:  # corrupt / foreign file
+        raise ValueError(f"path: {path} is not a readable safetensors LSN file ({type(e).__name__}: {e})") from None
+    if "lsn_config" not in meta:
+        raise ValueError(f"path: {path} has no 'lsn_config' metadata; not an lsn_fast LSN weights file")
+    model = LSN(LSNConfig.from_json(meta["lsn_config"]))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"path: {path} does not match its config (missing {missing[:4]}, unexpected {unexpected[:4]})")
+    return model.to(map_location).eval()
+
+
+# ------------------------------------------------------------------------------ separate
+_DEFAULT_MODEL: dict = {}
+
+
+def _default_model(device) -> LSN:
+    key = str(device)
+    if key not in _DEFAULT_MODEL:
+        _DEFAULT_MODEL[key] = LSN.pretrained(map_location=device)
+    return _DEFAULT_MODEL[key]
+
+
+def separate(
+    images: torch.Tensor,
+    model: LSN | None = None,
+    spacing_mm: float = NOMINAL_SPACING_MM,
+    *,
+    batch_size: int = 32,
+    axis=None,
+) -> LayerStack:
+    """Separate radiograph crops into soft-tissue, upper-bone and lower-bone layers.
+
+    Args:
+        images: (B,1,H,W) attenuation images ``−log(q/N0)`` (bone bright), float, finite; any
+            H, W (padded internally to the model's multiple).
+        model: an :class:`LSN`; None loads :meth:`LSN.pretrained` (cached per device).
+        spacing_mm: the images' pixel spacing, > 0. Other spacings than 0.1 mm are resampled to
+            0.1 mm (area/antialiased bilinear), separated, and the layers are mapped back to the
+            input grid (bilinear, non-negative weights, so layers stay >= 0 and still add up).
+        batch_size: crops per forward pass.
+        axis: stored on the returned stack (see :class:`LayerStack`).
+    Returns:
+        LayerStack (B,H,W) float32 on the images' device, ``spacing_mm`` = the input spacing.
+    """
+    check_tensor(images, "images", ndim=4, dtypes=(torch.float32, torch.float16, torch.bfloat16, torch.float64))
+    if images.shape[1] != 1:
+        raise ValueError(f"images: expected (B,1,H,W), got shape {tuple(images.shape)}")
+    spacing_mm = check_positive_float(spacing_mm, "spacing_mm")
+    if not 0.01 <= spacing_mm <= 1.0:
+        raise ValueError(f"spacing_mm: expected a radiograph pixel spacing in [0.01, 1] mm, got {spacing_mm}")
+    if model is not None and not isinstance(model, LSN):
+        raise TypeError(f"model: expected an lsn_fast.LSN or None, got {type(model).__name__}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size: must be an int >= 1, got {batch_size!r}")
+    dev_in = images.device
+    if model is None:
+        model = _default_model(dev_in)
+    dev = next(model.parameters()).device
+    B, _, H, W = images.shape
+    scale = spacing_mm / NOMINAL_SPACING_MM
+    Hn, Wn = max(1, round(H * scale)), max(1, round(W * scale))
+    m = model.config.multiple
+    Hp, Wp = -(-Hn // m) * m, -(-Wn // m) * m
+    was_training = model.training
+    model.eval()
+    outs = []
+    try:
+        with torch.no_grad():
+            for s in range(0, B, batch_size):
+                x = images[s:s + batch_size].to(device=dev, dtype=torch.float32)
+                if (Hn, Wn) != (H, W):
+                    x = F.interpolate(x, size=(Hn, Wn), mode="bilinear", align_corners=False, antialias=scale < 1.0)
+                if (Hp, Wp) != (Hn, Wn):
+                    x = F.pad(x, (0, Wp - Wn, 0, Hp - Hn), mode="replicate")
+                ac = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else _null()
+                with ac:
+                    L = model(x, validate=False).layers.float()
+                L = L[:, :, :Hn, :Wn]
+                if (Hn, Wn) != (H, W):
+                    L = F.interpolate(L, size=(H, W), mode="bilinear", align_corners=False, antialias=scale > 1.0)
+                outs.append(L.clamp_min(0.0).to(dev_in))
+    finally:
+        model.train(was_training)
+    L = torch.cat(outs)
+    return LayerStack(L[:, 0], L[:, 1], L[:, 2], spacing_mm, axis, validate=False)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False

@@ -1,0 +1,657 @@
+"""Training the Layer Separation Network (issue 4, part 2).
+
+Stage 1 — supervised, on pseudo-radiographs with known layers generated on the fly:
+    phantoms (:func:`lsn_fast.phantom.generate`, a pool regenerated every ``refresh`` steps with
+    seeds derived from the run seed) -> random crop around the joint, random horizontal flip and
+    intensity scale -> detector chain (:func:`lsn_fast.compose`) with a randomized
+    :class:`lsn_fast.Detector` per sample (n0 log-uniform 2e3–1e5, blur 0.3–1.2 px, electronic
+    σ 0–5 counts, scatter-to-primary 0–0.1). Losses:
+
+    * per-layer L1 + image-gradient L1 (finite differences) against the true layers,
+    * bone-segmentation BCE on the seg head (masks: layer > ``MASK_THRESHOLD``),
+    * Beer–Lambert reconstruction: the predicted layers composed noiselessly with
+      :func:`lsn_fast.compose` against the clean attenuation (L1), and in the counts domain
+      (``exp(−A)`` through a noiseless counts-output Detector, L1).
+
+Stage 2 — radiographs without layer ground truth (a folder of images + bone masks):
+    reconstruction against the input, segmentation supervision (+ no bone outside its mask),
+    random-shift consistency (:func:`shift_consistency_loss`: open the joint by a random integer
+    number of px with ``LayerStack.shifted``/``compose``, re-separate, the layers must come back
+    moved by exactly that shift), and a small patch-GAN discriminator on the high-passed soft
+    layer (soft tissue under the bones vs elsewhere; the LSN learns to make them
+    indistinguishable, i.e. to leave no bone remnants in the soft layer).
+
+Everything is deterministic given ``seed``: the data of step ``k`` depends only on
+``(seed, k)``, so resuming from a checkpoint gives the same numbers as not stopping.
+Checkpoints are safetensors (model, optimizer, discriminator) + a small JSON state; the
+weights-only ``model.safetensors`` loads with :meth:`lsn_fast.LSN.pretrained(path)`.
+
+CLI (wired by :mod:`lsn_fast.cli` as ``lsn-fast train-lsn`` / ``lsn-fast eval-lsn``)::
+
+    lsn-fast train-lsn --stage 1 --model small --steps 2000 --crop 64 --batch 8 --out runs/s1
+    lsn-fast train-lsn --stage 2 --data demo_s2/ --make-demo 64 --init runs/s1 --steps 500 --out runs/s2
+    lsn-fast eval-lsn --weights runs/s1/model.safetensors
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .compose import compose
+from .detector import Detector
+from .layers import LayerStack
+from .lsn import LSN, LSNConfig, load_weights, save_weights
+
+MASK_THRESHOLD = 0.01  # bone mask = bone layer > this (dimensionless line integral)
+LOSS_SCALE = 10.0  # layers are ~0.1–0.6; scale L1 terms to O(0.1–1)
+DETECTOR_RANGES = {  # stage-1 randomization (issue 4)
+    "n0": (2.0e3, 1.0e5),  # log-uniform
+    "blur_sigma_px": (0.3, 1.2),
+    "electronic_sigma": (0.0, 5.0),
+    "scatter": (0.0, 0.1),
+}
+
+__all__ = [
+    "TrainConfig", "Trainer", "train", "PhantomPool", "random_detector", "bone_masks",
+    "stage1_losses", "stage2_losses", "shift_consistency_loss", "SoftDiscriminator",
+    "load_stage2_folder", "write_demo_stage2_data", "add_train_arguments", "run_train",
+    "add_eval_arguments", "run_eval", "MASK_THRESHOLD", "DETECTOR_RANGES",
+]
+
+
+# ------------------------------------------------------------------------------ utilities
+def _mix(*vals: int) -> int:
+    """SplitMix64 hash of integers -> a 63-bit seed (stable across runs and platforms)."""
+    x = 0x9E3779B97F4A7C15
+    for v in vals:
+        x = (x ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF
+        x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        z = x
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        x = z ^ (z >> 31)
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+def _gen(*vals: int) -> torch.Generator:
+    return torch.Generator().manual_seed(_mix(*vals))
+
+
+def _uniform(g, n, lo, hi) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g)
+
+
+def random_detector(batch: int, g: torch.Generator, ranges: dict | None = None) -> Detector:
+    """A Poisson :class:`Detector` with per-sample parameters drawn from ``ranges``."""
+    r = dict(DETECTOR_RANGES, **(ranges or {}))
+    lo, hi = math.log(r["n0"][0]), math.log(r["n0"][1])
+    return Detector(
+        n0=torch.exp(_uniform(g, batch, lo, hi)),
+        noise="poisson",
+        blur_sigma_px=_uniform(g, batch, *r["blur_sigma_px"]),
+        electronic_sigma=_uniform(g, batch, *r["electronic_sigma"]),
+        scatter=_uniform(g, batch, *r["scatter"]),
+    )
+
+
+def bone_masks(layers: torch.Tensor, threshold: float = MASK_THRESHOLD) -> torch.Tensor:
+    """(B,3,H,W) layers -> (B,2,H,W) float masks of the upper and lower bone."""
+    return (layers[:, 1:3] > threshold).to(torch.float32)
+
+
+def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    dy = (a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])
+    dx = (a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])
+    return dy.abs().mean() + dx.abs().mean()
+
+
+_COUNTS = Detector(n0=1.0, noise="none", blur_sigma_px=0.0, electronic_sigma=0.0, scatter=0.0, output="counts")
+
+
+def _stack(layers: torch.Tensor, spacing_mm: float = 0.1, axis=None) -> LayerStack:
+    return LayerStack(layers[:, 0], layers[:, 1], layers[:, 2], spacing_mm, axis, validate=False)
+
+
+def recompose(layers: torch.Tensor, counts: bool = False) -> torch.Tensor:
+    """Noiseless Beer–Lambert recomposition of (B,3,H,W) layers with :func:`lsn_fast.compose`:
+    the attenuation ``A = S + U + L`` or the normalized counts ``exp(−A)``, (B,1,H,W)."""
+    st = _stack(layers.float(), axis=(-1.0, 0.0))
+    return compose(st, detector=_COUNTS if counts else None)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+# ------------------------------------------------------------------------------ stage 1 data
+class PhantomPool:
+    """A pool of phantoms, regenerated every ``refresh`` steps; crops drawn per step.
+
+    Block ``b = step // refresh`` holds ``generate(pool_size, size, seed=mix(seed, b))`` so the
+    data of any step depends only on ``(seed, step)``.
+    """
+
+    def __init__(self, seed: int, pool_size: int = 64, size: int = 256, refresh: int = 200,
+                 tilt_deg=(-10.0, 10.0), spacing_mm: float = 0.1):
+        self.seed, self.pool_size, self.size, self.refresh = seed, pool_size, size, max(1, refresh)
+        self.tilt_deg, self.spacing_mm = tilt_deg, spacing_mm
+        self._block, self._layers, self._axis = None, None, None
+
+    def _load(self, block: int):
+        if self._block != block:
+            from .phantom import generate
+
+            st, _ = generate(self.pool_size, size=self.size, spacing_mm=self.spacing_mm,
+                             seed=_mix(self.seed, block, 1) % (2**62), tilt_deg=self.tilt_deg)
+            self._layers = torch.stack([st.soft, st.upper, st.lower], 1).float()
+            self._axis = st.axis.float()
+            self._block = block
+
+    def batch(self, step: int, batch: int, crop: int, g: torch.Generator, scale=(0.9, 1.1)):
+        """(layers (B,3,crop,crop), axis (B,2)) for this step."""
+        self._load(step // self.refresh)
+        S = self.size
+        c = min(crop, S)
+        idx = torch.randint(0, self.pool_size, (batch,), generator=g)
+        j = min((S - c) // 2, c)  # around the joint, reaching the finger's edges and the air
+        oy = (S - c) // 2 + torch.randint(-j, j + 1, (batch,), generator=g)
+        ox = (S - c) // 2 + torch.randint(-j, j + 1, (batch,), generator=g)
+        flip = torch.rand(batch, generator=g) < 0.5
+        sc = _uniform(g, batch, *scale)
+        out, axes = [], []
+        for b in range(batch):
+            L = self._layers[idx[b], :, oy[b]:oy[b] + c, ox[b]:ox[b] + c]
+            a = self._axis[idx[b]].clone()
+            if flip[b]:
+                L, a[1] = L.flip(-1), -a[1]
+            out.append(L * sc[b])
+            axes.append(a)
+        return torch.stack(out), torch.stack(axes)
+
+
+def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device) -> dict:
+    g = _gen(cfg.seed, step, 2)
+    layers, axis = pool.batch(step, cfg.batch, cfg.crop, g)
+    det = random_detector(cfg.batch, g)
+    st = _stack(layers, pool.spacing_mm, axis)
+    image = compose(st, detector=det, seed=_mix(cfg.seed, step, 3))
+    return {"image": image.to(device), "layers": layers.to(device), "axis": axis.to(device)}
+
+
+def stage1_losses(model: LSN, batch: dict, weights: dict | None = None) -> tuple[torch.Tensor, dict]:
+    """Supervised losses; returns (total, {name: float})."""
+    w = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "counts": 1.0, **(weights or {})}
+    out = model(batch["image"], validate=False)
+    P, T = out.layers, batch["layers"]
+    clean = T.sum(1, keepdim=True)
+    terms = {
+        "layer": LOSS_SCALE * (P - T).abs().mean(),
+        "grad": LOSS_SCALE * _grad_l1(P, T),
+        "seg": F.binary_cross_entropy_with_logits(out.seg_logits, bone_masks(T)),
+        "recon": LOSS_SCALE * (recompose(P) - clean).abs().mean(),
+        "counts": LOSS_SCALE * (recompose(P, counts=True) - torch.exp(-clean)).abs().mean(),
+    }
+    total = sum(w[k] * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+# ------------------------------------------------------------------------------ stage 2
+def shift_consistency_loss(
+    layers: torch.Tensor,
+    resep: Callable[[torch.Tensor], torch.Tensor],
+    shift_px,
+    axis=(-1.0, 0.0),
+    spacing_mm: float = 0.1,
+) -> torch.Tensor:
+    """Random-shift consistency (stage 2).
+
+    Move the upper bone of ``layers`` (B,3,H,W) by ``shift_px`` along ``axis`` with
+    :meth:`LayerStack.shifted`, re-compose the image with :func:`lsn_fast.compose` (noiseless),
+    re-separate it with ``resep`` (image (B,1,H,W) -> layers (B,3,H,W)) and return the mean L1
+    (× ``LOSS_SCALE``) between the re-separated and the shifted layers. The target is detached.
+    Zero for an exactly shift-equivariant separator.
+    """
+    st = _stack(layers.detach().float(), spacing_mm, axis)
+    moved = st.shifted(shift_px)
+    target = torch.stack([moved.soft, moved.upper, moved.lower], 1)
+    image = compose(st, shift_px=shift_px)
+    return LOSS_SCALE * (resep(image) - target).abs().mean()
+
+
+class SoftDiscriminator(nn.Module):
+    """Patch discriminator on the soft layer's high-pass (soft − 9×9 local mean).
+
+    Output logits (B,1,H/4,W/4): "this patch of the soft layer lies under a bone".
+    """
+
+    def __init__(self, ch: int = 16):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, ch, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.GroupNorm(4, 2 * ch), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * ch, 1, 3, 1, 1),
+        )
+
+    def forward(self, soft: torch.Tensor) -> torch.Tensor:
+        hp = soft - F.avg_pool2d(soft, 9, 1, 4, count_include_pad=False)
+        return self.net(hp * LOSS_SCALE * 10.0)
+
+
+def _patch_labels(masks: torch.Tensor, image: torch.Tensor):
+    under = (F.avg_pool2d(masks.amax(1, keepdim=True), 4) > 0.5).float()
+    tissue = (F.avg_pool2d((image > 0.05).float(), 4) > 0.5).float()
+    return under, tissue
+
+
+def stage2_losses(model: LSN, disc: SoftDiscriminator | None, batch: dict, g: torch.Generator,
+                  max_shift: int = 4, weights: dict | None = None) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+    """Losses without layer ground truth. Returns (generator total, terms, soft layer for the
+    discriminator step or None)."""
+    w = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01, **(weights or {})}
+    x, masks = batch["image"], batch["masks"]
+    out = model(x, validate=False)
+    P = out.layers
+    B = x.shape[0]
+    shift = torch.randint(1, max_shift + 1, (B,), generator=g).float().to(x.device)
+    terms = {
+        "recon": LOSS_SCALE * (recompose(P) - x).abs().mean(),
+        "counts": LOSS_SCALE * (recompose(P, counts=True) - torch.exp(-x)).abs().mean(),
+        "seg": F.binary_cross_entropy_with_logits(out.seg_logits, masks),
+        "outside": LOSS_SCALE * (P[:, 1:3] * (1.0 - masks)).mean(),
+        "shift": shift_consistency_loss(P, lambda im: model(im, validate=False).layers, shift),
+    }
+    soft = P[:, 0:1]
+    if disc is not None:
+        under, tissue = _patch_labels(masks, x)
+        logits = disc(soft)
+        n = (under * tissue).sum().clamp_min(1.0)
+        # generator: make the soft tissue under the bones look like soft tissue elsewhere
+        terms["adv"] = (F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none") * under * tissue).sum() / n
+    total = sum(w[k] * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()}, soft.detach()
+
+
+def discriminator_loss(disc: SoftDiscriminator, soft: torch.Tensor, masks: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    under, tissue = _patch_labels(masks, image)
+    logits = disc(soft)
+    l = F.binary_cross_entropy_with_logits(logits, under, reduction="none") * tissue
+    return l.sum() / tissue.sum().clamp_min(1.0)
+
+
+def _read_image_file(path: str) -> torch.Tensor:
+    if path.endswith(".npy"):
+        import numpy as np
+
+        return torch.from_numpy(np.load(path, allow_pickle=False).astype("float32"))
+    from PIL import Image
+    import numpy as np
+
+    with Image.open(path) as im:
+        a = np.asarray(im)
+    return torch.from_numpy(a.astype("float32"))
+
+
+def load_stage2_folder(path: str, png_scale: float = 4.0 / 65535.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N,1,H,W) float32 attenuation and bone masks (N,2,H,W) from a folder.
+
+    Accepted: ``*.safetensors`` with ``images`` (N,1,H,W)/(N,H,W)/(H,W) and ``masks``
+    (N,2,H,W)/(2,H,W); or pairs ``X.npy`` + ``X_mask.npy`` / ``X.png`` + ``X_mask.png`` where the
+    mask is (2,H,W) (or (H,W,2)) upper/lower, or a (H,W) label map (1 upper, 2 lower). PNG images
+    hold attenuation × 1/``png_scale`` (16-bit: 0–65535 ↦ 0–4). All images must share H, W.
+    """
+    if not os.path.isdir(path):
+        raise ValueError(f"data: not a directory: {path}")
+    imgs, masks = [], []
+    for f in sorted(glob.glob(os.path.join(path, "*.safetensors"))):
+        from safetensors.torch import load_file
+
+        d = load_file(f)
+        if "images" not in d or "masks" not in d:
+            raise ValueError(f"data: {f} lacks 'images' and 'masks' tensors")
+        im, m = d["images"].float(), d["masks"].float()
+        im = im.reshape(-1, 1, *im.shape[-2:])
+        m = m.reshape(-1, 2, *m.shape[-2:])
+        if im.shape[0] != m.shape[0]:
+            raise ValueError(f"data: {f}: {im.shape[0]} images but {m.shape[0]} masks")
+        imgs.append(im), masks.append(m)
+    for ext in (".npy", ".png"):
+        for f in sorted(glob.glob(os.path.join(path, "*" + ext))):
+            if f.endswith("_mask" + ext):
+                continue
+            mf = f[: -len(ext)] + "_mask" + ext
+            if not os.path.isfile(mf):
+                raise ValueError(f"data: {f} has no mask file {os.path.basename(mf)}")
+            im = _read_image_file(f)
+            if ext == ".png":
+                im = im * png_scale
+            m = _read_image_file(mf)
+            if m.ndim == 2:
+                m = torch.stack([m == 1, m == 2]).float()
+            elif m.ndim == 3 and m.shape[-1] == 2:
+                m = m.permute(2, 0, 1)
+            imgs.append(im.reshape(1, 1, *im.shape[-2:])), masks.append((m > 0).float().reshape(1, 2, *m.shape[-2:]))
+    if not imgs:
+        raise ValueError(f"data: no .safetensors, .npy or .png images in {path}")
+    shapes = {tuple(t.shape[-2:]) for t in imgs}
+    if len(shapes) != 1:
+        raise ValueError(f"data: images have different sizes {sorted(shapes)}")
+    images, masks_t = torch.cat(imgs), torch.cat(masks)
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("data: images contain NaN or Inf")
+    return images, masks_t
+
+
+def write_demo_stage2_data(out_dir: str, n: int = 64, size: int = 256, seed: int = 777) -> str:
+    """Demo "radiographs" for stage 2: phantoms from a *different* setting than stage 1 (tilt
+    ±20°, bone μ scaled ×0.8–1.2, soft ×0.9–1.1, stronger blur 0.8–1.6 px, n0 3e3–5e4) with
+    masks from their true layers; written to ``out_dir/demo.safetensors``."""
+    from .phantom import generate
+
+    os.makedirs(out_dir, exist_ok=True)
+    st, _ = generate(n, size=size, seed=seed, tilt_deg=(-20.0, 20.0))
+    g = _gen(seed, 5)
+    bs, ss = _uniform(g, n, 0.8, 1.2).view(n, 1, 1), _uniform(g, n, 0.9, 1.1).view(n, 1, 1)
+    L = torch.stack([st.soft * ss, st.upper * bs, st.lower * bs], 1)
+    det = random_detector(n, g, {"blur_sigma_px": (0.8, 1.6), "n0": (3e3, 5e4)})
+    images = compose(_stack(L, st.spacing_mm, st.axis), detector=det, seed=seed)
+    from safetensors.torch import save_file
+
+    p = os.path.join(out_dir, "demo.safetensors")
+    save_file({"images": images.contiguous(), "masks": bone_masks(L).contiguous()}, p,
+              metadata={"format": "lsn_fast.stage2", "seed": str(seed)})
+    return p
+
+
+def stage2_batch(images: torch.Tensor, masks: torch.Tensor, step: int, cfg: "TrainConfig", device) -> tuple[dict, torch.Generator]:
+    g = _gen(cfg.seed, step, 4)
+    N, _, H, W = images.shape
+    c = min(cfg.crop, H, W)
+    c -= c % 16
+    idx = torch.randint(0, N, (cfg.batch,), generator=g)
+    jy, jx = min((H - c) // 2, c // 4), min((W - c) // 2, c // 4)
+    oy = (H - c) // 2 + torch.randint(-jy, jy + 1, (cfg.batch,), generator=g)
+    ox = (W - c) // 2 + torch.randint(-jx, jx + 1, (cfg.batch,), generator=g)
+    im = torch.stack([images[i, :, y:y + c, x:x + c] for i, y, x in zip(idx, oy, ox)])
+    m = torch.stack([masks[i, :, y:y + c, x:x + c] for i, y, x in zip(idx, oy, ox)])
+    return {"image": im.to(device), "masks": m.to(device)}, g
+
+
+# ------------------------------------------------------------------------------ trainer
+@dataclass
+class TrainConfig:
+    """Options of a training run (the CLI flags map 1:1)."""
+
+    stage: int = 1
+    steps: int = 1000
+    crop: int = 64
+    batch: int = 8
+    lr: float = 2e-3
+    seed: int = 0
+    out: str | None = None
+    resume: bool = False
+    model: str = "tiny"
+    data: str | None = None
+    init: str | None = None
+    pool: int = 64
+    phantom_size: int = 256
+    refresh: int = 200
+    ckpt_every: int = 200
+    warmup: int = 50
+    max_shift: int = 4
+    device: str | None = None
+    progress: bool = True
+
+    def validate(self):
+        if self.stage not in (1, 2):
+            raise ValueError(f"stage: expected 1 or 2, got {self.stage}")
+        for k in ("steps", "batch", "pool", "refresh", "ckpt_every"):
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"{k}: must be >= 1, got {getattr(self, k)}")
+        if self.crop < 16 or self.crop % 16:
+            raise ValueError(f"crop: must be a multiple of 16 and >= 16, got {self.crop}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if self.stage == 2 and not self.data:
+            raise ValueError("data: stage 2 needs --data DIR (images + bone masks; --make-demo N writes a demo set)")
+        if self.resume and not self.out:
+            raise ValueError("resume: needs --out DIR holding the checkpoint")
+        LSNConfig.named(self.model)
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
+
+
+def _opt_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, list]:
+    sd = opt.state_dict()
+    t = {}
+    for i, st in sd["state"].items():
+        for k, v in st.items():
+            t[f"{prefix}.{i}.{k}"] = (v if isinstance(v, torch.Tensor) else torch.tensor(v)).detach().cpu().contiguous()
+    return t, sd["param_groups"]
+
+
+def _opt_load(opt: torch.optim.Optimizer, tensors: dict, prefix: str, groups: list, device) -> None:
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith(prefix + "."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v if name == "step" else v.to(device)
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+class Trainer:
+    """Holds the model, the optimizer(s) and the data of one run; ``step()`` advances by one."""
+
+    def __init__(self, cfg: TrainConfig, model: LSN | None = None):
+        cfg.validate()
+        self.cfg = cfg
+        self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.manual_seed(_mix(cfg.seed, 0))
+        if model is None:
+            if cfg.init:
+                p = os.path.join(cfg.init, "model.safetensors") if os.path.isdir(cfg.init) else cfg.init
+                model = load_weights(p)
+            else:
+                model = LSN(LSNConfig.named(cfg.model))
+        self.model = model.to(self.device).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        self.disc = self.dopt = None
+        if cfg.stage == 2:
+            self.disc = SoftDiscriminator().to(self.device).train()
+            self.dopt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr * 0.5, betas=(0.5, 0.999))
+            self.images, self.masks = load_stage2_folder(cfg.data)
+            if min(self.images.shape[-2:]) < 16:
+                raise ValueError("data: images must be at least 16x16 px")
+        else:
+            self.pool = PhantomPool(cfg.seed, cfg.pool, cfg.phantom_size, cfg.refresh)
+        self.step_idx = 0
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> dict:
+        cfg, k = self.cfg, self.step_idx
+        lr = _lr_at(k, cfg)
+        for gr in self.opt.param_groups:
+            gr["lr"] = lr
+        self.model.train()
+        with _autocast(self.device):
+            if cfg.stage == 1:
+                batch = stage1_batch(self.pool, k, cfg, self.device)
+                loss, terms = stage1_losses(self.model, batch)
+                soft = None
+            else:
+                batch, g = stage2_batch(self.images, self.masks, k, cfg, self.device)
+                loss, terms, soft = stage2_losses(self.model, self.disc, batch, g, cfg.max_shift)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.disc is not None:  # the generator step must not train the discriminator
+            for p in self.disc.parameters():
+                p.grad = None
+        gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        if self.disc is not None:
+            with _autocast(self.device):
+                dl = discriminator_loss(self.disc, soft, batch["masks"], batch["image"])
+            self.dopt.zero_grad(set_to_none=True)
+            dl.backward()
+            self.dopt.step()
+            terms["disc"] = float(dl.detach())
+        rec = {"step": k, "loss": float(loss.detach()), "lr": lr, "grad_norm": float(gn), **terms}
+        self.history.append(rec)
+        self.step_idx += 1
+        return rec
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, out: str | None = None) -> str:
+        out = out or self.cfg.out
+        os.makedirs(out, exist_ok=True)
+        from safetensors.torch import save_file
+
+        t = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        ot, groups = _opt_tensors(self.opt, "opt")
+        t.update(ot)
+        dgroups = None
+        if self.disc is not None:
+            t.update({f"disc.{k}": v.detach().cpu().contiguous() for k, v in self.disc.state_dict().items()})
+            dt, dgroups = _opt_tensors(self.dopt, "dopt")
+            t.update(dt)
+        state = {
+            "step": self.step_idx, "stage": self.cfg.stage, "seed": self.cfg.seed,
+            "model_config": json.loads(self.model.config.to_json()),
+            "train_config": dataclasses.asdict(self.cfg), "param_groups": groups, "disc_param_groups": dgroups,
+            "last": self.history[-1] if self.history else None,
+        }
+        tmp = os.path.join(out, "ckpt.safetensors.partial")
+        save_file(t, tmp, metadata={"format": "lsn_fast.train_ckpt", "state": json.dumps(state)})
+        os.replace(tmp, os.path.join(out, "ckpt.safetensors"))
+        with open(os.path.join(out, "state.json.partial"), "w") as f:
+            json.dump(state, f, indent=1)
+        os.replace(os.path.join(out, "state.json.partial"), os.path.join(out, "state.json"))
+        save_weights(self.model, os.path.join(out, "model.safetensors"),
+                     {"train_step": str(self.step_idx), "train_stage": str(self.cfg.stage), "seed": str(self.cfg.seed)})
+        return out
+
+    def load(self, out: str | None = None) -> None:
+        out = out or self.cfg.out
+        p = os.path.join(out, "ckpt.safetensors")
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"resume: no checkpoint {p}")
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(p, framework="pt") as f:
+            state = json.loads(f.metadata()["state"])
+        if state["stage"] != self.cfg.stage:
+            raise ValueError(f"resume: checkpoint is stage {state['stage']}, asked for stage {self.cfg.stage}")
+        if LSNConfig.from_json(state["model_config"]) != self.model.config:
+            raise ValueError("resume: checkpoint model config differs from --model")
+        t = load_file(p)
+        self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+        _opt_load(self.opt, t, "opt", state["param_groups"], self.device)
+        if self.disc is not None:
+            self.disc.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("disc.")})
+            _opt_load(self.dopt, t, "dopt", state["disc_param_groups"], self.device)
+        self.step_idx = int(state["step"])
+
+
+def train(cfg: TrainConfig, model: LSN | None = None, max_seconds: float | None = None) -> Trainer:
+    """Run (or resume) training until ``cfg.steps`` (or ``max_seconds``); checkpoints to
+    ``cfg.out`` every ``ckpt_every`` steps and at the end. Returns the :class:`Trainer`."""
+    tr = Trainer(cfg, model)
+    if cfg.resume:
+        tr.load()
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=tr.step_idx, desc=f"LSN stage {cfg.stage}", unit="step", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    try:
+        while tr.step_idx < cfg.steps:
+            rec = tr.step()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", layer=f"{rec.get('layer', rec.get('recon', 0)):.4f}")
+            if cfg.out and (tr.step_idx % cfg.ckpt_every == 0):
+                tr.save()
+            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if cfg.out:
+        tr.save()
+    return tr
+
+
+# ------------------------------------------------------------------------------ CLI
+def add_train_arguments(p) -> None:
+    """Flags of ``lsn-fast train-lsn``."""
+    p.add_argument("--stage", type=int, choices=(1, 2), default=1, help="1: phantoms with known layers; 2: radiographs + bone masks")
+    p.add_argument("--steps", type=int, default=1000, help="total optimizer steps (default 1000)")
+    p.add_argument("--crop", type=int, default=64, help="training crop in px, multiple of 16 (64 on CPU, 256 on GPU)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/lsn", help="run directory (checkpoints, model.safetensors, state.json)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/ckpt.safetensors")
+    p.add_argument("--model", choices=("tiny", "small", "default"), default="small")
+    p.add_argument("--data", default=None, help="stage 2: folder of images + bone masks")
+    p.add_argument("--make-demo", type=int, default=0, metavar="N", help="stage 2: first write N demo radiographs into --data")
+    p.add_argument("--init", default=None, help="initial weights (a model.safetensors or a run directory)")
+    p.add_argument("--pool", type=int, default=64, help="stage 1: phantoms per pool")
+    p.add_argument("--phantom-size", type=int, default=256)
+    p.add_argument("--refresh", type=int, default=200, help="stage 1: new phantom pool every N steps")
+    p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this wall time")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_train(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.stage == 2 and args.make_demo:
+        if not args.data:
+            raise ValueError("data: --make-demo needs --data DIR to write into")
+        print("wrote", write_demo_stage2_data(args.data, n=args.make_demo, seed=_mix(args.seed, 9) % 2**31))
+    cfg = TrainConfig(stage=args.stage, steps=args.steps, crop=args.crop, batch=args.batch, lr=args.lr, seed=args.seed,
+                      out=args.out, resume=args.resume, model=args.model, data=args.data, init=args.init, pool=args.pool,
+                      phantom_size=args.phantom_size, refresh=args.refresh, ckpt_every=args.ckpt_every,
+                      device=args.device, progress=not args.no_progress)
+    t0 = time.perf_counter()
+    tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+    last = tr.history[-1] if tr.history else {}
+    print(f"trained {tr.model.num_parameters} params to step {tr.step_idx} in {time.perf_counter() - t0:.0f} s; "
+          f"last loss {last.get('loss', float('nan')):.4f}; wrote {os.path.join(cfg.out, 'model.safetensors')}")
+    return 0
+
+
+def add_eval_arguments(p) -> None:
+    from .evaluate import add_eval_arguments as _add
+
+    _add(p)
+
+
+def run_eval(args) -> int:
+    from .evaluate import run_eval as _run
+
+    return _run(args)

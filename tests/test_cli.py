@@ -1,0 +1,51 @@
+"""The lsn-fast command line: exit codes, one-line errors, the demo's outputs."""
+
+import subprocess
+import sys
+
+import pytest
+
+from lsn_fast.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "lsn_fast.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_commands_with_examples():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    assert "demo" in r.stdout and "examples:" in r.stdout
+
+
+def test_bad_usage_exits_2():
+    assert run_cli("demo", "--n", "0").returncode == 2
+    assert run_cli("no-such-command").returncode == 2
+    assert main([]) == 2
+
+
+def test_bad_value_is_one_line_error_without_traceback(tmp_path):
+    r = run_cli("phantom", "--n", "2", "--size", "64", "--out", str(tmp_path / "x.txt"))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "--out" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_demo_writes_gallery(tmp_path):
+    pytest.importorskip("lsn_fast.phantom")
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n", "2", "--size", "96", "--spacing", "0.2"]) == 0
+    for name in ("phantoms.png", "layers.png", "jsw_sweep.png"):
+        p = out / name
+        assert p.exists() and p.stat().st_size > 5000
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_phantom_command_writes_loadable_bank(tmp_path):
+    pytest.importorskip("lsn_fast.phantom")
+    import lsn_fast as lf
+
+    out = tmp_path / "bank.safetensors"
+    assert main(["phantom", "--n", "3", "--size", "64", "--spacing", "0.2", "--out", str(out)]) == 0
+    bank = lf.LayerStack.load(out)
+    assert bank.shape == (3, 64, 64) and bank.spacing_mm == 0.2

@@ -1,0 +1,188 @@
+"""The Layer Separation Network: shapes, constraints, separate(), training, checkpoints, weights."""
+
+import os
+
+import pytest
+import torch
+
+from helpers import rect_stack
+from lsn_fast.layers import LayerStack
+from lsn_fast.lsn import DEFAULT_WEIGHTS, LSN, LSNConfig, load_weights, save_weights, separate
+from lsn_fast import train as T
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return LSN.tiny().eval()
+
+
+def test_tiny_is_small():
+    assert LSN.tiny().num_parameters <= 50_000
+
+
+@pytest.mark.parametrize("hw", [(16, 16), (32, 48), (64, 32), (80, 96)])
+def test_shapes_nonnegative_exact_recomposition(tiny, hw):
+    x = torch.rand(1, 1, *hw) * 0.8
+    with torch.no_grad():
+        out = tiny(x)
+    assert out.layers.shape == (1, 3, *hw)
+    assert out.denoised.shape == (1, 1, *hw) and out.seg_logits.shape == (1, 2, *hw)
+    assert bool((out.layers >= 0).all()) and bool(torch.isfinite(out.layers).all())
+    torch.testing.assert_close(out.layers.sum(1, keepdim=True), out.denoised, atol=1e-5, rtol=1e-5)
+
+
+def test_batch_and_gradients(tiny):
+    x = torch.rand(3, 1, 32, 32)
+    m = LSN.tiny()
+    out = m(x)
+    out.layers.sum().backward()
+    assert all(p.grad is not None for p in m.head.parameters())
+    with torch.no_grad():  # the batch does not mix samples (GroupNorm, per-sample attention)
+        a, b = tiny(x).layers, tiny(x[1:2]).layers
+    torch.testing.assert_close(a[1:2], b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 30, 32), (1, 1, 32, 24), (1, 1, 17, 17)])
+def test_bad_sizes_rejected(tiny, shape):
+    with pytest.raises(ValueError, match="images"):
+        tiny(torch.rand(shape))
+
+
+def test_bad_inputs_rejected(tiny):
+    with pytest.raises(ValueError, match="images"):
+        tiny(torch.rand(1, 2, 32, 32))
+    with pytest.raises(ValueError, match="images"):
+        separate(torch.rand(1, 32, 32), tiny)
+    with pytest.raises(ValueError, match="images"):
+        separate(torch.full((1, 1, 32, 32), float("nan")), tiny)
+    with pytest.raises(ValueError, match="spacing_mm"):
+        separate(torch.rand(1, 1, 32, 32), tiny, spacing_mm=-0.1)
+    with pytest.raises(ValueError, match="spacing_mm"):
+        separate(torch.rand(1, 1, 32, 32), tiny, spacing_mm=5.0)
+
+
+def test_separate_any_size_and_spacing(tiny):
+    x = torch.rand(2, 1, 50, 37) * 0.6
+    st = separate(x, tiny)
+    assert isinstance(st, LayerStack) and st.shape == (2, 50, 37) and st.spacing_mm == 0.1
+    st2 = separate(x, tiny, spacing_mm=0.15)  # resampled to 75x56 (+pad 80x64) and back
+    assert st2.shape == (2, 50, 37) and st2.spacing_mm == 0.15
+    for t in (st2.soft, st2.upper, st2.lower):
+        assert bool((t >= 0).all()) and bool(torch.isfinite(t).all())
+    # at the nominal spacing with a valid size, separate == the model's layers
+    x16 = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        ref = tiny(x16).layers
+    s = separate(x16, tiny)
+    torch.testing.assert_close(torch.stack([s.soft, s.upper, s.lower], 1), ref)
+
+
+def test_config_json_roundtrip():
+    c = LSNConfig.small()
+    assert LSNConfig.from_json(c.to_json()) == c
+    with pytest.raises(ValueError, match="model"):
+        LSNConfig.named("huge")
+
+
+def test_weights_roundtrip_and_missing(tmp_path, tiny):
+    p = tmp_path / "w.safetensors"
+    save_weights(tiny, p)
+    m = load_weights(p)
+    assert m.config == tiny.config
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x).layers, tiny(x).layers)
+    with pytest.raises(FileNotFoundError, match="train-lsn"):
+        LSN.pretrained(tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="path"):
+        load_weights(bad)
+
+
+@pytest.mark.skipif(not os.path.isfile(DEFAULT_WEIGHTS), reason="shipped weights missing")
+def test_pretrained_loads_and_is_finite():
+    m = LSN.pretrained()
+    import lsn_fast as lf
+
+    st, _ = lf.phantom.generate(1, size=64, seed=123)
+    img = lf.compose(st, detector=lf.Detector(), seed=1)
+    out = separate(img, m)
+    for t in (out.soft, out.upper, out.lower):
+        assert bool(torch.isfinite(t).all()) and bool((t >= 0).all())
+    torch.testing.assert_close(out.attenuation(), m(img).denoised[:, 0].detach(), atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------ training
+def _cfg(**kw):
+    base = dict(steps=6, crop=32, batch=2, pool=3, phantom_size=64, model="tiny", progress=False, warmup=2, lr=3e-3, seed=5)
+    base.update(kw)
+    return T.TrainConfig(**base)
+
+
+def test_training_decreases_loss_and_is_deterministic():
+    torch.set_num_threads(1)
+    cfg = _cfg(steps=12)
+    a = T.train(cfg)
+    b = T.train(cfg)
+    la, lb = [h["loss"] for h in a.history], [h["loss"] for h in b.history]
+    assert la == lb  # same seed, same numbers
+    assert sum(la[-3:]) / 3 < sum(la[:3]) / 3
+    c = T.train(_cfg(steps=3, seed=6))
+    assert [h["loss"] for h in c.history] != la[:3]
+
+
+def test_checkpoint_resume_equals_continuing(tmp_path):
+    torch.set_num_threads(1)
+    full = T.train(_cfg(steps=4))
+    out = str(tmp_path / "run")
+    T.train(_cfg(steps=2, out=out))
+    assert os.path.isfile(os.path.join(out, "ckpt.safetensors")) and os.path.isfile(os.path.join(out, "state.json"))
+    resumed = T.train(_cfg(steps=4, out=out, resume=True))
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history[2:]]
+    for (k, v), (_, w) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(v, w), k
+    m = LSN.pretrained(os.path.join(out, "model.safetensors"))  # the weights-only file loads
+    assert m.config == LSNConfig.tiny()
+
+
+def _equivariant_separator(c=0.3, split=20):
+    """An exactly shift-equivariant rule-based separator for stacks with constant soft tissue c,
+    the upper bone above row ``split`` and the lower one below."""
+
+    def sep(img):
+        x = img[:, 0]
+        soft = x.clamp(max=c)
+        bone = x - soft
+        rows = torch.arange(x.shape[-2]).view(1, -1, 1)
+        return torch.stack([soft, bone * (rows < split), bone * (rows >= split)], 1)
+
+    return sep
+
+
+def test_shift_consistency_loss_zero_for_equivariant_separator():
+    st = rect_stack(B=2, H=48, W=40, gap_px=8.0)
+    layers = torch.stack([torch.full_like(st.soft, 0.3), st.upper, st.lower], 1)
+    sep = _equivariant_separator()
+    torch.testing.assert_close(sep(layers.sum(1, keepdim=True)), layers)  # it separates exactly
+    shift = torch.tensor([1.0, 3.0])
+    loss = T.shift_consistency_loss(layers, sep, shift)
+    assert float(loss) < 1e-6
+    # a separator that ignores the shift is penalized
+    frozen = lambda img: layers  # noqa: E731
+    assert float(T.shift_consistency_loss(layers, frozen, shift)) > 1e-3
+
+
+def test_stage2_step_runs(tmp_path):
+    torch.set_num_threads(1)
+    d = tmp_path / "s2"
+    T.write_demo_stage2_data(str(d), n=2, size=64, seed=3)
+    imgs, masks = T.load_stage2_folder(str(d))
+    assert imgs.shape == (2, 1, 64, 64) and masks.shape == (2, 2, 64, 64)
+    tr = T.train(_cfg(stage=2, steps=2, data=str(d), out=str(tmp_path / "r2")))
+    rec = tr.history[-1]
+    assert all(k in rec for k in ("recon", "seg", "shift", "adv", "disc"))
+    assert all(torch.isfinite(torch.tensor(v)) for v in rec.values())
+    with pytest.raises(ValueError, match="data"):
+        T.TrainConfig(stage=2, data=None).validate()

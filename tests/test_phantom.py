@@ -1,0 +1,209 @@
+"""Finger-joint phantoms (lsn_fast.phantom): known JSW, determinism, physics sanity, errors.
+
+The phantom's true JSW is computed analytically in its canonical frame; measure_jsw works on
+the rendered (area-integrated, rotated, jittered) layers, so their agreement tests both.
+"""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lsn_fast.jsw import estimate_axis, measure_jsw
+from lsn_fast.layers import LayerStack, angle_from_axis, axis_from_angle
+from lsn_fast.phantom import MU_ADIPOSE, MU_CORTICAL, MU_MUSCLE, generate
+
+TOL_MM = 0.02
+
+
+def without_axis(stack: LayerStack) -> LayerStack:
+    return LayerStack(stack.soft, stack.upper, stack.lower, stack.spacing_mm, validate=False)
+
+
+@pytest.fixture(scope="module")
+def bank():
+    """24 phantoms at 128², 0.2 mm (random JSW in [0, 3] mm, tilt ±10°, sub-pixel jitter)."""
+    return generate(24, 128, 0.2, seed=11)
+
+
+@pytest.fixture(scope="module")
+def bank256():
+    return generate(6, 256, 0.1, seed=5)
+
+
+# ----------------------------------------------------------------------------- accuracy
+def test_true_jsw_given_axis(bank, bank256):
+    for stack, info in (bank, bank256):
+        err = (measure_jsw(stack) - info["jsw_mm"]).abs()
+        assert float(err.max()) < TOL_MM, err
+    assert float(bank[1]["jsw_mm"].max()) > 1.5 and float(bank[1]["jsw_mm"].min()) < 1.0  # a spread of JSW
+
+
+def test_true_jsw_estimated_axis(bank, bank256):
+    for stack, info in (bank, bank256):
+        bare = without_axis(stack)
+        est = estimate_axis(bare)
+        dang = (angle_from_axis(est) - info["tilt_deg"]).abs()
+        assert float(dang.max()) < 2.0, dang
+        err = (measure_jsw(bare) - info["jsw_mm"]).abs()
+        assert float(err.max()) < TOL_MM, err
+
+
+@settings(max_examples=12)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    jsw=st.floats(0.0, 3.0),
+    tilt=st.floats(-10.0, 10.0),
+    spacing=st.sampled_from([0.15, 0.175, 0.2]),
+)
+def test_true_jsw_random(seed, jsw, tilt, spacing):
+    stack, info = generate(1, 112, spacing, seed=seed, jsw_mm=jsw, tilt_deg=tilt)
+    assert abs(float(info["jsw_mm"][0]) - jsw) < 1e-5
+    assert abs(float(info["tilt_deg"][0]) - tilt) < 1e-4
+    assert abs(float(measure_jsw(stack)[0]) - jsw) < TOL_MM
+    assert abs(float(measure_jsw(without_axis(stack))[0]) - jsw) < TOL_MM
+
+
+@pytest.mark.parametrize("tilt", [-10.0, 10.0])
+def test_extreme_tilt_and_zero_jsw(tilt):
+    jsw = torch.tensor([0.0, 0.05, 3.0])
+    stack, info = generate(3, 128, 0.15, seed=3, jsw_mm=jsw, tilt_deg=tilt)
+    assert torch.allclose(measure_jsw(stack), jsw, atol=TOL_MM)
+    assert torch.allclose(measure_jsw(without_axis(stack)), jsw, atol=TOL_MM)
+
+
+def test_with_jsw_hits_target(bank):
+    stack, _ = bank
+    stack = stack[:12]
+    targets = torch.linspace(0.0, 3.0, 12)
+    moved = stack.with_jsw(targets)
+    assert torch.allclose(measure_jsw(moved), targets, atol=TOL_MM)
+    moved = without_axis(stack).with_jsw(targets.flip(0))
+    assert torch.allclose(measure_jsw(moved), targets.flip(0), atol=TOL_MM)
+
+
+# ----------------------------------------------------------------------------- determinism
+def test_deterministic_and_independent_of_n():
+    a, ia = generate(3, 64, 0.3, seed=42)
+    b, ib = generate(3, 64, 0.3, seed=42)
+    for name in ("soft", "upper", "lower"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    c, ic = generate(5, 64, 0.3, seed=42)
+    for name in ("soft", "upper", "lower"):
+        assert torch.allclose(getattr(a, name), getattr(c, name)[:3], rtol=0, atol=1e-6)
+    assert torch.equal(ia["jsw_mm"], ic["jsw_mm"][:3])
+    for k in ia["params"]:
+        assert torch.equal(ia["params"][k], ic["params"][k][:3]), k
+    d, _ = generate(3, 64, 0.3, seed=43)
+    assert not torch.allclose(a.upper, d.upper)
+    # the samples of one call differ from each other
+    assert not torch.allclose(a.upper[0], a.upper[1])
+
+
+def test_jsw_argument_forms():
+    _, i1 = generate(2, 48, 0.5, seed=1, jsw_mm=1.25)
+    assert torch.allclose(i1["jsw_mm"], torch.tensor([1.25, 1.25]))
+    _, i2 = generate(2, 48, 0.5, seed=1, jsw_mm=[0.5, 2.5])
+    assert torch.allclose(i2["jsw_mm"], torch.tensor([0.5, 2.5]))
+    _, i3 = generate(2, 48, 0.5, seed=1, jsw_mm=torch.tensor([0.0, 3.0]))
+    assert torch.allclose(i3["jsw_mm"], torch.tensor([0.0, 3.0]))
+    _, i4 = generate(64, 32, 0.8, seed=9)
+    j = i4["jsw_mm"]
+    assert float(j.min()) >= 0.0 and float(j.max()) <= 3.0 and float(j.std()) > 0.5  # uniform in [0, 3]
+
+
+# ----------------------------------------------------------------------------- physics
+def test_physics_sanity(bank):
+    stack, info = bank
+    P = info["params"]
+    for t in (stack.soft, stack.upper, stack.lower):
+        assert t.dtype == torch.float32 and bool(torch.isfinite(t).all()) and float(t.min()) >= 0.0
+    # the thickest soft-tissue path: through the centre of the finger at the joint bulge
+    # (the finger tapers by |taper| per 10 mm, so the image top may be up to 18 mm · taper thicker)
+    expect = 0.1 * 2 * (P["mu_fat"] * P["fat_b"] + (P["mu_soft"] - P["mu_fat"]) * P["core_b"]) * (1 + P["bulge"])
+    smax = stack.soft.amax(dim=(1, 2))
+    assert bool((smax >= 0.99 * expect).all()), (smax, expect)
+    assert bool((smax <= expect * (1 + 1.8 * P["taper"].abs()) + 1e-4).all()), (smax, expect)
+    # finger thickness 8–25 mm at μ ≈ 0.2 /cm
+    assert float(smax.min()) > 0.15 and float(smax.max()) < 0.6
+    # bone excess: at most (μ_cortical − μ_soft) × the thickest bone chord
+    bmax = 0.1 * (MU_CORTICAL[1] - MU_MUSCLE[0]) * 2 * torch.maximum(P["b_h"], P["b_lb"]).max()
+    assert float(torch.maximum(stack.upper.amax(), stack.lower.amax())) <= float(bmax) + 1e-6
+    assert float(stack.upper.amax(dim=(1, 2)).min()) > 0.1 and float(stack.lower.amax(dim=(1, 2)).min()) > 0.1
+    # attenuation values: within the documented ranges
+    assert float(P["mu_fat"].min()) >= MU_ADIPOSE[0] and float(P["mu_fat"].max()) <= MU_ADIPOSE[1]
+    assert float(P["mu_cort"].min()) >= MU_CORTICAL[0] and float(P["mu_cort"].max()) <= MU_CORTICAL[1]
+    # soft tissue everywhere the bones are (the bones sit inside the finger)
+    bone = (stack.upper > 1e-3) | (stack.lower > 1e-3)
+    assert bool((stack.soft[bone] > 0.05).all())
+    # the upper bone lies along the axis above the lower one
+    H, W = stack.shape[1:]
+    yy = torch.arange(H, dtype=torch.float32).view(1, H, 1) + 0.5
+    xx = torch.arange(W, dtype=torch.float32).view(1, 1, W) + 0.5
+
+    def centroid(m):
+        s = m.sum(dim=(1, 2))
+        return torch.stack([(m * yy).sum(dim=(1, 2)) / s, (m * xx).sum(dim=(1, 2)) / s], -1)
+
+    along = ((centroid(stack.upper) - centroid(stack.lower)) * info["axis"]).sum(-1)
+    assert bool((along > 0).all())
+
+
+def test_bones_never_overlap():
+    # with a gap of several px no pixel holds both bones
+    stack, _ = generate(16, 96, 0.2, seed=21, jsw_mm=1.5)
+    assert float((stack.upper * stack.lower).max()) == 0.0
+
+
+def test_info_and_stack_layout():
+    stack, info = generate(3, (72, 56), 0.25, seed=2, dtype=torch.float16)
+    assert stack.shape == (3, 72, 56) and stack.dtype == torch.float16 and stack.spacing_mm == 0.25
+    assert set(info) >= {"jsw_mm", "axis", "tilt_deg", "params", "spacing_mm", "seed"}
+    assert info["jsw_mm"].shape == (3,) and info["jsw_mm"].dtype == torch.float32
+    assert info["axis"].shape == (3, 2) and info["tilt_deg"].shape == (3,)
+    assert torch.allclose(info["axis"], axis_from_angle(info["tilt_deg"]))
+    assert torch.allclose(stack.axis, info["axis"])
+    assert float(info["tilt_deg"].abs().max()) <= 10.0
+    assert info["seed"] == 2 and info["spacing_mm"] == 0.25
+    assert all(v.shape == (3,) for v in info["params"].values())
+    full, _ = generate(3, (72, 56), 0.25, seed=2)
+    assert torch.allclose(stack.upper.float(), full.upper, atol=2e-3)
+
+
+# ----------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "kwargs, exc, name",
+    [
+        (dict(n=0), ValueError, "n"),
+        (dict(n=1.5), TypeError, "n"),
+        (dict(n=True), TypeError, "n"),
+        (dict(n=1, size=16), ValueError, "size"),
+        (dict(n=1, size=(64,)), TypeError, "size"),
+        (dict(n=1, size=64.0), TypeError, "size"),
+        (dict(n=1, spacing_mm=0.0), ValueError, "spacing_mm"),
+        (dict(n=1, spacing_mm=-0.1), ValueError, "spacing_mm"),
+        (dict(n=1, spacing_mm=float("nan")), ValueError, "spacing_mm"),
+        (dict(n=1, jsw_mm=-0.1), ValueError, "jsw_mm"),
+        (dict(n=2, jsw_mm=[1.0, -0.01]), ValueError, "jsw_mm"),
+        (dict(n=3, jsw_mm=[1.0, 2.0]), ValueError, "jsw_mm"),
+        (dict(n=1, jsw_mm=float("inf")), ValueError, "jsw_mm"),
+        (dict(n=1, tilt_deg=(5.0, -5.0)), ValueError, "tilt_deg"),
+        (dict(n=1, seed="a"), TypeError, "seed"),
+        (dict(n=1, dtype=torch.int32), TypeError, "dtype"),
+    ],
+)
+def test_bad_arguments(kwargs, exc, name):
+    kwargs = {"size": 48, "spacing_mm": 0.5, **kwargs}
+    with pytest.raises(exc, match=rf"^{name}:"):
+        generate(**kwargs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    cpu, info = generate(4, 128, 0.2, seed=8)
+    gpu, _ = generate(4, 128, 0.2, seed=8, device="cuda")
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.upper.cpu(), cpu.upper, atol=1e-4)
+    assert torch.allclose(measure_jsw(gpu).cpu(), info["jsw_mm"], atol=TOL_MM)
