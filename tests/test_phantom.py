@@ -4,7 +4,6 @@ The phantom's true JSW is computed analytically in its canonical frame; measure_
 the rendered (area-integrated, rotated, jittered) layers, so their agreement tests both.
 """
 
-import math
 
 import pytest
 import torch
