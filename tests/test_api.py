@@ -289,3 +289,9 @@ def test_seed_is_full_uint64(small_stack):
     b = lf.compose(small_stack, detector=det, seed=2**63 + 5)
     assert torch.isfinite(a).all() and not torch.equal(a, b)
     assert math.isfinite(float(a.mean()))
+
+
+def test_layerstack_rejects_mixed_devices():
+    x = torch.rand(2, 5, 6)
+    with pytest.raises(ValueError, match="lower: on device meta"):
+        lf.LayerStack(x, x, torch.empty(2, 5, 6, device="meta"), 0.1, validate=False)
