@@ -78,7 +78,7 @@ class BuildExt(build_ext):
 
 
 setup(
-    packages=["lsn_fast", "lsn_fast.kernels", "lsn_fast.weights"],
+    packages=["lsn_fast", "lsn_fast.kernels", "lsn_fast.weights", "lsn_fast.tasks"],
     package_dir={"lsn_fast.kernels": "kernels"},
     package_data={"lsn_fast.weights": ["*.safetensors", "*.json", "*.md"]},
     ext_modules=ext_modules,

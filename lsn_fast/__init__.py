@@ -33,6 +33,8 @@ _LAZY = {
     "LSN": ("lsn_fast.lsn", "LSN"),
     "separate": ("lsn_fast.lsn", "separate"),
     "JSWStream": ("lsn_fast.stream", "JSWStream"),
+    "quantify_jsn": ("lsn_fast.tasks.jsn", "quantify_jsn"),
+    "tasks": ("lsn_fast.tasks", None),
 }
 
 

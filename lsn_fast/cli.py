@@ -202,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lazy(sub, "eval-lsn", "evaluate an LSN on held-out phantoms (PSNR, SSIM, recomposition, JSW MAE)",
               "lsn_fast.evaluate", "add_eval_arguments", "run_eval",
               "example:\n  lsn-fast eval-lsn --n 32 --size 256")
+    ex = sub.add_parser("experiment", help="reproducible experiments (five-percent: the paper's 5%%-of-the-labels claim)",
+                        epilog="examples:\n  lsn-fast experiment five-percent --quick --out five_percent_quick/\n"
+                        "  lsn-fast experiment five-percent --seeds 0 1 2 --out five_percent/",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    exsub = ex.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    _add_lazy(exsub, "five-percent", "train JSW/JSN/SvdH tasks on 100%%, 5%%, 5%%+LSN families, 5%%+augmentation",
+              "lsn_fast.tasks.experiment", "add_experiment_arguments", "run_experiment",
+              "example:\n  lsn-fast experiment five-percent --quick")
     return p
 
 

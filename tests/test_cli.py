@@ -67,3 +67,10 @@ def test_separate_command_writes_layers(tmp_path):
     assert (out / "layers.png").stat().st_size > 5000 and (out / "separation.json").exists()
     # a centre outside the image is bad usage, not a crash
     assert main(["separate", str(png), "--center", "500,64", "--spacing", "0.2", "--out", str(out)]) == 2
+
+
+def test_every_subcommand_has_help():
+    for cmd in (["demo"], ["phantom"], ["separate"], ["train-lsn"], ["eval-lsn"], ["experiment"], ["experiment", "five-percent"]):
+        r = run_cli(*cmd, "--help")
+        assert r.returncode == 0, (cmd, r.stderr)
+        assert "usage:" in r.stdout

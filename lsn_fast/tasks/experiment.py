@@ -1,0 +1,574 @@
+"""The "5 % of the labels" experiment (issue 6; paper arXiv 2502.01972 claim).
+
+Data ("real" = phantom radiographs through the detector chain, :mod:`lsn_fast.phantom`):
+
+* **training pool**: ``n_train`` phantoms (tilt ±10°, JSW uniform 0–3 mm) with a per-sample
+  detector drawn from *training* ranges (n0 3e3–3e4, blur σ 0.4–0.8 px, electronic σ 0–3,
+  scatter 0–0.05); for JSN each phantom is rendered again (same anatomy, same seed) at a
+  follow-up JSW ``JSW0 − Δ``, Δ uniform in [−0.2, 0.8] mm (>= 0 remaining), shifted by a random
+  repositioning of ±2 px, with its own detector noise;
+* **test set**: ``n_test`` phantoms from another seed range with *wider* ranges: tilt ±15°,
+  n0 1e3–1e5, blur σ 0.2–1.2 px, electronic σ 0–6, scatter 0–0.12.
+
+Arms, for each task (JSW regression, JSN, SvdH grade) and seed:
+
+* ``real f`` — the first ``f·n_train`` labelled samples only (nested subsets), for each
+  fraction f (the curve "error vs fraction of labels"; f = 100 % is arm (a), 5 % arm (b));
+* ``5% + LSN synth (mixed)`` — (c1): the 5 % subset is separated with ``lsn_fast.separate``
+  and the shipped ``LSN.pretrained()``; each training batch is half real 5 % samples, half
+  images re-synthesized on the fly at random JSW (0–3 mm; with :func:`lsn_fast.synthesize`,
+  labels = annotated JSW + shift; JSN pairs: both visits re-synthesized from one separated
+  joint, label = the JSW difference);
+* ``5% + LSN synth (pretrain→finetune)`` — (c2): ``steps`` on synthetic data only, then
+  ``steps // 2`` fine-tuning on the 5 % (lr / 3);
+* ``5% + naive aug`` — (d): the 5 % with flips, ±8° rotation, ±3 px translation;
+* ``5% + oracle synth (mixed)`` — like (c1) but with the phantoms' *true* layers instead of the
+  LSN separation: the upper bound of the approach (labelled "oracle", it is not achievable on
+  real data). If the shipped LSN cannot be loaded, (c1)/(c2) use the oracle separation too and
+  are labelled ``oracle`` (the output says so).
+* JSN also has ``POC (no training)``, the classical phase-only-correlation baseline.
+
+Every trained arm gets the same number of optimizer steps (``steps``, batch ``batch_size``)
+except (c2), which gets 1.5×. Realism check: a small CNN is trained to tell real training-pool
+images (not in the 5 %) from LSN-synthesized ones (and from oracle-synthesized ones); its
+held-out accuracy is reported (0.5 = indistinguishable); held-out synthesized images come from
+other low-label joints than the classifier's training ones.
+
+Outputs in ``out_dir``: ``table.md``, ``table.csv`` (mean ± std over seeds), ``raw.csv`` (one
+row per seed), ``error_vs_fraction.png``, ``pred_vs_true_jsw.png``, ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from ._common import mixed_source, naive_augment, tensor_source
+from .jsn import quantify_jsn, train_jsn_model
+from .jsw_regression import predict_jsw, train_jsw_regressor
+from .metrics import regression_metrics
+from .svdh import SvdHClassifier, evaluate_svdh, svdh_grade, train_svdh_classifier
+
+__all__ = ["FivePercentConfig", "run_five_percent", "add_experiment_arguments", "run_experiment", "format_table"]
+
+TRAIN_DETECTOR = {"n0": (3e3, 3e4), "blur": (0.4, 0.8), "electronic": (0.0, 3.0), "scatter": (0.0, 0.05)}
+TEST_DETECTOR = {"n0": (1e3, 1e5), "blur": (0.2, 1.2), "electronic": (0.0, 6.0), "scatter": (0.0, 0.12)}
+
+
+@dataclass
+class FivePercentConfig:
+    size: int = 128
+    spacing_mm: float = 0.1
+    n_train: int = 2000
+    n_test: int = 400
+    fractions: tuple = (0.05, 0.1, 0.25, 0.5, 1.0)
+    low_fraction: float = 0.05
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 2e-3
+    synth_frac: float = 0.5
+    jsw_range: tuple = (0.0, 3.0)
+    jsn_range: tuple = (-0.2, 0.8)
+    reposition_px: float = 2.0
+    reference_jsw_mm: float = 2.0
+    oracle: bool = True
+    realism_n: int = 400
+    realism_steps: int = 300
+    train_tilt: tuple = (-10.0, 10.0)
+    test_tilt: tuple = (-15.0, 15.0)
+
+    @classmethod
+    def quick(cls) -> "FivePercentConfig":
+        """CPU, a few minutes: 64² px at 0.2 mm, 320 labelled phantoms, 160 test, 150 steps."""
+        return cls(size=64, spacing_mm=0.2, n_train=320, n_test=160, fractions=(0.05, 0.25, 1.0), steps=150,
+                   batch_size=24, realism_n=96, realism_steps=80)
+
+    @classmethod
+    def tiny(cls) -> "FivePercentConfig":
+        """For tests (seconds): checks the plumbing, not the claim."""
+        return cls(size=32, spacing_mm=0.2, n_train=40, n_test=16, fractions=(0.1, 1.0), low_fraction=0.1, steps=3,
+                   batch_size=8, realism_n=16, realism_steps=3)
+
+
+# ----------------------------------------------------------------------------- data
+def _uniform(g, n, lo, hi, log=False):
+    u = torch.rand(n, generator=g, dtype=torch.float64)
+    if log:
+        return torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))).float()
+    return (lo + u * (hi - lo)).float()
+
+
+def _detector_params(g, n, ranges) -> dict:
+    return {"n0": _uniform(g, n, *ranges["n0"], log=True), "blur_sigma_px": _uniform(g, n, *ranges["blur"]),
+            "electronic_sigma": _uniform(g, n, *ranges["electronic"]), "scatter": _uniform(g, n, *ranges["scatter"])}
+
+
+def _detector(params: dict, sel=None):
+    import lsn_fast as lf
+
+    return lf.Detector(**{k: (v if sel is None else v[sel]) for k, v in params.items()})
+
+
+def _translate_stack(stack, disp):
+    import lsn_fast as lf
+    from lsn_fast.reference import translate
+
+    return lf.LayerStack(translate(stack.soft, disp), translate(stack.upper, disp), translate(stack.lower, disp),
+                         stack.spacing_mm, stack.axis, validate=False)
+
+
+def _make_set(cfg: FivePercentConfig, n: int, seed: int, tilt, det_ranges, g: torch.Generator) -> dict:
+    """Baseline + follow-up phantom radiographs with labels."""
+    import lsn_fast as lf
+
+    lo, hi = cfg.jsw_range
+    jsw0 = _uniform(g, n, lo, hi)
+    dj = torch.minimum(_uniform(g, n, *cfg.jsn_range), jsw0)  # follow-up JSW >= 0
+    jsw1 = (jsw0 - dj).clamp_min(0.0)
+    st0, info0 = lf.phantom.generate(n, size=cfg.size, spacing_mm=cfg.spacing_mm, seed=seed, jsw_mm=jsw0, tilt_deg=tilt)
+    st1, _ = lf.phantom.generate(n, size=cfg.size, spacing_mm=cfg.spacing_mm, seed=seed, jsw_mm=jsw1, tilt_deg=tilt)
+    rep = (torch.rand(n, 2, generator=g) * 2 - 1) * cfg.reposition_px
+    st1 = _translate_stack(st1, rep)
+    s0, s1 = [int(x) for x in torch.randint(0, 2**62, (2,), generator=g)]
+    img0 = lf.compose(st0, detector=_detector(_detector_params(g, n, det_ranges)), seed=s0)
+    img1 = lf.compose(st1, detector=_detector(_detector_params(g, n, det_ranges)), seed=s1)
+    jsw0 = info0["jsw_mm"].float()
+    jsw1 = jsw0 - dj  # the label is defined by the requested JSWs (exact for the phantoms)
+    return {"stack": st0, "base": img0, "follow": img1, "jsw": jsw0, "jsn": (jsw0 - jsw1.clamp_min(0)).float(),
+            "grade": svdh_grade(jsw0, cfg.reference_jsw_mm)}
+
+
+class Synthesizer:
+    """Re-synthesizes labelled images from a bank of separated joints (LSN or true layers).
+
+    ``labels`` are the annotated JSWs of the bank entries; a new image at target JSW ``t`` moves
+    the upper bone by ``(t − label)/spacing`` px along the bank's axis and is labelled ``t``.
+    Uses :func:`lsn_fast.synthesize` where the bank's JSW is measurable and the move is legal
+    for it; otherwise ``LayerStack.shifted`` + :func:`lsn_fast.compose` (same physics)."""
+
+    def __init__(self, bank, labels: torch.Tensor, cfg: FivePercentConfig, det_ranges=TRAIN_DETECTOR):
+        import lsn_fast as lf
+
+        axis = bank.resolved_axis() if bank.axis is None else bank.axis
+        axis = torch.where(torch.isfinite(axis).all(dim=1, keepdim=True), axis, torch.tensor([[-1.0, 0.0]]))
+        self.bank = lf.LayerStack(bank.soft, bank.upper, bank.lower, bank.spacing_mm, axis, validate=False)
+        self.labels = labels.float()
+        self.cfg = cfg
+        self.ranges = det_ranges
+        self.j0 = lf.measure_jsw(self.bank)
+        self.n_measurable = int(torch.isfinite(self.j0).sum())
+
+    def _render(self, idx, target, g, reposition=None):
+        import lsn_fast as lf
+
+        B = idx.shape[0]
+        sp = self.bank.spacing_mm
+        shift = (target - self.labels[idx]) / sp
+        params = _detector_params(g, B, self.ranges)
+        seed = int(torch.randint(0, 2**62, (1,), generator=g))
+        si = torch.arange(B, dtype=torch.int64)
+        j0 = self.j0[idx]
+        fast = torch.isfinite(j0) & (j0 + shift * sp >= 0) if reposition is None else torch.zeros(B, dtype=torch.bool)
+        out = torch.empty(B, 1, *self.bank.shape[1:])
+        if bool(fast.any()):
+            imgs, _ = lf.synthesize(self.bank, idx[fast], shift_px=shift[fast], detector=_detector(params, fast),
+                                    seed=seed, sample_index=si[fast])
+            out[fast] = imgs
+        slow = ~fast
+        if bool(slow.any()):
+            st = self.bank[idx[slow]].shifted(shift[slow])
+            if reposition is not None:
+                st = _translate_stack(st, reposition[slow])
+            out[slow] = lf.compose(st, detector=_detector(params, slow), seed=seed, sample_index=si[slow])
+        return out
+
+    def jsw_batch(self, batch: int, g: torch.Generator, entries: torch.Tensor | None = None):
+        if entries is None:
+            idx = torch.randint(0, self.bank.batch_size, (batch,), generator=g)
+        else:
+            idx = entries[torch.randint(0, entries.numel(), (batch,), generator=g)]
+        target = _uniform(g, batch, *self.cfg.jsw_range)
+        return self._render(idx, target, g), target
+
+    def grade_batch(self, batch: int, g: torch.Generator):
+        x, t = self.jsw_batch(batch, g)
+        return x, svdh_grade(t, self.cfg.reference_jsw_mm)
+
+    def pair_batch(self, batch: int, g: torch.Generator):
+        idx = torch.randint(0, self.bank.batch_size, (batch,), generator=g)
+        ja = _uniform(g, batch, *self.cfg.jsw_range)
+        d = torch.minimum(_uniform(g, batch, *self.cfg.jsn_range), ja)
+        jb = (ja - d).clamp_min(0.0)
+        rep = (torch.rand(batch, 2, generator=g) * 2 - 1) * self.cfg.reposition_px
+        return self._render(idx, ja, g), self._render(idx, jb, g, reposition=rep), (ja - jb)
+
+
+# ----------------------------------------------------------------------------- arms
+def _load_lsn(log):
+    try:
+        import lsn_fast as lf
+
+        model = lf.LSN.pretrained()
+        return model, "pretrained"
+    except Exception as e:  # noqa: BLE001 — any failure means: not available
+        log(f"NOTE: the shipped LSN is not available ({type(e).__name__}: {e}); the 'LSN' arms use the phantoms' "
+            "true layers instead and are labelled 'oracle separation'.")
+        return None, f"unavailable ({type(e).__name__})"
+
+
+def _train_task(task, data, cfg, seed, augment=None, model=None, steps=None, lr=None):
+    kw = dict(steps=steps or cfg.steps, batch_size=cfg.batch_size, lr=lr or cfg.lr, seed=seed, augment=augment, model=model)
+    if task == "jsw":
+        if callable(data):
+            return train_jsw_regressor(source=data, **kw)
+        return train_jsw_regressor(data[0], data[1], **kw)
+    if task == "jsn":
+        if callable(data):
+            return train_jsn_model(source=data, **kw)
+        return train_jsn_model(data[0], data[1], data[2], **kw)
+    if callable(data):
+        return train_svdh_classifier(source=data, **kw)
+    return train_svdh_classifier(data[0], data[1], **kw)
+
+
+def _evaluate(task, model, test, cfg):
+    if task == "jsw":
+        pred = predict_jsw(model, test["base"])
+        return regression_metrics(pred, test["jsw"]), pred
+    if task == "jsn":
+        pred = quantify_jsn(test["base"], test["follow"], cfg.spacing_mm, method="learned", model=model)
+        return regression_metrics(pred, test["jsn"]), pred
+    m = evaluate_svdh(model, test["base"], test["grade"])
+    return m, None
+
+
+def _real_data(task, train, sel):
+    if task == "jsw":
+        return (train["base"][sel], train["jsw"][sel])
+    if task == "jsn":
+        return (train["base"][sel], train["follow"][sel], train["jsn"][sel])
+    return (train["base"][sel], train["grade"][sel])
+
+
+def _synth_fn(task, synth):
+    return {"jsw": synth.jsw_batch, "jsn": synth.pair_batch, "svdh": synth.grade_batch}[task]
+
+
+def _realism(real: torch.Tensor, synth: Synthesizer, cfg, seed) -> float:
+    """Held-out accuracy of a small CNN telling real from synthesized images (0.5 = indistinguishable).
+
+    Real and synthesized images are split 70/30 into classifier-train and held-out parts; the
+    held-out synthesized images come from *other bank joints* than the training ones (so the
+    classifier cannot win by recognizing the few low-label anatomies: it has to detect how the
+    images were made)."""
+    g = torch.Generator().manual_seed(seed + 77)
+    n = real.shape[0]
+    k = max(1, min(n - 1, int(round(0.7 * n))))
+    nb = synth.bank.batch_size
+    ent = torch.randperm(nb, generator=g)
+    kb = max(1, min(nb - 1, int(round(0.7 * nb)))) if nb > 1 else 1
+    ent_tr, ent_te = ent[:kb], (ent[kb:] if nb > 1 else ent)
+    fake_tr, _ = synth.jsw_batch(k, g, ent_tr)
+    fake_te, _ = synth.jsw_batch(n - k, g, ent_te)
+    xtr = torch.cat([real[:k], fake_tr])
+    ytr = torch.cat([torch.zeros(k, dtype=torch.int64), torch.ones(k, dtype=torch.int64)])
+    xte = torch.cat([real[k:], fake_te])
+    yte = torch.cat([torch.zeros(n - k, dtype=torch.int64), torch.ones(n - k, dtype=torch.int64)])
+    model = SvdHClassifier(num_classes=2)
+    train_svdh_classifier(source=tensor_source(xtr, ytr), model=model, steps=cfg.realism_steps,
+                          batch_size=cfg.batch_size, lr=cfg.lr, seed=seed)
+    with torch.no_grad():
+        pred = model(xte).argmax(dim=1)
+    return float((pred == yte).float().mean())
+
+
+def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep_preds: bool) -> tuple[list, dict, dict]:
+    import lsn_fast as lf
+
+    t0 = time.perf_counter()
+    g = torch.Generator().manual_seed(10_007 * (seed + 1))
+    train = _make_set(cfg, cfg.n_train, 100_000 + 1000 * seed, cfg.train_tilt, TRAIN_DETECTOR, g)
+    test = _make_set(cfg, cfg.n_test, 900_000 + 1000 * seed, cfg.test_tilt, TEST_DETECTOR, g)
+    order = torch.randperm(cfg.n_train, generator=g)
+    n_low = max(2, int(round(cfg.low_fraction * cfg.n_train)))
+    low = order[:n_low]
+    log(f"[seed {seed}] data: {cfg.n_train} train / {cfg.n_test} test phantoms at {cfg.size}² px, "
+        f"{cfg.spacing_mm} mm; low-label subset {n_low} ({time.perf_counter() - t0:.1f} s)")
+
+    oracle_bank = train["stack"][low]
+    synths = {}
+    if lsn is not None:
+        bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
+        synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg)
+        log(f"[seed {seed}] LSN-separated {n_low} images; JSW measurable on {synths['lsn'].n_measurable}/{n_low} "
+            "separated stacks (the rest re-synthesized via shifted+compose)")
+    if cfg.oracle or lsn is None:
+        synths["oracle"] = Synthesizer(oracle_bank, train["jsw"][low], cfg)
+    main = "lsn" if lsn is not None else "oracle"
+    main_name = "LSN synth" if lsn is not None else "oracle-separation synth"
+
+    rows, preds = [], {}
+    low_pct = f"{100 * cfg.low_fraction:g}%"
+
+    def add(task, arm, metrics):
+        r = {"seed": seed, "task": task, "arm": arm}
+        r.update({k: v for k, v in metrics.items() if k != "confusion"})
+        if "confusion" in metrics:
+            r["confusion"] = json.dumps(metrics["confusion"])
+        rows.append(r)
+
+    for task in ("jsw", "jsn", "svdh"):
+        tt = time.perf_counter()
+        for f in cfg.fractions:
+            n = max(2, int(round(f * cfg.n_train)))
+            m = _train_task(task, _real_data(task, train, order[:n]), cfg, seed)
+            met, p = _evaluate(task, m, test, cfg)
+            add(task, f"real {100 * f:g}%", met)
+            if keep_preds and task == "jsw":
+                preds[f"real {100 * f:g}%"] = p
+        real_low = tensor_source(*_real_data(task, train, low))
+        mixed = mixed_source(real_low, _synth_fn(task, synths[main]), cfg.synth_frac)
+        m = _train_task(task, mixed, cfg, seed)
+        met, p = _evaluate(task, m, test, cfg)
+        add(task, f"{low_pct} + {main_name} (mixed)", met)
+        if keep_preds and task == "jsw":
+            preds[f"{low_pct} + {main_name} (mixed)"] = p
+        m = _train_task(task, _synth_fn(task, synths[main]), cfg, seed)
+        m = _train_task(task, real_low, cfg, seed + 1, model=m, steps=max(1, cfg.steps // 2), lr=cfg.lr / 3)
+        add(task, f"{low_pct} + {main_name} (pretrain→finetune)", _evaluate(task, m, test, cfg)[0])
+        aug = naive_augment(pair=(task == "jsn"))
+        m = _train_task(task, _real_data(task, train, low), cfg, seed, augment=aug)
+        add(task, f"{low_pct} + naive aug", _evaluate(task, m, test, cfg)[0])
+        if main != "oracle" and "oracle" in synths:
+            mixed = mixed_source(real_low, _synth_fn(task, synths["oracle"]), cfg.synth_frac)
+            m = _train_task(task, mixed, cfg, seed)
+            add(task, f"{low_pct} + oracle synth (mixed)", _evaluate(task, m, test, cfg)[0])
+        if task == "jsn":
+            p = quantify_jsn(test["base"], test["follow"], cfg.spacing_mm, method="poc")
+            add(task, "POC (no training)", regression_metrics(p, test["jsn"]))
+        log(f"[seed {seed}] task {task}: {time.perf_counter() - tt:.1f} s")
+
+    realism = {}
+    pool = order[n_low:][: cfg.realism_n]
+    for name, s in synths.items():
+        realism[name] = _realism(train["base"][pool], s, cfg, seed)
+    log(f"[seed {seed}] realism (real vs synthesized, held-out accuracy; 0.5 = indistinguishable): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in realism.items()) + f"  ({time.perf_counter() - t0:.1f} s total)")
+    extra = {"test_jsw": test["jsw"], "preds": preds, "n_low": n_low}
+    return rows, realism, extra
+
+
+# ----------------------------------------------------------------------------- reporting
+METRICS = {"jsw": ("mae", "rmse", "r", "icc"), "jsn": ("mae", "rmse", "r", "icc"), "svdh": ("accuracy", "qwk")}
+TASK_NAMES = {"jsw": "JSW (mm)", "jsn": "JSN (mm)", "svdh": "SvdH grade"}
+
+
+def _aggregate(rows: list[dict]) -> list[dict]:
+    out, seen = [], []
+    for r in rows:
+        key = (r["task"], r["arm"])
+        if key not in seen:
+            seen.append(key)
+    for task, arm in seen:
+        rs = [r for r in rows if r["task"] == task and r["arm"] == arm]
+        agg = {"task": task, "arm": arm, "n_seeds": len(rs)}
+        for m in METRICS[task]:
+            v = torch.tensor([float(r[m]) for r in rs], dtype=torch.float64)
+            agg[m] = float(v.mean())
+            agg[m + "_std"] = float(v.std(unbiased=True)) if v.numel() > 1 else 0.0
+        out.append(agg)
+    return out
+
+
+def format_table(agg: list[dict]) -> str:
+    """Markdown table: one row per (task, arm), ``mean ± std`` over seeds."""
+    cols = ["MAE", "RMSE", "Pearson r", "ICC(2,1)", "accuracy", "QWK"]
+    keys = ["mae", "rmse", "r", "icc", "accuracy", "qwk"]
+    lines = ["| task | arm | seeds | " + " | ".join(cols) + " |", "|---|---|---|" + "---|" * len(cols)]
+    for a in agg:
+        cells = []
+        for k in keys:
+            cells.append(f"{a[k]:.3f} ± {a[k + '_std']:.3f}" if k in a else "")
+        lines.append(f"| {TASK_NAMES[a['task']]} | {a['arm']} | {a['n_seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_csv(path, rows, keys=None):
+    keys = keys or sorted({k for r in rows for k in r}, key=lambda k: (k not in ("seed", "task", "arm", "n_seeds"), k))
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in keys})
+
+
+def _plots(out_dir, agg, cfg, extra0) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    files = []
+    fig, axs = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, (task, metric, lab) in zip(axs, [("jsw", "mae", "JSW MAE (mm)"), ("jsn", "mae", "JSN MAE (mm)"),
+                                             ("svdh", "qwk", "SvdH quadratic-weighted kappa")]):
+        real = [a for a in agg if a["task"] == task and a["arm"].startswith("real ")]
+        xs = [float(a["arm"].split()[1].rstrip("%")) / 100 for a in real]
+        ax.errorbar(xs, [a[metric] for a in real], yerr=[a[metric + "_std"] for a in real], marker="o", label="real labels only")
+        others = [a for a in agg if a["task"] == task and not a["arm"].startswith("real ")]
+        markers = "s^vDPX*"
+        for i, a in enumerate(others):
+            if a["arm"].startswith("POC"):
+                ax.axhline(a[metric], ls="--", c="gray", label=a["arm"])
+                continue
+            ax.errorbar([cfg.low_fraction * (1 + 0.06 * (i + 1))], [a[metric]], yerr=[a[metric + "_std"]],
+                        marker=markers[i % len(markers)], ls="none", label=a["arm"])
+        ax.set_xscale("log")
+        ax.set_xlabel("fraction of labelled training images")
+        ax.set_ylabel(lab)
+        ax.set_title(TASK_NAMES[task])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    p = os.path.join(out_dir, "error_vs_fraction.png")
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    files.append(p)
+    preds = extra0.get("preds") or {}
+    if preds:
+        fig, ax = plt.subplots(figsize=(5.5, 5.5))
+        t = extra0["test_jsw"]
+        for name, pr in preds.items():
+            ax.scatter(t.numpy(), pr.numpy(), s=8, alpha=0.6, label=f"{name} (MAE {float((pr - t).abs().mean()):.3f})")
+        lo, hi = cfg.jsw_range
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xlabel("true JSW (mm)")
+        ax.set_ylabel("predicted JSW (mm)")
+        ax.set_title("JSW regression on the held-out test set (first seed)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = os.path.join(out_dir, "pred_vs_true_jsw.png")
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        files.append(p)
+    return files
+
+
+# ----------------------------------------------------------------------------- entry points
+def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "five_percent_out",
+                     config: FivePercentConfig | None = None, plots: bool = True, log=print, **overrides) -> dict:
+    """Run the experiment; returns ``{"rows", "aggregate", "table", "realism", "lsn", "files", "config", "seconds"}``.
+
+    Args:
+        quick: use :meth:`FivePercentConfig.quick` (CPU, minutes) instead of the full config.
+        seeds: experiment seeds (data, subsets, initializations, noise); default (0, 1, 2), (0, 1) with ``quick``.
+        out_dir: where to write tables and plots (None: write nothing).
+        config: an explicit config (overrides ``quick``); ``overrides``: fields to replace.
+        plots: write the PNGs.
+        log: a print-like callable for progress lines.
+    """
+    cfg = config if config is not None else (FivePercentConfig.quick() if quick else FivePercentConfig())
+    if overrides:
+        cfg = replace(cfg, **overrides)
+    if seeds is None:
+        seeds = (0, 1) if quick and config is None else (0, 1, 2)
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds: need at least one seed")
+    if not 0 < cfg.low_fraction < 1:
+        raise ValueError(f"low_fraction: must be in (0, 1), got {cfg.low_fraction}")
+    t0 = time.perf_counter()
+    lsn, lsn_status = _load_lsn(log)
+    log(f"five-percent experiment: seeds {list(seeds)}, LSN {lsn_status}; config {asdict(cfg)}")
+    rows, realism, extra0 = [], {}, {}
+    for i, s in enumerate(seeds):
+        r, re, ex = _one_seed(cfg, s, lsn, lsn_status, log, keep_preds=(i == 0))
+        rows += r
+        for k, v in re.items():
+            realism.setdefault(k, []).append(v)
+        if i == 0:
+            extra0 = ex
+    agg = _aggregate(rows)
+    table = format_table(agg)
+    real_txt = "; ".join(f"{'LSN' if k == 'lsn' else 'oracle'}-synthesized vs real: held-out accuracy "
+                         f"{sum(v) / len(v):.3f}" + (f" ± {float(torch.tensor(v).std()):.3f}" if len(v) > 1 else "")
+                         for k, v in realism.items())
+    log("\n" + table + "\n")
+    log(f"realism check (0.5 = indistinguishable): {real_txt}")
+    secs = time.perf_counter() - t0
+    files = []
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        p = os.path.join(out_dir, "table.md")
+        with open(p, "w") as fh:
+            fh.write(f"# Five-percent experiment ({'quick' if quick else 'custom' if config is not None else 'full'})\n\n")
+            fh.write(f"LSN: {lsn_status}. Seeds: {list(seeds)}. {extra0.get('n_low', '?')} low-label images of {cfg.n_train}; "
+                     f"{cfg.n_test} test images; {cfg.size}² px at {cfg.spacing_mm} mm.\n\n{table}\n\n"
+                     f"Realism check (0.5 = indistinguishable): {real_txt}\n")
+        files.append(p)
+        p = os.path.join(out_dir, "table.csv")
+        _write_csv(p, agg)
+        files.append(p)
+        p = os.path.join(out_dir, "raw.csv")
+        _write_csv(p, rows)
+        files.append(p)
+        if plots:
+            files += _plots(out_dir, agg, cfg, extra0)
+        p = os.path.join(out_dir, "summary.json")
+        with open(p, "w") as fh:
+            json.dump({"config": asdict(cfg), "seeds": list(seeds), "lsn": lsn_status, "aggregate": agg,
+                       "realism": realism, "seconds": secs}, fh, indent=1)
+        files.append(p)
+        log("wrote " + ", ".join(files))
+    return {"rows": rows, "aggregate": agg, "table": table, "realism": realism, "lsn": lsn_status, "files": files,
+            "config": cfg, "seconds": secs}
+
+
+def add_experiment_arguments(parser) -> None:
+    """Arguments of ``lsn-fast experiment five-percent``."""
+    parser.add_argument("--quick", action="store_true", help="tiny CPU configuration (64² px, few hundred samples, minutes)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="experiment seeds (default: 0 1 2; --quick: 0 1)")
+    parser.add_argument("--out", default="five_percent_out", help="output folder for tables and plots")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: leave the default)")
+    parser.add_argument("--steps", type=int, default=None, help="override the optimizer steps per arm")
+    parser.add_argument("--n-train", type=int, default=None, help="override the size of the labelled pool")
+    parser.add_argument("--n-test", type=int, default=None, help="override the size of the test set")
+    parser.add_argument("--no-oracle", action="store_true", help="skip the oracle-separation arm")
+    parser.add_argument("--no-plots", action="store_true", help="do not write PNGs")
+    parser.add_argument("--tiny", action="store_true", help=argparse_suppress())
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def run_experiment(args) -> int:
+    """CLI entry: run the five-percent experiment from parsed ``args``; returns the exit code."""
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(int(args.threads))
+    cfg = FivePercentConfig.tiny() if getattr(args, "tiny", False) else (
+        FivePercentConfig.quick() if args.quick else FivePercentConfig())
+    over = {}
+    if getattr(args, "steps", None):
+        over["steps"] = args.steps
+    if getattr(args, "n_train", None):
+        over["n_train"] = args.n_train
+    if getattr(args, "n_test", None):
+        over["n_test"] = args.n_test
+    if getattr(args, "no_oracle", False):
+        over["oracle"] = False
+    for k, v in over.items():
+        if k != "oracle" and v < 1:
+            raise ValueError(f"--{k.replace('_', '-')}: must be >= 1")
+    cfg = replace(cfg, **over)
+    seeds = args.seeds if args.seeds else ((0,) if getattr(args, "tiny", False) else (0, 1) if args.quick else (0, 1, 2))
+    run_five_percent(quick=args.quick, seeds=seeds, out_dir=args.out, config=cfg, plots=not args.no_plots)
+    return 0

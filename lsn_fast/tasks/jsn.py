@@ -1,0 +1,388 @@
+"""Task 2: joint space narrowing (JSN) between two visits of one joint, in mm (positive = narrowing).
+
+:func:`quantify_jsn` has two methods:
+
+``method="poc"`` — classical, no learning (phase-only correlation, POC):
+
+1. **Split.** The joint line is found on the *baseline*: the image is smoothed, cut into
+   vertical bands, and in each band the row profile's deepest valley between two bright parts
+   (the dark joint space between the two bones; ``valley(y) = min(max_{y'<y} p, max_{y'>y} p) − p(y)``)
+   gives a joint row; a line ``y = a + b·x`` is fitted to the band rows, weighted by the valley
+   depth (so tilted fingers are handled). With ``masks=(upper, lower)`` the line is instead the
+   per-column midpoint between the upper mask's lower edge and the lower mask's upper edge.
+2. **Windows.** Upper region = above the line, lower region = below it, each multiplied by a 2-D
+   Hann window (which also weights the bone ends near the image centre most), with a 2-px cosine
+   ramp at the line. The same windows are used for both visits.
+3. **Pre-filter.** Vertical derivative (central difference, [1,2,1]/4 across): keeps the bone
+   ends and trabecular texture, suppresses the slowly varying, static soft tissue and the finger
+   outline (vertical edges) that would otherwise pull the estimate towards zero.
+4. **POC.** For each region, the cross-power spectrum ``F_f·conj(F_b)`` normalized to unit
+   magnitude, weighted by a Gaussian low-pass (σ = ``band`` cycles/px, default 0.15: the
+   correlation peak becomes a Gaussian of σ ≈ 1 px), inverse FFT, integer peak, then a
+   3-point Gaussian fit per axis for the sub-pixel part (parabolic if a neighbour is <= 0).
+   Then ``refine`` (default 2) iterations: shift the follow-up back by the estimate (Fourier
+   shift of the filtered image), re-window, re-correlate, add the residual.
+5. **JSN** = ``(d_upper − d_lower) · (−axis) · spacing``: the change of the separation of the
+   two bones along the joint axis (``axis`` points from the lower to the upper bone; default:
+   perpendicular to the fitted joint line). A global repositioning of the finger moves both
+   bones alike and cancels.
+
+``method="learned"`` — :class:`SiameseJSN`: a shared conv encoder on each visit, feature maps
+fused as ``[f_b, f_f, f_f − f_b]``, more convolutions, pooling, an MLP -> Δ mm. Train it with
+:func:`train_jsn_model` on pairs (the experiment synthesizes them with the LSN).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .._validation import check_positive_float
+from ._common import ConvEncoder, as_source, check_images, fit, model_device, normalize_images, pool_features
+from .metrics import regression_metrics
+
+__all__ = ["quantify_jsn", "poc_displacement", "joint_line", "region_windows", "SiameseJSN", "train_jsn_model",
+           "evaluate_jsn"]
+
+
+# ----------------------------------------------------------------------------- helpers
+def _gauss1d(sigma: float, device) -> torch.Tensor:
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, device=device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def _smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B,1,H,W), replicate borders."""
+    k = _gauss1d(sigma, x.device)
+    r = (k.numel() - 1) // 2
+    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+    return F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+
+
+def _hann(n: int, device) -> torch.Tensor:
+    i = torch.arange(n, device=device, dtype=torch.float32)
+    return 0.5 - 0.5 * torch.cos(2 * math.pi * (i + 0.5) / n)
+
+
+def joint_line(images: torch.Tensor, bands: int = 8, search: tuple[float, float] = (0.15, 0.85)):
+    """Fit the joint line ``y = a + b·x`` (pixel-centre coordinates) on (B,1,H,W) images.
+
+    Returns ``(a (B,), b (B,))`` float32. See the module docstring (step 1)."""
+    check_images(images)
+    x = images.float()
+    B, _, H, W = x.shape
+    x = _smooth(x, max(1.0, H / 64))
+    nb = max(2, min(bands, W // 4))
+    edges = torch.linspace(0, W, nb + 1).round().long().tolist()
+    rows, wts, xs = [], [], []
+    lo, hi = int(search[0] * H), max(int(search[0] * H) + 1, int(search[1] * H))
+    for k in range(nb):
+        p = x[:, 0, :, edges[k]:edges[k + 1]].mean(dim=2)  # (B,H)
+        top = torch.cummax(p, dim=1).values
+        bot = torch.flip(torch.cummax(torch.flip(p, [1]), dim=1).values, [1])
+        v = torch.minimum(top, bot) - p
+        v[:, :lo] = -1
+        v[:, hi:] = -1
+        depth, r = v.max(dim=1)
+        # sub-row refinement of the valley by a parabola through the profile
+        r = r.clamp(1, H - 2)
+        pm, p0, pp = p.gather(1, (r - 1)[:, None]), p.gather(1, r[:, None]), p.gather(1, (r + 1)[:, None])
+        den = (pm - 2 * p0 + pp).squeeze(1)
+        off = torch.where(den > 1e-12, 0.5 * (pm - pp).squeeze(1) / den.clamp_min(1e-12), torch.zeros_like(den)).clamp(-0.5, 0.5)
+        rows.append(r.float() + off)
+        wts.append(depth.clamp_min(0))
+        xs.append(torch.full((B,), 0.5 * (edges[k] + edges[k + 1]) - 0.5))
+    Y, Wt, X = torch.stack(rows, 1), torch.stack(wts, 1), torch.stack(xs, 1).to(x.device)
+    # keep bands whose valley is at least 30 % of the deepest (bands in air or off the bone drop out)
+    Wt = torch.where(Wt >= 0.3 * Wt.amax(dim=1, keepdim=True), Wt, torch.zeros_like(Wt)) + 1e-12
+    sw = Wt.sum(1)
+    mx, my = (Wt * X).sum(1) / sw, (Wt * Y).sum(1) / sw
+    sxx = (Wt * (X - mx[:, None]) ** 2).sum(1)
+    sxy = (Wt * (X - mx[:, None]) * (Y - my[:, None])).sum(1)
+    b = torch.where(sxx > 1e-6, sxy / sxx.clamp_min(1e-6), torch.zeros_like(sxx)).clamp(-0.4, 0.4)  # |tilt| <= ~22°
+    a = my - b * mx
+    return a, b
+
+
+def _line_from_masks(upper: torch.Tensor, lower: torch.Tensor):
+    """Per-column split row between an upper and a lower bone mask (B,H,W) -> (B,W) float."""
+    B, H, W = upper.shape
+    y = torch.arange(H, device=upper.device, dtype=torch.float32).view(1, H, 1)
+    mu, ml = upper > 0.5, lower > 0.5
+    u_end = torch.where(mu, y, torch.full_like(y, -1.0).expand(B, H, W)).amax(dim=1)  # last upper row
+    l_start = torch.where(ml, y, torch.full_like(y, float(H)).expand(B, H, W)).amin(dim=1)
+    ok = (u_end >= 0) & (l_start < H) & (l_start > u_end)
+    mid = 0.5 * (u_end + l_start)
+    xs = torch.arange(W, device=upper.device, dtype=torch.float32).expand(B, W)
+    w = ok.float() + 1e-9
+    mx, my = (w * xs).sum(1) / w.sum(1), (w * mid).sum(1) / w.sum(1)
+    sxx = (w * (xs - mx[:, None]) ** 2).sum(1)
+    b = (w * (xs - mx[:, None]) * (mid - my[:, None])).sum(1) / sxx.clamp_min(1e-6)
+    fit_line = my[:, None] + b[:, None] * (xs - mx[:, None])
+    none = ~ok.any(dim=1)
+    fit_line = torch.where(none[:, None], torch.full_like(fit_line, H / 2 - 0.5), fit_line)
+    return torch.where(ok, mid, fit_line), b
+
+
+def region_windows(shape, line: torch.Tensor, ramp_px: float = 2.0):
+    """Upper/lower windows (B,1,H,W) from a per-column split row ``line`` (B,W)."""
+    B, _, H, W = shape
+    dev = line.device
+    y = torch.arange(H, device=dev, dtype=torch.float32).view(1, H, 1)
+    d = line.view(B, 1, W) - y  # > 0 above the line
+    hann = (_hann(H, dev)[:, None] * _hann(W, dev)[None, :]).view(1, H, W)
+
+    def ramp(t):
+        t = (t / ramp_px + 0.5).clamp(0, 1)
+        return 0.5 - 0.5 * torch.cos(math.pi * t)
+
+    return (hann * ramp(d)).unsqueeze(1), (hann * ramp(-d)).unsqueeze(1)
+
+
+def _dy_filter(x: torch.Tensor) -> torch.Tensor:
+    k = torch.tensor([[-0.125, 0.0, 0.125], [-0.25, 0.0, 0.25], [-0.125, 0.0, 0.125]], device=x.device).t()
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k.view(1, 1, 3, 3))  # d/dy, smoothed in x
+
+
+def _freqs(H: int, W: int, device):
+    return torch.fft.fftfreq(H, device=device).view(H, 1), torch.fft.rfftfreq(W, device=device).view(1, -1)
+
+
+def _fourier_shift(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """x(r − d) for (B,1,H,W) x and (B,2) d = (dy, dx) px, periodic."""
+    B, _, H, W = x.shape
+    fy, fx = _freqs(H, W, x.device)
+    ph = torch.exp(-2j * math.pi * (fy * d[:, 0].view(B, 1, 1, 1) + fx * d[:, 1].view(B, 1, 1, 1)))
+    return torch.fft.irfft2(torch.fft.rfft2(x) * ph, s=(H, W))
+
+
+def _subpixel(rm, r0, rp):
+    """Offset of the peak from the centre sample given three samples (Gaussian fit, else parabola)."""
+    pos = (rm > 0) & (r0 > 0) & (rp > 0)
+    lm, l0, lp = torch.log(rm.clamp_min(1e-30)), torch.log(r0.clamp_min(1e-30)), torch.log(rp.clamp_min(1e-30))
+    dg = lm - 2 * l0 + lp
+    g = torch.where(dg < -1e-12, 0.5 * (lm - lp) / dg.clamp_max(-1e-12), torch.zeros_like(dg))
+    dp = rm - 2 * r0 + rp
+    p = torch.where(dp < -1e-12, 0.5 * (rm - rp) / dp.clamp_max(-1e-12), torch.zeros_like(dp))
+    return torch.where(pos, g, p).clamp(-1, 1)
+
+
+def poc_displacement(a: torch.Tensor, b: torch.Tensor, window: torch.Tensor | None = None, band: float | None = 0.15,
+                     window_b: torch.Tensor | None = None) -> torch.Tensor:
+    """Displacement ``d`` (B,2) = (dy, dx) px with ``b(r) ≈ a(r − d)`` by phase-only correlation.
+
+    ``a``, ``b``: (B,1,H,W) (already pre-filtered); ``window``: (B or 1,1,H,W), applied to ``a``
+    (and to ``b`` unless ``window_b`` is given) after removing each image's weighted mean
+    (default: 2-D Hann). ``band``: σ of the Gaussian weight on the normalized cross-power
+    spectrum, cycles/px (None: plain POC). Sub-pixel peak: 3-point Gaussian fit per axis."""
+    B, _, H, W = a.shape
+    if window is None:
+        window = (_hann(H, a.device)[:, None] * _hann(W, a.device)[None, :]).view(1, 1, H, W)
+    if window_b is None:
+        window_b = window
+
+    def prep(x, w):
+        ws = w.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+        return (x - (x * w).sum(dim=(2, 3), keepdim=True) / ws) * w
+
+    Fa, Fb = torch.fft.fft2(prep(a, window).double()), torch.fft.fft2(prep(b, window_b).double())
+    R = Fb * Fa.conj()
+    R = R / (R.abs() + 1e-12 * R.abs().amax(dim=(2, 3), keepdim=True) + 1e-30)
+    if band is not None:
+        fy = torch.fft.fftfreq(H, device=a.device, dtype=torch.float64).view(H, 1)
+        fx = torch.fft.fftfreq(W, device=a.device, dtype=torch.float64).view(1, W)
+        R = R * torch.exp(-(fy**2 + fx**2) / (2 * band**2))
+    r = torch.fft.ifft2(R).real[:, 0]  # (B,H,W), peak at +d (periodic)
+    flat = r.reshape(B, -1).argmax(dim=1)
+    iy, ix = flat // W, flat % W
+    bi = torch.arange(B, device=a.device)
+    r0 = r[bi, iy, ix]
+    dy = _subpixel(r[bi, (iy - 1) % H, ix], r0, r[bi, (iy + 1) % H, ix])
+    dx = _subpixel(r[bi, iy, (ix - 1) % W], r0, r[bi, iy, (ix + 1) % W])
+    py = torch.where(iy > H // 2, iy - H, iy).double() + dy
+    px = torch.where(ix > W // 2, ix - W, ix).double() + dx
+    return torch.stack([py, px], dim=1).float()
+
+
+def _check_masks(masks, shape):
+    if masks is None:
+        return None
+    if not (isinstance(masks, (tuple, list)) and len(masks) == 2):
+        raise TypeError("masks: expected a pair (upper_mask, lower_mask) of (B,1,H,W) or (B,H,W) tensors")
+    out = []
+    for name, m in zip(("masks[0]", "masks[1]"), masks):
+        if not isinstance(m, torch.Tensor):
+            raise TypeError(f"{name}: expected a tensor, got {type(m).__name__}")
+        m = m.float()
+        if m.ndim == 4:
+            m = m[:, 0]
+        if tuple(m.shape) != (shape[0], shape[2], shape[3]):
+            raise ValueError(f"{name}: expected shape ({shape[0]},1,{shape[2]},{shape[3]}), got {tuple(m.shape)}")
+        out.append(m)
+    return out
+
+
+def _check_axis(axis, B: int, device):
+    if axis is None:
+        return None
+    from ..layers import _normalize_axis
+
+    return _normalize_axis(axis, B, device)
+
+
+def _poc_jsn(baseline, followup, spacing_mm, masks=None, axis=None, band=0.15, refine=2, return_details=False):
+    B, _, H, W = baseline.shape
+    dev = baseline.device
+    xb, xf = baseline.float(), followup.float()
+    xs = torch.arange(W, device=dev, dtype=torch.float32)
+    a_b, b_b = joint_line(xb)
+    a_f, b_f = joint_line(xf)
+    line_b = a_b[:, None] + b_b[:, None] * xs[None, :]
+    line_f = a_f[:, None] + b_f[:, None] * xs[None, :]
+    slope = b_b
+    m = _check_masks(masks, baseline.shape)
+    if m is not None:  # split of the baseline from its masks; the follow-up's moves like the profile's
+        mline, slope = _line_from_masks(m[0].to(dev), m[1].to(dev))
+        line_f = mline + (line_f - line_b)
+        line_b = mline
+    ax = _check_axis(axis, B, dev)
+    if ax is None:  # perpendicular to the joint line, pointing up (towards the upper bone)
+        ax = torch.stack([-torch.ones_like(slope), slope], 1)
+        ax = ax / ax.norm(dim=1, keepdim=True)
+    # the split line lies in the middle of each image's own joint space, so neither bone crosses
+    # it however much the joint narrows; the follow-up's windows move with the back-shift
+    wb = region_windows(xb.shape, line_b)
+    fb, ff = _dy_filter(xb), _dy_filter(xf)
+    disps = []
+    for k in range(2):
+        d = torch.zeros(B, 2, device=dev)
+        for it in range(refine + 1):
+            wf = region_windows(xf.shape, line_f - d[:, :1])[k]
+            ffs = ff if it == 0 else _fourier_shift(ff, -d)
+            d = d + poc_displacement(fb, ffs, wb[k], band, window_b=wf)
+        disps.append(d)
+    du, dl = disps
+    jsn = ((du - dl) * (-ax)).sum(dim=1) * spacing_mm
+    if return_details:
+        return jsn, {"d_upper_px": du, "d_lower_px": dl, "axis": ax, "line_baseline": line_b, "line_followup": line_f}
+    return jsn
+
+
+# ----------------------------------------------------------------------------- learned model
+class SiameseJSN(nn.Module):
+    """(baseline, follow-up) -> narrowing in mm (positive = narrowing).
+
+    A shared 2-level encoder (stride 4) on each per-image-standardized visit; the feature maps
+    are fused as ``[f_b, f_f, f_f − f_b]`` and go through 2 more strided conv stages, global
+    average+max pooling and an MLP. ``scale`` (mm) sets the output's initial spread."""
+
+    def __init__(self, width: int = 16, scale_mm: float = 0.5):
+        super().__init__()
+        self.encoder = ConvEncoder(1, width, levels=2)
+        c = self.encoder.out_channels
+        self.fuse = ConvEncoder(3 * c, 2 * c, levels=2)
+        self.head = nn.Sequential(nn.Linear(2 * self.fuse.out_channels, 64), nn.SiLU(), nn.Linear(64, 1))
+        self.register_buffer("scale", torch.tensor(float(scale_mm)))
+
+    def forward(self, baseline: torch.Tensor, followup: torch.Tensor) -> torch.Tensor:
+        B = baseline.shape[0]
+        f = self.encoder(normalize_images(torch.cat([baseline, followup])))
+        fb, ff = f[:B], f[B:]
+        h = self.fuse(torch.cat([fb, ff, ff - fb], dim=1))
+        return self.scale * self.head(pool_features(h)).squeeze(1)
+
+
+def _jsn_loss(model, batch):
+    a, b, y = batch[0], batch[1], batch[2]
+    return F.smooth_l1_loss(model(a, b), y.to(a.device, torch.float32).reshape(-1), beta=0.05)
+
+
+def train_jsn_model(baseline=None, followup=None, jsn_mm=None, *, source=None, model: SiameseJSN | None = None,
+                    steps: int = 300, batch_size: int = 32, lr: float = 2e-3, seed: int = 0, augment=None,
+                    device=None, progress: bool = False) -> SiameseJSN:
+    """Train (or fine-tune) a :class:`SiameseJSN` on pairs: tensors ``baseline, followup`` (N,1,H,W)
+    with ``jsn_mm`` (N,), or ``source`` (iterable of ``(baseline, followup, jsn)`` batches or a
+    batch function ``fn(batch_size, generator)``)."""
+    if source is None:
+        if baseline is None or followup is None or jsn_mm is None:
+            raise ValueError("baseline, followup, jsn_mm: give all three, or a source")
+        check_images(baseline, "baseline")
+        check_images(followup, "followup")
+        if baseline.shape != followup.shape:
+            raise ValueError(f"followup: shape {tuple(followup.shape)} differs from baseline {tuple(baseline.shape)}")
+        jsn_mm = torch.as_tensor(jsn_mm, dtype=torch.float32).reshape(-1)
+        if jsn_mm.shape[0] != baseline.shape[0]:
+            raise ValueError(f"jsn_mm: expected {baseline.shape[0]} labels, got {jsn_mm.shape[0]}")
+        source = as_source((baseline, followup, jsn_mm))
+    else:
+        source = as_source(source)
+    torch.manual_seed(seed)
+    if model is None:
+        model = SiameseJSN()
+        if jsn_mm is not None and jsn_mm.numel() > 1:
+            model.scale.fill_(max(float(jsn_mm.std()), 0.05))
+    if device is not None:
+        model = model.to(device)
+    fit(model, source, _jsn_loss, steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=augment,
+        progress=progress, desc="jsn")
+    return model
+
+
+# ----------------------------------------------------------------------------- public entry
+def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: float = 0.1, method: str = "poc",
+                 model: nn.Module | None = None, *, masks=None, axis=None, band: float = 0.15, refine: int = 2,
+                 batch_size: int = 64, return_details: bool = False) -> torch.Tensor:
+    """Joint space narrowing between two visits of the same joints, (B,) mm, positive = narrowing.
+
+    Args:
+        baseline, followup: (B,1,H,W) attenuation images (bone bright), same shape, finger
+            near vertical with the proximal bone on top.
+        spacing_mm: pixel spacing, mm (> 0).
+        method: ``"poc"`` (phase-only correlation of the two bone regions, no learning) or
+            ``"learned"`` (``model``, a trained :class:`SiameseJSN`; it outputs mm directly, so
+            use it at the spacing it was trained on).
+        masks: optional ``(upper_mask, lower_mask)`` of the baseline, (B,1,H,W) or (B,H,W);
+            the split between the regions then comes from them instead of the row profile.
+        axis: joint axis (dy, dx) from the lower to the upper bone, an angle in degrees, or
+            (B,2); default perpendicular to the fitted joint line.
+        band: POC spectral weight σ, cycles/px. refine: POC refinement iterations.
+        return_details: (poc) also return a dict with the per-bone displacements (px), axis,
+            split line and windows.
+    """
+    check_images(baseline, "baseline")
+    check_images(followup, "followup")
+    if followup.shape != baseline.shape:
+        raise ValueError(f"followup: shape {tuple(followup.shape)} differs from baseline {tuple(baseline.shape)}")
+    if followup.device != baseline.device:
+        raise ValueError(f"followup: on {followup.device}, baseline on {baseline.device}")
+    spacing_mm = check_positive_float(spacing_mm, "spacing_mm")
+    if method == "poc":
+        if not (isinstance(refine, int) and refine >= 0):
+            raise ValueError(f"refine: expected an int >= 0, got {refine!r}")
+        if band is not None and not band > 0:
+            raise ValueError(f"band: must be > 0 cycles/px or None, got {band!r}")
+        with torch.no_grad():
+            return _poc_jsn(baseline, followup, spacing_mm, masks, axis, band, refine, return_details)
+    if method == "learned":
+        if model is None:
+            raise ValueError("model: method='learned' needs a trained model (lsn_fast.tasks.jsn.train_jsn_model)")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+        dev = model_device(model)
+        model.eval()
+        outs = []
+        with torch.no_grad():
+            for s in range(0, baseline.shape[0], batch_size):
+                outs.append(model(baseline[s:s + batch_size].to(dev), followup[s:s + batch_size].to(dev)).float().to(baseline.device))
+        return torch.cat(outs)
+    raise ValueError(f"method: expected 'poc' or 'learned', got {method!r}")
+
+
+def evaluate_jsn(pred_mm, true_mm) -> dict:
+    """MAE, RMSE, bias, Pearson r, ICC(2,1) of JSN predictions (mm)."""
+    return regression_metrics(pred_mm, true_mm)

@@ -1,0 +1,239 @@
+"""Downstream tasks (issue 6): metrics against hand-computed values, SvdH grading, the POC JSN
+baseline on known sub-pixel shifts, the trainers, and the five-percent experiment's plumbing."""
+
+import argparse
+import math
+import os
+
+import pytest
+import torch
+
+import lsn_fast as lf
+from lsn_fast.tasks import metrics as M
+from lsn_fast.tasks.jsn import SiameseJSN, _fourier_shift, joint_line, poc_displacement, quantify_jsn, train_jsn_model
+from lsn_fast.tasks.jsw_regression import JSWRegressor, evaluate_jsw, predict_jsw, train_jsw_regressor
+from lsn_fast.tasks.svdh import SvdHClassifier, evaluate_svdh, svdh_grade, train_svdh_classifier
+
+
+# ----------------------------------------------------------------------------- metrics (hand-computed)
+# pred = [1,2,3,4], true = [1,3,2,5]; errors 0,-1,1,-1
+P, T = [1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 2.0, 5.0]
+
+
+def test_mae_rmse_bias_hand():
+    assert M.mae(P, T) == pytest.approx(3 / 4)
+    assert M.rmse(P, T) == pytest.approx(math.sqrt(3 / 4))
+    assert M.bias(P, T) == pytest.approx(-1 / 4)
+
+
+def test_pearson_hand():
+    # centred: p = [-1.5,-.5,.5,1.5], t = [-1.75,.25,-.75,2.25]; Σpt = 5.5, Σp² = 5, Σt² = 8.75
+    assert M.pearson_r(P, T) == pytest.approx(5.5 / math.sqrt(5 * 8.75))
+    assert math.isnan(M.pearson_r([1, 1, 1], [1, 2, 3]))
+
+
+def test_icc_hand():
+    # two-way ANOVA of Y = [[1,1],[2,3],[3,2],[4,5]]: MSR = 4.125, MSC = 0.125, MSE = 1.375/3
+    msr, msc, mse, n, k = 4.125, 0.125, 1.375 / 3, 4, 2
+    assert M.icc(P, T, "2,1") == pytest.approx((msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n))
+    assert M.icc(P, T, "2,1") == pytest.approx(44 / 53)
+    assert M.icc(P, T, "3,1") == pytest.approx(0.8)
+    # perfect agreement -> 1; a constant offset hurts ICC(2,1) (absolute agreement), not ICC(3,1)
+    assert M.icc(T, T) == pytest.approx(1.0)
+    off = [t + 1 for t in T]
+    assert M.icc(off, T, "3,1") == pytest.approx(1.0)
+    assert M.icc(off, T, "2,1") < 0.9
+    with pytest.raises(ValueError, match="kind"):
+        M.icc(P, T, "1,1")
+
+
+def test_classification_metrics_hand():
+    t, p = [0, 1, 2, 2], [0, 2, 2, 1]
+    cm = M.confusion_matrix(t, p, 3)
+    assert cm.tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
+    assert M.accuracy(t, p, 3) == pytest.approx(0.5)
+    # Σ w·O = 2·(1/4) = 0.5;  E = outer([1,1,2],[1,1,2])/4 -> Σ w·E = 1.375;  κ = 1 − 0.5/1.375
+    assert M.quadratic_weighted_kappa(t, p, 3) == pytest.approx(7 / 11)
+    assert M.quadratic_weighted_kappa(t, t, 3) == pytest.approx(1.0)
+    assert M.quadratic_weighted_kappa([0, 4], [4, 0], 5) == pytest.approx(-1.0)
+
+
+def test_metrics_reject_bad_input():
+    with pytest.raises(ValueError, match="lengths"):
+        M.mae([1, 2], [1])
+    with pytest.raises(ValueError, match="NaN"):
+        M.rmse([float("nan")], [1.0])
+    with pytest.raises(ValueError, match="labels must lie"):
+        M.confusion_matrix([0, 5], [0, 1], 5)
+
+
+# ----------------------------------------------------------------------------- SvdH grading
+def test_svdh_grade_thresholds():
+    ref = 2.0  # losses: 0, 5%, 20%, 50%, 80%, 95%, 100%, and JSW above the reference
+    j = torch.tensor([2.0, 1.9, 1.6, 1.0, 0.4, 0.1, 0.0, 2.5])
+    assert svdh_grade(j, ref).tolist() == [0, 0, 1, 2, 3, 4, 4, 0]
+    # own-baseline reference, per sample
+    assert svdh_grade([1.0, 1.0], torch.tensor([1.0, 2.0])).tolist() == [0, 2]
+    assert svdh_grade(1.15 * 0.5, "pip").tolist() == [2]
+    with pytest.raises(ValueError, match="joint type"):
+        svdh_grade(1.0, "knee")
+    with pytest.raises(ValueError, match=">= 0"):
+        svdh_grade(-0.1, 1.0)
+
+
+# ----------------------------------------------------------------------------- POC JSN
+def test_poc_displacement_fourier_shift():
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.randn(3, 1, 72, 72, generator=g), 5, 1, 2)
+    d = torch.tensor([[1.7, 0.0], [-0.35, 0.3], [3.25, -1.2]])
+    est = poc_displacement(x, _fourier_shift(x, d))
+    assert (est - d).abs().max() < 0.05
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    st, info = lf.phantom.generate(8, size=96, spacing_mm=0.1, seed=3, jsw_mm=torch.linspace(0.8, 2.4, 8), tilt_deg=0.0)
+    return st, info
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_poc_jsn_known_subpixel_shift(phantoms, noisy):
+    st, _ = phantoms
+    shift = torch.tensor([-3.3, -1.55, -0.7, 0.0, 0.45, 1.25, -4.6, 2.8])  # px along the axis; negative narrows
+    det = lf.Detector() if noisy else None
+    base = lf.compose(st, detector=det, seed=1)
+    fol = lf.compose(st, shift_px=shift, detector=det, seed=2)
+    true = -shift * st.spacing_mm  # narrowing, mm (exact)
+    jsn = quantify_jsn(base, fol, spacing_mm=st.spacing_mm)
+    assert jsn.shape == (8,)
+    assert (jsn - true).abs().max() < 0.05, (jsn - true)
+    # baseline vs itself: no narrowing
+    assert quantify_jsn(base, base, st.spacing_mm).abs().max() < 1e-3
+
+
+def test_poc_jsn_ignores_repositioning_and_uses_masks(phantoms):
+    from lsn_fast.reference import translate
+
+    st, _ = phantoms
+    shift = torch.full((8,), -2.35)
+    moved = st.shifted(shift)
+    rep = torch.tensor([[1.5, -2.0]]).expand(8, 2)  # the whole finger moves between visits
+    moved = lf.LayerStack(translate(moved.soft, rep), translate(moved.upper, rep), translate(moved.lower, rep), 0.1,
+                          st.axis, validate=False)
+    base = lf.compose(st, detector=lf.Detector(), seed=5)
+    fol = lf.compose(moved, detector=lf.Detector(), seed=6)
+    jsn = quantify_jsn(base, fol, 0.1)
+    assert (jsn - 0.235).abs().max() < 0.05
+    jm, det = quantify_jsn(base, fol, 0.1, masks=(st.upper > 0.01, st.lower > 0.01), axis=(-1.0, 0.0), return_details=True)
+    assert (jm - 0.235).abs().max() < 0.05
+    assert (det["d_lower_px"] - rep).abs().max() < 0.3  # the lower bone only moved with the finger
+
+
+def test_joint_line_finds_the_gap(phantoms):
+    st, _ = phantoms
+    img = lf.compose(st)
+    a, b = joint_line(img)
+    x = torch.arange(96.0)
+    rows = a[:, None] + b[:, None] * x
+    # at the centre column the split lies between the bones
+    c = 48
+    up = st.upper[:, :, c] > 0.01
+    lo = st.lower[:, :, c] > 0.01
+    y = torch.arange(96.0)
+    u_end = torch.where(up, y, torch.tensor(-1.0)).amax(1)
+    l_start = torch.where(lo, y, torch.tensor(999.0)).amin(1)
+    assert bool(((rows[:, c] > u_end - 0.5) & (rows[:, c] < l_start + 0.5)).all())
+
+
+def test_quantify_jsn_errors():
+    x = torch.rand(2, 1, 32, 32)
+    with pytest.raises(ValueError, match="method"):
+        quantify_jsn(x, x, method="magic")
+    with pytest.raises(ValueError, match="followup"):
+        quantify_jsn(x, torch.rand(2, 1, 32, 16))
+    with pytest.raises(ValueError, match="model"):
+        quantify_jsn(x, x, method="learned")
+    with pytest.raises(ValueError, match="spacing_mm"):
+        quantify_jsn(x, x, spacing_mm=-1.0)
+    with pytest.raises(ValueError, match="baseline"):
+        quantify_jsn(x[:, 0], x)
+
+
+# ----------------------------------------------------------------------------- trainers
+@pytest.fixture(scope="module")
+def small_set():
+    st, info = lf.phantom.generate(12, size=32, spacing_mm=0.2, seed=9)
+    img = lf.compose(st, detector=lf.Detector(), seed=9)
+    return img, info["jsw_mm"]
+
+
+def test_jsw_regressor_trains_from_tensors_and_iterables(small_set):
+    img, jsw = small_set
+    m = train_jsw_regressor(img, jsw, steps=4, batch_size=6, seed=0)
+    assert isinstance(m, JSWRegressor)
+    p = predict_jsw(m, img)
+    assert p.shape == (12,) and bool(torch.isfinite(p).all())
+    met = evaluate_jsw(m, img, jsw)
+    assert set(met) >= {"mae", "rmse", "r", "icc"}
+    batches = [(img[:6], jsw[:6], {}), (img[6:], jsw[6:], {})]  # like JSWStream's (images, jsw, info)
+    m2 = train_jsw_regressor(source=batches, steps=3, seed=1)
+    assert bool(torch.isfinite(predict_jsw(m2, img)).all())
+    # the same seed gives the same model
+    m3 = train_jsw_regressor(img, jsw, steps=4, batch_size=6, seed=0)
+    assert torch.allclose(predict_jsw(m3, img), p)
+    with pytest.raises(ValueError, match="jsw"):
+        train_jsw_regressor(img, jsw[:3], steps=1)
+
+
+def test_jsn_model_and_learned_quantify(small_set):
+    img, jsw = small_set
+    m = train_jsn_model(img, img.flip(0), torch.linspace(-0.2, 0.8, 12), steps=3, batch_size=4)
+    assert isinstance(m, SiameseJSN)
+    out = quantify_jsn(img, img, 0.2, method="learned", model=m)
+    assert out.shape == (12,) and bool(torch.isfinite(out).all())
+
+
+def test_svdh_classifier(small_set):
+    img, jsw = small_set
+    grades = svdh_grade(jsw, 2.0)
+    m = train_svdh_classifier(img, grades, steps=3, batch_size=6)
+    assert isinstance(m, SvdHClassifier)
+    met = evaluate_svdh(m, img, grades)
+    assert 0.0 <= met["accuracy"] <= 1.0 and len(met["confusion"]) == 5
+    with pytest.raises(ValueError, match="grades"):
+        train_svdh_classifier(img, torch.full((12,), 7), steps=1)
+
+
+# ----------------------------------------------------------------------------- experiment (plumbing, not the claim)
+def test_five_percent_tiny(tmp_path):
+    from lsn_fast.tasks.experiment import FivePercentConfig, run_five_percent
+
+    res = run_five_percent(config=FivePercentConfig.tiny(), seeds=(0,), out_dir=str(tmp_path), log=lambda *a: None)
+    agg = res["aggregate"]
+    arms = {(a["task"], a["arm"]) for a in agg}
+    for task in ("jsw", "jsn", "svdh"):
+        for arm in ("real 10%", "real 100%", "10% + naive aug"):
+            assert (task, arm) in arms
+        assert any(t == task and "synth (mixed)" in a for t, a in arms)
+        assert any(t == task and "pretrain→finetune" in a for t, a in arms)
+    assert ("jsn", "POC (no training)") in arms
+    for a in agg:
+        keys = ("accuracy", "qwk") if a["task"] == "svdh" else ("mae", "rmse")
+        for k in keys:
+            assert math.isfinite(a[k]) and math.isfinite(a[k + "_std"])
+    assert res["realism"] and all(0.0 <= v[0] <= 1.0 for v in res["realism"].values())
+    assert res["table"].startswith("| task | arm |")
+    for name in ("table.md", "table.csv", "raw.csv", "summary.json", "error_vs_fraction.png", "pred_vs_true_jsw.png"):
+        assert os.path.getsize(tmp_path / name) > 0
+
+
+def test_experiment_cli_arguments(tmp_path):
+    from lsn_fast.tasks.experiment import add_experiment_arguments, run_experiment
+
+    p = argparse.ArgumentParser()
+    add_experiment_arguments(p)
+    args = p.parse_args(["--quick", "--out", str(tmp_path), "--seeds", "0"])
+    assert args.quick and args.seeds == [0] and args.threads == 1
+    args = p.parse_args(["--tiny", "--out", str(tmp_path), "--no-plots", "--no-oracle", "--threads", "0"])
+    assert run_experiment(args) == 0
+    assert (tmp_path / "table.md").exists() and not (tmp_path / "error_vs_fraction.png").exists()
