@@ -150,6 +150,72 @@ def cmd_separate(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- synth
+def parse_jsw_sweep(v: str) -> list[float]:
+    """``"lo:hi:step"`` (hi included) or ``"a,b,c"`` -> JSW values in mm (all >= 0)."""
+    try:
+        if ":" in v:
+            lo, hi, step = (float(t) for t in v.split(":"))
+            if step <= 0 or hi < lo:
+                raise ValueError
+            n = int(round((hi - lo) / step))
+            vals = [lo + k * step for k in range(n + 1) if lo + k * step <= hi + 1e-9]
+        else:
+            vals = [float(t) for t in v.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO:HI:STEP (mm, STEP > 0) or a comma list, got {v!r}") from None
+    if not vals or min(vals) < 0 or len(vals) > 10000:
+        raise argparse.ArgumentTypeError(f"JSW values must be >= 0 mm (1..10000 of them), got {v!r}")
+    return vals
+
+
+def cmd_synth(args) -> int:
+    if args.layers is None:
+        from lsn_fast import export
+
+        return export.run_synth(args)
+    import torch
+
+    import lsn_fast as lf
+    from lsn_fast import io, viz
+
+    if args.jsw is None:
+        raise UsageError("--layers needs --jsw LO:HI:STEP (or a comma list)")
+    bank = lf.LayerStack.load(args.layers)
+    entries = list(range(bank.batch_size)) if args.index is None else [args.index]
+    if any(not 0 <= e < bank.batch_size for e in entries):
+        raise UsageError(f"--index {args.index} is outside the {bank.batch_size} stacks of {args.layers}")
+    targets = torch.tensor(args.jsw, dtype=torch.float32)
+    det = lf.Detector(n0=args.n0, blur_sigma_px=args.blur, electronic_sigma=args.electronic)
+    os.makedirs(args.out, exist_ok=True)
+    from tqdm import tqdm
+
+    all_imgs, all_labels, all_entries = [], [], []
+    for e in tqdm(entries, desc="synth", unit="joint", disable=len(entries) < 2):
+        idx = torch.full((len(targets),), e, dtype=torch.int64)
+        sample_index = torch.arange(len(targets)) + e * len(targets)
+        imgs, labels = lf.synthesize(bank, idx, jsw_mm=targets, detector=det, seed=args.seed, bone=args.bone,
+                                     sample_index=sample_index)
+        fam = lf.LayerStack.cat([bank[e].with_jsw(float(j), bone=args.bone) for j in targets])
+        measured = lf.measure_jsw(fam)
+        viz.jsw_sweep(imgs, measured, labels, bank.spacing_mm, os.path.join(args.out, f"sweep_{e:04d}.png"))
+        if args.png:
+            for k in range(len(targets)):
+                io.write_png(os.path.join(args.out, f"joint{e:04d}_jsw{float(targets[k]):.3f}.png"), imgs[k, 0], bits=16)
+        all_imgs.append(imgs)
+        all_labels.append(labels)
+        all_entries.append(idx)
+    from safetensors.torch import save_file
+
+    out = os.path.join(args.out, "sweep.safetensors")
+    tmp = out + ".partial"
+    save_file({"images": torch.cat(all_imgs).contiguous(), "jsw_mm": torch.cat(all_labels), "bank_index": torch.cat(all_entries)},
+              tmp, metadata={"spacing_mm": str(bank.spacing_mm), "seed": str(args.seed), "bone": args.bone})
+    os.replace(tmp, out)
+    print(f"wrote {out} ({sum(len(i) for i in all_imgs)} images) and {len(entries)} contact sheet(s) in {args.out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -194,6 +260,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--full", action="store_true", help="also map the layers back onto the full image grid")
     sp.add_argument("--out", required=True, help="output directory")
     sp.set_defaults(func=cmd_separate)
+
+    sy = sub.add_parser("synth", help="synthesize radiographs at new JSWs: a sweep of given layers, or shards from a stream",
+                        epilog="examples:\n  lsn-fast synth --layers joint/layers.safetensors --jsw 0:3:0.25 --out sweep/\n"
+                        "  lsn-fast synth --phantoms 256 --n 100000 --out shards/   (offline export, see --help)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sy.add_argument("--layers", default=None, help="LayerStack file (.safetensors/.npz) to sweep (e.g. from lsn-fast separate)")
+    sy.add_argument("--jsw", type=parse_jsw_sweep, default=None, help="JSW values in mm: LO:HI:STEP (HI included) or a,b,c")
+    sy.add_argument("--index", type=int, default=None, help="only this stack of --layers (default: all)")
+    sy.add_argument("--bone", choices=("upper", "lower"), default="upper", help="which bone moves (default upper)")
+    sy.add_argument("--n0", type=_positive_float, default=1.0e4, help="photons per pixel in air (default 1e4)")
+    sy.add_argument("--blur", type=float, default=0.6, help="detector blur sigma in px (default 0.6)")
+    sy.add_argument("--electronic", type=float, default=2.0, help="electronic noise sigma in counts (default 2)")
+    sy.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    sy.add_argument("--png", action="store_true", help="also write one 16-bit PNG per image")
+    sy.add_argument("--out", required=True, help="output directory")
+    try:
+        from lsn_fast import export as _export
+
+        _export.add_synth_arguments(sy)
+    except ImportError:  # the stream exporter is optional
+        pass
+    sy.set_defaults(func=cmd_synth)
 
     _add_lazy(sub, "train-lsn", "train the Layer Separation Network (stage 1 phantoms, stage 2 radiographs)",
               "lsn_fast.train", "add_train_arguments", "run_train",

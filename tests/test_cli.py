@@ -74,3 +74,26 @@ def test_every_subcommand_has_help():
         r = run_cli(*cmd, "--help")
         assert r.returncode == 0, (cmd, r.stderr)
         assert "usage:" in r.stdout
+
+
+def test_synth_sweep_from_layers(tmp_path):
+    import lsn_fast as lf
+    from safetensors.torch import load_file
+
+    bank_path = tmp_path / "bank.safetensors"
+    assert main(["phantom", "--n", "1", "--size", "64", "--spacing", "0.2", "--out", str(bank_path)]) == 0
+    out = tmp_path / "sweep"
+    assert main(["synth", "--layers", str(bank_path), "--jsw", "0:1:0.5", "--out", str(out)]) == 0
+    d = load_file(out / "sweep.safetensors")
+    assert d["images"].shape == (3, 1, 64, 64)
+    assert torch_allclose(d["jsw_mm"], [0.0, 0.5, 1.0])
+    assert (out / "sweep_0000.png").exists()
+    assert main(["synth", "--layers", str(bank_path), "--jsw", "-1:1:0.5", "--out", str(out)]) == 2
+    assert main(["synth", "--layers", str(bank_path), "--out", str(out)]) == 2  # --jsw missing
+    assert main(["synth", "--layers", str(bank_path), "--jsw", "1", "--index", "5", "--out", str(out)]) == 2
+
+
+def torch_allclose(t, values):
+    import torch
+
+    return torch.allclose(t, torch.tensor(values, dtype=t.dtype), atol=1e-6)
