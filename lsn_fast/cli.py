@@ -313,7 +313,10 @@ def _add_lazy(sub, name, help_text, module, add_fn, run_fn, epilog):
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)  # exits with 2 on bad usage
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: 2 on bad usage, 0 after --help
+        return int(e.code or 0)
     if args.command is None:
         parser.print_help()
         return 2

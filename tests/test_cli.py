@@ -88,7 +88,7 @@ def test_synth_sweep_from_layers(tmp_path):
     assert d["images"].shape == (3, 1, 64, 64)
     assert torch_allclose(d["jsw_mm"], [0.0, 0.5, 1.0])
     assert (out / "sweep_0000.png").exists()
-    assert main(["synth", "--layers", str(bank_path), "--jsw", "-1:1:0.5", "--out", str(out)]) == 2
+    assert main(["synth", "--layers", str(bank_path), "--jsw=-1:1:0.5", "--out", str(out)]) == 2
     assert main(["synth", "--layers", str(bank_path), "--out", str(out)]) == 2  # --jsw missing
     assert main(["synth", "--layers", str(bank_path), "--jsw", "1", "--index", "5", "--out", str(out)]) == 2
 
