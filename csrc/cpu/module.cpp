@@ -2,6 +2,8 @@
 // the Python API layer (lsn_fast/) validates every argument before calling in.
 #include <pybind11/pybind11.h>
 
+#include "synthesize.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -25,4 +27,5 @@ PYBIND11_MODULE(_C, m) {
 #else
       false;
 #endif
+  register_synthesize(m);  // synthesize, philox4x32, synthesize_isa (synthesize.cpp)
 }

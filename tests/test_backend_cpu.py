@@ -1,0 +1,263 @@
+"""The ``cpu`` backend (csrc/cpu/synthesize.cpp + lsn_fast/_cpu_backend.py) against the reference.
+
+Tolerances are those of docs/kernel_contract.md: float32 storage and output
+``|a-b| <= 1e-5 |b| + 1e-5``; with Poisson noise a floor() may flip by one count where float
+rounding differs (at most 0.1% of pixels, each within one count, 2/q in attenuation); 16-bit
+storage or output ``<= 1e-2`` relative.
+"""
+
+import math
+
+import hypothesis.strategies as st
+import pytest
+import torch
+from hypothesis import given, settings
+
+import lsn_fast as lf
+from lsn_fast.reference import synthesize_reference
+
+cpu_backend = pytest.importorskip("lsn_fast._cpu_backend")
+from lsn_fast import _C  # noqa: E402
+
+synthesize_cpu = cpu_backend.synthesize_cpu
+
+
+# ------------------------------------------------------------------------------- helpers
+def assert_matches(out, ref, *, params, noise_mode, output_mode, sixteen_bit):
+    """The contract's comparison; returns the max abs error seen (for reporting)."""
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    a, b = out.double(), ref.double()
+    err = (a - b).abs()
+    if sixteen_bit:
+        assert bool((err <= 1e-2 * b.abs() + 1e-2).all()), f"16-bit: max err {float(err.max())}"
+        return float(err.max())
+    bad = err > 1e-5 * b.abs() + 1e-5
+    if not bool(bad.any()):
+        return float(err.max())
+    # only a Poisson floor() flip (one count, spread by the blur) may exceed the tolerance
+    assert params is not None and noise_mode == 2, f"max err {float(err.max())} at {bad.nonzero()[:5].tolist()}"
+    n_bad = int(bad.sum())
+    # 0.1% of the pixels (at least one pixel per example: the hypothesis images are tiny)
+    assert n_bad <= max(1, math.floor(1e-3 * bad.numel())), f"{n_bad} of {bad.numel()} pixels off"
+    if output_mode == 1:  # counts: one count
+        assert bool((err[bad] <= 1.0 + 1e-4 * b.abs()[bad]).all())
+    else:  # attenuation: one count is 1/q, q = n0 exp(-y)
+        n0 = params[:, 0].double().view(-1, 1, 1, 1).expand_as(b)
+        q = (n0 * torch.exp(-b)).clamp_min(0.5)
+        assert bool((err[bad] <= 2.0 / q[bad]).all()), f"max err {float(err[bad].max())}"
+    return float(err.max())
+
+
+def make_bank(N, H, W, dtype, layout, gen):
+    """Bank layers with values like real attenuation line integrals, in one of several layouts."""
+    def one(lo, hi):
+        if layout == "transposed":  # (N,W,H) storage, viewed as (N,H,W)
+            x = lo + (hi - lo) * torch.rand(N, W, H, generator=gen)
+            return x.to(dtype).transpose(1, 2)
+        if layout == "strided":  # every other column of a wider tensor, every other entry
+            x = lo + (hi - lo) * torch.rand(2 * N, H, 2 * W, generator=gen)
+            return x.to(dtype)[::2, :, ::2]
+        return (lo + (hi - lo) * torch.rand(N, H, W, generator=gen)).to(dtype)
+
+    return one(0.2, 1.2), one(0.0, 0.8), one(0.0, 0.6)
+
+
+SHIFTS = st.one_of(
+    st.sampled_from([0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -3.0, 0.25, -0.75, 40.0, -40.0, 1e4, -1e4]),
+    st.floats(-6.0, 6.0, allow_nan=False, width=32),
+)
+DTYPES = st.sampled_from([torch.float32, torch.float16, torch.bfloat16])
+
+
+@st.composite
+def cases(draw):
+    B = draw(st.integers(1, 3))
+    N = draw(st.integers(1, 3))
+    H = draw(st.sampled_from([1, 2, 3, 5, 8, 13, 16, 21]))
+    W = draw(st.sampled_from([1, 2, 3, 7, 8, 16, 17, 33]))
+    dtype = draw(DTYPES)
+    layout = draw(st.sampled_from(["contiguous", "transposed", "strided"]))
+    index = draw(st.lists(st.integers(0, N - 1), min_size=B, max_size=B))
+    disp = [[draw(SHIFTS), draw(SHIFTS)] for _ in range(B)]
+    with_params = draw(st.booleans()) or draw(st.booleans())
+    params = None
+    if with_params:
+        rows = []
+        for _ in range(B):
+            n0 = draw(st.sampled_from([5.0, 50.0, 300.0, 1000.0, 2000.0]))
+            scatter = draw(st.sampled_from([0.0, 0.0, 0.05, 0.3]))
+            scatter_sigma = draw(st.sampled_from([0.7, 2.0, 6.0]))
+            blur = draw(st.sampled_from([0.0, 0.4, 0.6, 1.3]))
+            esig = draw(st.sampled_from([0.0, 0.0, 2.0]))
+            rows.append([n0, scatter, scatter_sigma, blur, esig])
+        params = rows
+    return dict(
+        B=B, N=N, H=H, W=W, dtype=dtype, layout=layout, index=index, disp=disp, params=params,
+        interp=draw(st.sampled_from(["linear", "cubic"])),
+        noise_mode=draw(st.sampled_from([0, 1, 2])),
+        output_mode=draw(st.sampled_from([0, 0, 1])),
+        move_lower=draw(st.booleans()),
+        out_dtype=draw(DTYPES),
+        seed=draw(st.sampled_from([0, 1, 2**32 + 7, 2**64 - 1])),
+        sample_index=draw(st.lists(st.integers(0, 2**40), min_size=B, max_size=B, unique=True)),
+        min_counts=draw(st.sampled_from([0.5, 1.0])),
+        gen_seed=draw(st.integers(0, 2**16)),
+    )
+
+
+def run_both(c):
+    gen = torch.Generator().manual_seed(c["gen_seed"])
+    soft, upper, lower = make_bank(c["N"], c["H"], c["W"], c["dtype"], c["layout"], gen)
+    index = torch.tensor(c["index"], dtype=torch.int64)
+    disp = torch.tensor(c["disp"], dtype=torch.float32)
+    params = None if c["params"] is None else torch.tensor(c["params"], dtype=torch.float32)
+    kw = dict(
+        move_lower=c["move_lower"], seed=c["seed"], sample_index=torch.tensor(c["sample_index"], dtype=torch.int64),
+        noise_mode=c["noise_mode"], output_mode=c["output_mode"], interp=c["interp"],
+        min_counts=c["min_counts"], out_dtype=c["out_dtype"],
+    )
+    out = synthesize_cpu(soft, upper, lower, index, disp, params, **kw)
+    ref = synthesize_reference(soft, upper, lower, index, disp, params, **kw)
+    return out, ref, params
+
+
+# ------------------------------------------------------------------------------- Philox
+@pytest.mark.parametrize(
+    "ctr,key,expected",
+    [  # Random123 known-answer vectors for philox4x32_10
+        ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+        ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+        ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0), (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+    ],
+)
+def test_philox_known_answers(ctr, key, expected):
+    assert tuple(_C.philox4x32(ctr, key)) == expected
+
+
+def test_backend_is_registered():
+    assert lf.backends()["cpu"] is True
+    assert _C.synthesize_isa() in ("avx512", "avx2", "base")
+
+
+# ------------------------------------------------------------------- reference comparison
+@settings(max_examples=150)
+@given(c=cases())
+def test_matches_reference(c):
+    out, ref, params = run_both(c)
+    sixteen = c["dtype"] != torch.float32 or c["out_dtype"] != torch.float32
+    assert_matches(out, ref, params=params, noise_mode=c["noise_mode"], output_mode=c["output_mode"], sixteen_bit=sixteen)
+
+
+@pytest.mark.parametrize("noise_mode", [0, 1, 2])
+@pytest.mark.parametrize("output_mode", [0, 1])
+def test_large_image_every_noise_mode(noise_mode, output_mode):
+    """Realistic sizes and dose; B=1 < threads exercises the row-parallel path. Strict 0.1% rule."""
+    gen = torch.Generator().manual_seed(noise_mode * 2 + output_mode)
+    soft, upper, lower = make_bank(2, 130, 97, torch.float32, "contiguous", gen)
+    for B in (1, 3):
+        index = torch.randint(0, 2, (B,), generator=gen)
+        disp = torch.randn(B, 2, generator=gen) * 4
+        params = torch.tensor([[1e4, 0.05, 5.0, 0.6, 2.0]] * B)
+        kw = dict(seed=99, sample_index=torch.arange(B) + 5, noise_mode=noise_mode, output_mode=output_mode, interp="cubic")
+        out = synthesize_cpu(soft, upper, lower, index, disp, params, **kw)
+        ref = synthesize_reference(soft, upper, lower, index, disp, params, **kw)
+        assert_matches(out, ref, params=params, noise_mode=noise_mode, output_mode=output_mode, sixteen_bit=False)
+
+
+def test_noise_keyed_by_sample_index_not_batch():
+    gen = torch.Generator().manual_seed(3)
+    soft, upper, lower = make_bank(4, 20, 24, torch.float32, "contiguous", gen)
+    index = torch.tensor([0, 3, 1, 2])
+    disp = torch.randn(4, 2, generator=gen)
+    params = torch.tensor([[500.0, 0.0, 1.0, 0.6, 2.0]] * 4)
+    si = torch.tensor([10, 2**33 + 1, 7, 123456])
+    full = synthesize_cpu(soft, upper, lower, index, disp, params, seed=5, sample_index=si)
+    for k in range(4):
+        one = synthesize_cpu(soft, upper, lower, index[k : k + 1], disp[k : k + 1], params[k : k + 1], seed=5, sample_index=si[k : k + 1])
+        assert torch.equal(one[0], full[k])
+
+
+def test_thread_count_does_not_change_results():
+    gen = torch.Generator().manual_seed(4)
+    soft, upper, lower = make_bank(2, 64, 48, torch.float32, "contiguous", gen)
+    index, disp = torch.tensor([1]), torch.tensor([[1.3, -0.4]])
+    params = torch.tensor([[2e3, 0.1, 4.0, 0.8, 1.0]])
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = synthesize_cpu(soft, upper, lower, index, disp, params, seed=1)
+        torch.set_num_threads(2)
+        b = synthesize_cpu(soft, upper, lower, index, disp, params, seed=1)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(a, b)
+
+
+def test_zero_and_integer_shifts_are_exact():
+    gen = torch.Generator().manual_seed(5)
+    soft, upper, lower = make_bank(1, 9, 11, torch.float32, "contiguous", gen)
+    idx = torch.tensor([0])
+    for interp in ("linear", "cubic"):
+        z = synthesize_cpu(soft, upper, lower, idx, torch.zeros(1, 2), None, interp=interp)
+        assert torch.equal(z[0, 0], (soft[0] + upper[0]) + lower[0])
+        s = synthesize_cpu(soft, upper, lower, idx, torch.tensor([[2.0, -1.0]]), None, interp=interp)
+        moved = upper[0][torch.clamp(torch.arange(9) - 2, 0, 8)][:, torch.clamp(torch.arange(11) + 1, 0, 10)]
+        assert torch.equal(s[0, 0], (soft[0] + moved) + lower[0])
+
+
+def test_wrapper_guards_raw_pointers():
+    soft = torch.rand(2, 4, 4)
+    with pytest.raises(ValueError):
+        synthesize_cpu(soft, soft, soft, torch.tensor([2]), torch.zeros(1, 2), None)
+    with pytest.raises(ValueError):
+        synthesize_cpu(soft, soft, soft[:, :3], torch.tensor([0]), torch.zeros(1, 2), None)
+    with pytest.raises(ValueError):
+        synthesize_cpu(soft, soft, soft, torch.tensor([0]), torch.zeros(2, 2), None)
+
+
+# ------------------------------------------------------------------------------- public API
+def _rect_bank(B=3, H=40, W=36, dtype=torch.float32):
+    from helpers import rect_stack
+
+    return rect_stack(B=B, H=H, W=W, gap_px=8.0, dtype=dtype)
+
+
+@pytest.mark.parametrize("detector", [None, lf.Detector(), lf.Detector(noise="gaussian", n0=3e3, scatter=0.05, scatter_sigma_px=4.0, output="counts")])
+@pytest.mark.parametrize("interp", ["linear", "cubic"])
+def test_public_synthesize_matches_reference(detector, interp):
+    bank = _rect_bank()
+    index = torch.tensor([2, 0, 2, 1])
+    shift = torch.tensor([0.5, -1.25, 3.0, 0.0])
+    kw = dict(shift_px=shift, detector=detector, seed=11, interp=interp, sample_index=torch.tensor([4, 5, 6, 7]))
+    a, ja = lf.synthesize(bank, index, backend="cpu", **kw)
+    b, jb = lf.synthesize(bank, index, backend="reference", **kw)
+    assert torch.equal(ja, jb)
+    params = None if detector is None else detector.params(4)
+    assert_matches(a, b, params=params, noise_mode=0 if detector is None else detector.noise_mode,
+                   output_mode=0 if detector is None else detector.output_mode, sixteen_bit=False)
+
+
+def test_public_compose_matches_reference_and_16bit():
+    bank = _rect_bank(B=2)
+    det = lf.Detector(n0=5e3)
+    a = lf.compose(bank, shift_px=1.5, detector=det, seed=3, backend="cpu")
+    b = lf.compose(bank, shift_px=1.5, detector=det, seed=3, backend="reference")
+    assert_matches(a, b, params=det.params(2), noise_mode=2, output_mode=0, sixteen_bit=False)
+    bank16 = _rect_bank(B=2, dtype=torch.bfloat16)
+    a = lf.compose(bank16, jsw_mm=1.0, detector=det, backend="cpu", out_dtype=torch.float16)
+    b = lf.compose(bank16, jsw_mm=1.0, detector=det, backend="reference", out_dtype=torch.float16)
+    assert_matches(a, b, params=det.params(2), noise_mode=2, output_mode=0, sixteen_bit=True)
+
+
+def test_gradient_through_cpu_backend_equals_reference():
+    bank = _rect_bank(B=2)
+    grads = {}
+    for backend in ("cpu", "reference"):
+        shift = torch.tensor([0.7, -0.3], requires_grad=True)
+        soft = bank.soft.clone().requires_grad_(True)
+        stack = lf.LayerStack(soft, bank.upper, bank.lower, bank.spacing_mm, axis=(-1.0, 0.0))
+        out = lf.compose(stack, shift_px=shift, detector=lf.Detector(noise="none", electronic_sigma=0.0), backend=backend)
+        (out * torch.linspace(0, 1, out.numel()).view_as(out)).sum().backward()
+        grads[backend] = (shift.grad.clone(), soft.grad.clone())
+    torch.testing.assert_close(grads["cpu"][0], grads["reference"][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads["cpu"][1], grads["reference"][1], rtol=1e-5, atol=1e-6)
