@@ -1,0 +1,142 @@
+"""Everything a GPU session checks, in one call (fits the 10-minute limit of one device run).
+
+    python benchmarks/gpu_suite.py                 # output under $OUT (or benchmarks/results/gpu-<date>)
+    python benchmarks/gpu_suite.py --out DIR --budget-s 540 --skip-build
+
+Steps (each logged; a failing step is reported and the next one still runs):
+
+1. environment: nvidia-smi, nvcc, torch / triton versions, which Python packages are missing;
+2. build ``lsn_fast._C`` and ``lsn_fast._cuda`` in place (``LSN_FAST_BUILD_CUDA=1 python setup.py
+   build_ext --inplace``);
+3. ``scripts/compile_cuda.sh`` (compile-only, warnings as errors, registers / spills per kernel);
+4. pytest of the cuda and triton backends on the GPU (``tests/test_backend_cuda.py``,
+   ``tests/test_backend_triton.py`` where present);
+5. compute-sanitizer memcheck (no caching allocator), racecheck and synccheck on
+   ``benchmarks/cuda_smoke.py``;
+6. the benchmark grid of ``bench_synthesize.py`` (256², 512² x batch 64, 256, 1024 x bank 64, 4096 x
+   fp32, bf16 x blur 0, 0.6) with whatever time is left.
+
+At most 6 files come back (the device tool returns 8 at most, 2 folders deep):
+``suite_log.txt`` (every step's output), ``summary.md`` and ``bench/results.{md,csv,png,json}``.
+Exit status: 0 when every step passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PY = sys.executable
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.environ.get("OUT") or os.path.join(
+        ROOT, "benchmarks", "results", f"gpu-{_dt.date.today().isoformat()}"))
+    ap.add_argument("--budget-s", type=float, default=540.0, help="total wall-clock budget")
+    ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--skip-sanitizer", action="store_true")
+    ap.add_argument("--bench-args", default="--sizes 256,512 --batches 256,64,1024 --bank 64,4096 "
+                                             "--dtypes fp32,bf16 --blur 0,0.6 --ref-max-pixels 16777216")
+    args = ap.parse_args(argv)
+    t_start = time.time()
+    os.makedirs(args.out, exist_ok=True)
+    log_path = os.path.join(args.out, "suite_log.txt")
+    log = open(log_path, "w")
+    results: list[tuple[str, str, float]] = []
+
+    def left() -> float:
+        return args.budget_s - (time.time() - t_start)
+
+    def step(name: str, cmd: list[str], env_extra: dict | None = None, timeout: float | None = None) -> bool:
+        timeout = max(10.0, min(timeout or left(), left()))
+        env = dict(os.environ, **(env_extra or {}))
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        head = f"\n===== {name}: {' '.join(cmd)}  (timeout {timeout:.0f}s)\n"
+        print(head, flush=True)
+        log.write(head)
+        log.flush()
+        t0 = time.time()
+        try:
+            p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               timeout=timeout)
+            out, ok = p.stdout, p.returncode == 0
+            status = "ok" if ok else f"FAILED (exit {p.returncode})"
+        except subprocess.TimeoutExpired as e:
+            out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            ok, status = False, "TIMEOUT"
+        except OSError as e:
+            out, ok, status = str(e), False, f"FAILED ({e})"
+        dt = time.time() - t0
+        log.write(out)
+        log.write(f"\n----- {name}: {status} in {dt:.1f}s\n")
+        log.flush()
+        print(out[-4000:], flush=True)
+        print(f"----- {name}: {status} in {dt:.1f}s", flush=True)
+        results.append((name, status, dt))
+        return ok
+
+    # 1. environment
+    missing = []
+    for mod in ("pybind11", "pytest", "hypothesis", "kornia", "matplotlib", "triton", "setuptools"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+    log.write(f"python {sys.version}\nmissing packages: {missing or 'none'}\n")
+    step("nvidia-smi", ["nvidia-smi"], timeout=30)
+    step("versions", [PY, "-c", "import torch, sys; print(torch.__version__, torch.version.cuda, "
+                      "torch.cuda.get_device_name()); import triton; print('triton', triton.__version__)"], timeout=60)
+
+    # 2. build
+    if not args.skip_build:
+        step("build", [PY, "setup.py", "build_ext", "--inplace"], {"LSN_FAST_BUILD_CUDA": "1"}, timeout=300)
+    # 3. compile-only check with resource usage
+    if shutil.which("nvcc"):
+        step("compile_cuda.sh", ["bash", "scripts/compile_cuda.sh"], {"PYTHON": PY}, timeout=180)
+    # 4. backend tests on the GPU
+    tests = [t for t in ("tests/test_backend_cuda.py", "tests/test_backend_triton.py") if os.path.exists(os.path.join(ROOT, t))]
+    step("pytest", [PY, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *tests], timeout=240)
+    # 5. compute-sanitizer on small runs of the cuda backend
+    cs = shutil.which("compute-sanitizer") or ("/usr/local/cuda/bin/compute-sanitizer"
+                                               if os.path.exists("/usr/local/cuda/bin/compute-sanitizer") else None)
+    if args.skip_sanitizer:
+        pass
+    elif cs is None:
+        results.append(("compute-sanitizer", "not found", 0.0))
+    else:
+        smoke = [PY, "benchmarks/cuda_smoke.py"]
+        step("memcheck", [cs, "--tool", "memcheck", "--error-exitcode", "1", "--leak-check", "no", *smoke],
+             {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}, timeout=150)
+        step("racecheck", [cs, "--tool", "racecheck", "--error-exitcode", "1", *smoke, "--quick"], timeout=150)
+        step("synccheck", [cs, "--tool", "synccheck", "--error-exitcode", "1", *smoke, "--quick"], timeout=120)
+    # 6. benchmark with what is left
+    bench_out = os.path.join(args.out, "bench")
+    budget = left() - 30
+    if budget > 60:
+        step("bench", [PY, "benchmarks/bench_synthesize.py", "--device", "cuda", "--out", bench_out,
+                       "--time-budget", str(int(budget - 20)), *args.bench_args.split()], timeout=budget)
+    else:
+        results.append(("bench", "skipped (no time left)", 0.0))
+
+    lines = ["# gpu_suite summary", "", f"* date: {_dt.datetime.now().isoformat(timespec='seconds')}",
+             f"* python {sys.version.split()[0]}; missing packages: {', '.join(missing) or 'none'}",
+             f"* total {time.time() - t_start:.0f}s of {args.budget_s:.0f}s budget", "",
+             "| step | status | seconds |", "|---|---|---:|"]
+    lines += [f"| {n} | {s} | {d:.1f} |" for n, s, d in results]
+    with open(os.path.join(args.out, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    log.close()
+    return 0 if all(s == "ok" for _, s, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
