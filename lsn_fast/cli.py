@@ -290,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lazy(sub, "eval-lsn", "evaluate an LSN on held-out phantoms (PSNR, SSIM, recomposition, JSW MAE)",
               "lsn_fast.evaluate", "add_eval_arguments", "run_eval",
               "example:\n  lsn-fast eval-lsn --n 32 --size 256")
+    _add_lazy(sub, "bench", "benchmark the fused synthesis operator against eager PyTorch, kornia, torch.compile",
+              "lsn_fast.bench", "add_bench_arguments", "run_bench",
+              "examples:\n  lsn-fast bench --quick\n"
+              "  lsn-fast bench --device cpu --sizes 256 --batches 64 --bank 64 --dtypes fp32,bf16\n"
+              "  lsn-fast bench --device cuda --sizes 256,512 --batches 64,256,1024 --bank 64,4096 --blur 0,0.6\n"
+              "prints ms, samples/s and floor/time per implementation; writes results.md/.csv/.json/.png")
     ex = sub.add_parser("experiment", help="reproducible experiments (five-percent: the paper's 5%%-of-the-labels claim)",
                         epilog="examples:\n  lsn-fast experiment five-percent --quick --out five_percent_quick/\n"
                         "  lsn-fast experiment five-percent --seeds 0 1 2 --out five_percent/",
@@ -320,6 +326,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that log their command line
     try:
         return int(args.func(args) or 0)
     except UsageError as e:

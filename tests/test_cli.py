@@ -70,7 +70,7 @@ def test_separate_command_writes_layers(tmp_path):
 
 
 def test_every_subcommand_has_help():
-    for cmd in (["demo"], ["phantom"], ["separate"], ["train-lsn"], ["eval-lsn"], ["experiment"], ["experiment", "five-percent"]):
+    for cmd in (["demo"], ["phantom"], ["separate"], ["bench"], ["synth"], ["train-lsn"], ["eval-lsn"], ["experiment"], ["experiment", "five-percent"]):
         r = run_cli(*cmd, "--help")
         assert r.returncode == 0, (cmd, r.stderr)
         assert "usage:" in r.stdout
