@@ -99,7 +99,14 @@ def gaussian_weights(sigma: torch.Tensor) -> tuple[torch.Tensor, int]:
     w = torch.exp(-0.5 * (j.view(1, -1) / s) ** 2)
     w = torch.where(j.abs().view(1, -1) <= radius.view(-1, 1).to(torch.float32), w, torch.zeros_like(w))
     w = torch.where((sigma == 0).view(-1, 1), (j == 0).to(torch.float32).view(1, -1).expand_as(w), w)
-    return w / w.sum(dim=1, keepdim=True), R
+    # Normalizer summed left to right, one tap at a time (what the cpu/cuda/triton kernels do): the
+    # zero taps that pad a small kernel to the batch's R then add exactly nothing, so a sample's
+    # weights do not depend on which other samples share its batch (torch's sum() reassociates
+    # differently for different row lengths and would change the last bit).
+    total = torch.zeros_like(sigma)
+    for k in range(2 * R + 1):
+        total = total + w[:, k]
+    return w / total.view(-1, 1), R
 
 
 def gaussian_blur(img: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

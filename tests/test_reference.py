@@ -232,3 +232,20 @@ def test_reference_gradcheck_layers_and_shift():
     d = torch.tensor([[0.3, 0.1], [-0.7, 0.2]], dtype=torch.float64)
     args = [t.clone().requires_grad_(True) for t in (s, u, l, d)]
     assert torch.autograd.gradcheck(f, args, eps=1e-3, atol=2e-2, rtol=2e-2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.0, 2.0), st.lists(st.floats(0.0, 4.0), min_size=1, max_size=4), st.integers(0, 2**31 - 1))
+def test_blur_of_a_sample_does_not_depend_on_its_batch(sigma, others, seed):
+    """A sample's blurred image is bit-identical alone and beside samples with wider kernels
+    (the padded zero taps and the normalizer must not change its last bit)."""
+    from lsn_fast.reference import gaussian_blur, gaussian_weights
+
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand(1 + len(others), 9, 13, generator=g) * 1e4
+    sig = torch.tensor([sigma, *others], dtype=torch.float32)
+    w1, r1 = gaussian_weights(sig[:1])
+    wb, rb = gaussian_weights(sig)
+    assert torch.equal(wb[0, rb - r1: rb + r1 + 1], w1[0])
+    assert torch.equal(wb[0, : rb - r1], torch.zeros(rb - r1)) and torch.equal(wb[0, rb + r1 + 1:], torch.zeros(rb - r1))
+    assert torch.equal(gaussian_blur(img[:1], sig[:1])[0], gaussian_blur(img, sig)[0])
