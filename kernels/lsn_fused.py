@@ -1,0 +1,198 @@
+"""Fused Triton kernels for the LSN's non-GEMM hot spots (inference).
+
+Profiled shape of the work (issue 4): every ResBlock runs ``GroupNorm -> SiLU`` twice and ends in a
+residual add; the head runs ``GroupNorm -> SiLU -> conv -> relu(y + r) * softmax(z)``. In eager
+PyTorch each of these is its own pass over the activations (GroupNorm reads twice and writes once,
+SiLU reads and writes, the add reads two and writes one, the head's recomposition is ~6 small
+kernels). Fused here:
+
+* :func:`group_norm_act` — GroupNorm (+ affine) + optional SiLU, for NCHW-contiguous or channels-last activations, fp32/fp16/bf16 storage, fp32 statistics.
+  Two kernels: ``_gn_stats_kernel`` writes per-chunk (count, mean, M2) partials (so a large group
+  is spread over many programs), ``_gn_apply_kernel`` merges the partials of its group (Chan et
+  al.'s parallel variance: no E[x²] − E[x]² cancellation), normalizes, activates and stores.
+  Traffic: 2 reads + 1 write of x (the stats pass re-reads its chunk from cache) instead of
+  eager's GroupNorm (2 reads + 1 write) followed by SiLU (1 read + 1 write).
+* :func:`recompose_head` — ``D = relu(y + r)``, ``layers = D * softmax(z over 3 channels)`` from the
+  head's 6-channel output: one read of (y, head) and one write of (layers, D) instead of ~6 passes.
+
+Both are pure functions over pointers and strides; validation and dispatch live in
+:mod:`lsn_fast.fused` (which also holds the eager references the tests compare against).
+They run compiled on CUDA and, for the tests, under ``TRITON_INTERPRET=1`` on CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+# ------------------------------------------------------------------------------ GroupNorm
+@triton.jit
+def _group_offsets(e, b, g, CPG, HW, sB, sC, sP, CH_INNER: tl.constexpr):
+    """Addresses of element numbers ``e`` of group (b, g). Channels-last (sC == 1) walks channels
+    innermost so consecutive elements are adjacent in memory; NCHW walks pixels innermost."""
+    if CH_INNER:
+        c = e % CPG
+        p = e // CPG
+    else:
+        c = e // HW
+        p = e % HW
+    return b.to(tl.int64) * sB + (g * CPG + c).to(tl.int64) * sC + p.to(tl.int64) * sP, g * CPG + c
+
+
+@triton.jit
+def _gn_stats_kernel(x_ptr, part_ptr, G, CPG, HW, sB, sC, sP, CHUNK, N_CHUNKS,
+                     BLOCK: tl.constexpr, CH_INNER: tl.constexpr):
+    """Program (b·G + g, k): count, mean and M2 of elements [k·CHUNK, (k+1)·CHUNK) of group (b, g)."""
+    bg = tl.program_id(0)
+    k = tl.program_id(1)
+    b = bg // G
+    g = bg % G
+    n = CPG * HW
+    lo = k * CHUNK
+    hi = tl.minimum(lo + CHUNK, n)
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for s in range(lo, hi, BLOCK):
+        e = s + tl.arange(0, BLOCK)
+        off, _ = _group_offsets(e, b, g, CPG, HW, sB, sC, sP, CH_INNER)
+        acc += tl.load(x_ptr + off, mask=e < hi, other=0.0).to(tl.float32)
+    cnt = (hi - lo).to(tl.float32)
+    mean = tl.sum(acc, axis=0) / cnt
+    acc2 = tl.zeros([BLOCK], dtype=tl.float32)
+    for s in range(lo, hi, BLOCK):  # second pass over the chunk: it is still in L1/L2
+        e = s + tl.arange(0, BLOCK)
+        off, _ = _group_offsets(e, b, g, CPG, HW, sB, sC, sP, CH_INNER)
+        v = tl.load(x_ptr + off, mask=e < hi, other=0.0).to(tl.float32)
+        d = tl.where(e < hi, v - mean, 0.0)
+        acc2 += d * d
+    base = part_ptr + (bg * N_CHUNKS + k) * 3
+    tl.store(base, cnt)
+    tl.store(base + 1, mean)
+    tl.store(base + 2, tl.sum(acc2, axis=0))
+
+
+@triton.jit
+def _gn_apply_kernel(x_ptr, part_ptr, w_ptr, b_ptr, out_ptr,
+                     G, CPG, HW, sB, sC, sP, oB, oC, oP, CHUNK, N_CHUNKS, eps,
+                     BLOCK: tl.constexpr, KP: tl.constexpr, CH_INNER: tl.constexpr,
+                     SILU: tl.constexpr, AFFINE: tl.constexpr):
+    """Program (b·G + g, k): merge group (b, g)'s partials, then normalize + activate its chunk k."""
+    bg = tl.program_id(0)
+    k = tl.program_id(1)
+    b = bg // G
+    g = bg % G
+    # Chan's merge of the N_CHUNKS partials (KP >= N_CHUNKS, a power of two)
+    j = tl.arange(0, KP)
+    pm = j < N_CHUNKS
+    pb = part_ptr + (bg * N_CHUNKS + j) * 3
+    cnt = tl.load(pb, mask=pm, other=0.0)
+    mu = tl.load(pb + 1, mask=pm, other=0.0)
+    m2 = tl.load(pb + 2, mask=pm, other=0.0)
+    total = tl.sum(cnt, axis=0)
+    mean = tl.sum(cnt * mu, axis=0) / total
+    dm = tl.where(pm, mu - mean, 0.0)
+    var = (tl.sum(m2, axis=0) + tl.sum(cnt * dm * dm, axis=0)) / total
+    rstd = 1.0 / tl.sqrt(var + eps)
+    n = CPG * HW
+    lo = k * CHUNK
+    hi = tl.minimum(lo + CHUNK, n)
+    for s in range(lo, hi, BLOCK):
+        e = s + tl.arange(0, BLOCK)
+        m = e < hi
+        off, c = _group_offsets(e, b, g, CPG, HW, sB, sC, sP, CH_INNER)
+        v = (tl.load(x_ptr + off, mask=m, other=0.0).to(tl.float32) - mean) * rstd
+        if AFFINE:
+            v = v * tl.load(w_ptr + c, mask=m, other=1.0).to(tl.float32) + tl.load(b_ptr + c, mask=m, other=0.0).to(tl.float32)
+        if SILU:  # v * sigmoid(v) with exp(-|v|): no overflow for very negative v
+            ez = tl.exp(-tl.abs(v))
+            v = v * tl.where(v >= 0, 1.0, ez) / (1.0 + ez)
+        if CH_INNER:
+            cl = e % CPG
+            p = e // CPG
+        else:
+            cl = e // HW
+            p = e % HW
+        ch = (g * CPG + cl).to(tl.int64)
+        tl.store(out_ptr + b.to(tl.int64) * oB + ch * oC + p.to(tl.int64) * oP, v.to(out_ptr.dtype.element_ty), mask=m)
+
+
+def _flat_strides(t: torch.Tensor) -> tuple[int, int, int]:
+    """(batch, channel, pixel) strides of a (B,C,H,W) tensor whose H,W dims flatten to one index."""
+    B, C, H, W = t.shape
+    if H > 1 and W > 1 and t.stride(2) != W * t.stride(3):
+        raise ValueError("x: the H and W dimensions must flatten (NCHW-contiguous or channels-last)")
+    return t.stride(0), t.stride(1), t.stride(3) if W > 1 else t.stride(2)
+
+
+def group_norm_act_triton(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                          eps: float, silu: bool, chunk: int | None = None, block: int = 1024) -> torch.Tensor:
+    """Launch the two GroupNorm kernels (no validation: see ``lsn_fast.fused.group_norm_act``).
+
+    Returns a tensor shaped, strided (memory format) and typed like ``x``.
+    """
+    B, C, H, W = x.shape
+    cpg, hw = C // groups, H * W
+    n = cpg * hw
+    if chunk is None:  # enough programs to fill a GPU even at batch 1, chunks of >= 4 blocks
+        chunk = max(4 * block, triton.cdiv(n, 64))
+    chunk = triton.cdiv(chunk, block) * block
+    n_chunks = triton.cdiv(n, chunk)
+    sB, sC, sP = _flat_strides(x)
+    ch_inner = sC == 1 and C > 1
+    out = torch.empty_like(x)  # keeps x's memory format
+    oB, oC, oP = _flat_strides(out)
+    part = torch.empty((B * groups, n_chunks, 3), device=x.device, dtype=torch.float32)
+    grid = (B * groups, n_chunks)
+    _gn_stats_kernel[grid](x, part, groups, cpg, hw, sB, sC, sP, chunk, n_chunks, BLOCK=block, CH_INNER=ch_inner)
+    _gn_apply_kernel[grid](
+        x, part, weight if weight is not None else x, bias if bias is not None else x, out,
+        groups, cpg, hw, sB, sC, sP, oB, oC, oP, chunk, n_chunks, float(eps),
+        BLOCK=block, KP=max(2, triton.next_power_of_2(n_chunks)), CH_INNER=ch_inner,
+        SILU=bool(silu), AFFINE=weight is not None,
+    )
+    return out
+
+
+# ------------------------------------------------------------------------------ head
+@triton.jit
+def _recompose_kernel(y_ptr, h_ptr, layers_ptr, d_ptr, HW, yB, yP, hB, hC, hP, lB, lC, lP, dB, dP,
+                      BLOCK: tl.constexpr):
+    """D = relu(y + h0); layers_k = D · softmax(h1, h2, h3)_k, for BLOCK pixels of sample b."""
+    b = tl.program_id(0).to(tl.int64)
+    p = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m = p < HW
+    p = p.to(tl.int64)
+    hb = h_ptr + b * hB + p * hP
+    y = tl.load(y_ptr + b * yB + p * yP, mask=m, other=0.0).to(tl.float32)
+    r = tl.load(hb, mask=m, other=0.0).to(tl.float32)
+    z1 = tl.load(hb + hC, mask=m, other=0.0).to(tl.float32)
+    z2 = tl.load(hb + 2 * hC, mask=m, other=0.0).to(tl.float32)
+    z3 = tl.load(hb + 3 * hC, mask=m, other=0.0).to(tl.float32)
+    d = tl.maximum(y + r, 0.0)
+    zm = tl.maximum(tl.maximum(z1, z2), z3)
+    e1 = tl.exp(z1 - zm)
+    e2 = tl.exp(z2 - zm)
+    e3 = tl.exp(z3 - zm)
+    s = d / (e1 + e2 + e3)
+    lb = layers_ptr + b * lB + p * lP
+    tl.store(lb, (e1 * s).to(layers_ptr.dtype.element_ty), mask=m)
+    tl.store(lb + lC, (e2 * s).to(layers_ptr.dtype.element_ty), mask=m)
+    tl.store(lb + 2 * lC, (e3 * s).to(layers_ptr.dtype.element_ty), mask=m)
+    tl.store(d_ptr + b * dB + p * dP, d.to(d_ptr.dtype.element_ty), mask=m)
+
+
+def recompose_head_triton(y: torch.Tensor, head: torch.Tensor, block: int = 1024):
+    """Launch the recomposition kernel (no validation: see ``lsn_fast.fused.recompose_head``).
+
+    Returns ``(layers (B,3,H,W) float32, denoised (B,1,H,W) float32)``, NCHW-contiguous.
+    """
+    B, _, H, W = head.shape
+    hw = H * W
+    layers = torch.empty((B, 3, H, W), device=head.device, dtype=torch.float32)
+    den = torch.empty((B, 1, H, W), device=head.device, dtype=torch.float32)
+    yB, _, yP = _flat_strides(y)
+    hB, hC, hP = _flat_strides(head)
+    _recompose_kernel[(B, triton.cdiv(hw, block))](
+        y, head, layers, den, hw, yB, yP, hB, hC, hP, 3 * hw, hw, 1, hw, 1, BLOCK=block)
+    return layers, den

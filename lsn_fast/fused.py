@@ -1,0 +1,164 @@
+"""Fused LSN inference ops: validation, dispatch and their eager references (issue 4, item 5).
+
+Two ops, each with an eager-PyTorch reference (what the tests compare against) and a Triton
+implementation (``kernels/lsn_fused.py``):
+
+* :func:`group_norm_act` — ``silu(group_norm(x))`` (or without the SiLU);
+* :func:`recompose_head` — the LSN head's ``D = relu(y + r)``, ``layers = D · softmax(z)``.
+
+``backend="auto"`` takes Triton for CUDA tensors (or on CPU under ``TRITON_INTERPRET=1``, which is
+how CI tests the kernels) and the eager reference otherwise, and always the reference while
+autograd records (the fused kernels are inference-only). :meth:`lsn_fast.LSN.fuse` switches a
+model to these ops.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["group_norm_act", "recompose_head", "group_norm_act_reference", "recompose_head_reference",
+           "triton_available"]
+
+_FLOAT = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def triton_available(device: torch.device | str) -> bool:
+    """Whether the Triton kernels can run on ``device`` (CUDA, or CPU under TRITON_INTERPRET=1)."""
+    device = torch.device(device)
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return False
+    if device.type not in ("cpu", "cuda"):
+        return False
+    try:
+        import lsn_fast.kernels.lsn_fused  # noqa: F401
+    except Exception:  # noqa: BLE001 - no triton, or a triton that cannot load
+        return False
+    return True
+
+
+def _use_triton(backend: str, device: torch.device, *tensors) -> bool:
+    if backend not in ("auto", "triton", "reference"):
+        raise ValueError(f"backend: expected 'auto', 'triton' or 'reference', got {backend!r}")
+    if backend == "reference":
+        return False
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    ok = triton_available(device)
+    if backend == "triton":
+        if not ok:
+            raise RuntimeError(f"backend='triton': Triton kernels are not available on {device} "
+                               "(CUDA, or CPU with TRITON_INTERPRET=1)")
+        if grad:
+            raise RuntimeError("backend='triton': the fused LSN kernels are inference-only; "
+                               "use torch.no_grad() or backend='auto'")
+        return True
+    return ok and not grad
+
+
+# ------------------------------------------------------------------------------ GroupNorm + SiLU
+def group_norm_act_reference(x, groups, weight=None, bias=None, eps=1e-5, silu=True):
+    """Eager reference: ``F.group_norm`` (+ ``F.silu``)."""
+    y = F.group_norm(x, groups, weight, bias, eps)
+    return F.silu(y) if silu else y
+
+
+def group_norm_act(
+    x: torch.Tensor,
+    groups: int | nn.GroupNorm,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+    *,
+    silu: bool = True,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """GroupNorm (+ per-channel affine) followed by SiLU, fused.
+
+    Args:
+        x: (B,C,H,W) float32/float16/bfloat16, NCHW-contiguous or channels-last (any other
+            layout is made contiguous first).
+        groups: number of groups (divides C), or an ``nn.GroupNorm`` whose groups, affine
+            parameters and eps are used (then ``weight``, ``bias``, ``eps`` must be left unset).
+        weight, bias: (C,) affine parameters, or None.
+        eps: added to the variance.
+        silu: apply SiLU after the normalization.
+        backend: ``"auto"``, ``"triton"`` or ``"reference"``.
+    Returns:
+        Tensor like ``x`` (shape, dtype, memory format). Statistics in float32.
+    """
+    if isinstance(groups, nn.GroupNorm):
+        if weight is not None or bias is not None or eps != 1e-5:
+            raise ValueError("groups: pass either an nn.GroupNorm or groups/weight/bias/eps, not both")
+        norm = groups
+        groups, weight, bias, eps = norm.num_groups, norm.weight, norm.bias, norm.eps
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f"x: expected a (B,C,H,W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype not in _FLOAT:
+        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x.dtype}")
+    B, C, H, W = x.shape
+    if min(B, C, H, W) < 1:
+        raise ValueError(f"x: empty tensor of shape {tuple(x.shape)}")
+    groups = int(groups)
+    if groups < 1 or C % groups:
+        raise ValueError(f"groups: must divide the {C} channels, got {groups}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and (p.shape != (C,) or p.device != x.device):
+            raise ValueError(f"{name}: expected ({C},) on {x.device}, got {tuple(p.shape)} on {p.device}")
+    if (weight is None) != (bias is None):
+        raise ValueError("weight/bias: give both or neither")
+    if C // groups * H * W < 2:
+        raise ValueError(f"x: GroupNorm needs more than one value per group, got shape {tuple(x.shape)} with {groups} groups")
+    if not eps >= 0:
+        raise ValueError(f"eps: must be >= 0, got {eps}")
+    if not _use_triton(backend, x.device, x, weight, bias):
+        return group_norm_act_reference(x, groups, weight, bias, eps, silu)
+    from lsn_fast.kernels.lsn_fused import group_norm_act_triton
+
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        x = x.contiguous()
+    return group_norm_act_triton(x, groups, weight, bias, eps, silu)
+
+
+# ------------------------------------------------------------------------------ recomposition head
+def recompose_head_reference(y: torch.Tensor, head: torch.Tensor):
+    """Eager reference: ``D = relu(y + head[:,0])``, ``layers = D · softmax(head[:,1:4])``."""
+    h = head.float()
+    d = F.relu(y.float() + h[:, 0:1])
+    return d * torch.softmax(h[:, 1:4], dim=1), d
+
+
+def recompose_head(y: torch.Tensor, head: torch.Tensor, *, backend: str = "auto"):
+    """The LSN's output parametrization, fused.
+
+    Args:
+        y: (B,1,H,W) input attenuation (any float dtype).
+        head: (B,K,H,W) head output, K >= 4: channel 0 the residual r, channels 1–3 the logits of
+            the soft/upper/lower fractions (further channels are ignored here).
+    Returns:
+        ``(layers (B,3,H,W) float32 >= 0, denoised (B,1,H,W) float32 >= 0)`` with
+        ``layers.sum(1) == denoised`` up to float rounding.
+    """
+    for name, t in (("y", y), ("head", head)):
+        if not isinstance(t, torch.Tensor) or t.ndim != 4:
+            raise ValueError(f"{name}: expected a (B,C,H,W) tensor, got {getattr(t, 'shape', type(t).__name__)}")
+        if t.dtype not in _FLOAT:
+            raise TypeError(f"{name}: expected float32, float16 or bfloat16, got {t.dtype}")
+    if y.shape[1] != 1 or head.shape[1] < 4 or y.shape[0] != head.shape[0] or y.shape[2:] != head.shape[2:]:
+        raise ValueError(f"y/head: expected (B,1,H,W) and (B,>=4,H,W), got {tuple(y.shape)} and {tuple(head.shape)}")
+    if y.device != head.device:
+        raise ValueError(f"y/head: on different devices ({y.device}, {head.device})")
+    if y.numel() == 0:
+        raise ValueError(f"y: empty tensor of shape {tuple(y.shape)}")
+    if not _use_triton(backend, y.device, y, head):
+        return recompose_head_reference(y, head)
+    from lsn_fast.kernels.lsn_fused import recompose_head_triton
+
+    def flat(t):
+        B, C, H, W = t.shape
+        ok = W == 1 or H == 1 or t.stride(2) == W * t.stride(3)
+        return t if ok else t.contiguous()
+
+    return recompose_head_triton(flat(y), flat(head))

@@ -1,0 +1,179 @@
+"""Fused LSN inference kernels (kernels/lsn_fused.py via lsn_fast/fused.py) against their eager references.
+
+The Triton kernels run on CPU through the interpreter (``TRITON_INTERPRET=1`` set before triton is
+imported, put back after this module's imports, set again while its tests run). Tolerances:
+float32 storage ``atol = rtol = 1e-5`` (GroupNorm statistics are summed in another order than
+``F.group_norm``'s); 16-bit storage: the kernel and the reference each round once to the storage
+dtype, so ``2 ulp`` of that dtype (``rtol = atol = 2e-2`` bf16, ``4e-3`` fp16).
+"""
+
+import os
+
+_PREV_INTERPRET = os.environ.get("TRITON_INTERPRET")
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+
+pytest.importorskip("triton")
+import hypothesis.strategies as st  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from hypothesis import assume, given, settings  # noqa: E402
+
+from lsn_fast import fused  # noqa: E402
+
+kl = pytest.importorskip("lsn_fast.kernels.lsn_fused")
+
+if _PREV_INTERPRET is None:
+    os.environ.pop("TRITON_INTERPRET", None)
+else:  # pragma: no cover
+    os.environ["TRITON_INTERPRET"] = _PREV_INTERPRET
+
+
+@pytest.fixture(autouse=True)
+def _interpreter():
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    yield
+    if old is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = old
+
+
+TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 4e-3}
+
+
+def _layout(x, layout):
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "sliced":  # a non-contiguous view (every other channel of a wider tensor)
+        wide = torch.repeat_interleave(x, 2, dim=1)
+        return wide[:, ::2]
+    return x.contiguous()
+
+
+@st.composite
+def gn_cases(draw):
+    groups = draw(st.sampled_from([1, 2, 3, 4]))
+    cpg = draw(st.integers(1, 4))
+    return dict(
+        B=draw(st.integers(1, 3)), groups=groups, C=groups * cpg,
+        H=draw(st.sampled_from([1, 2, 3, 5, 8, 13])), W=draw(st.sampled_from([1, 2, 7, 8, 17])),
+        dtype=draw(st.sampled_from([torch.float32, torch.bfloat16, torch.float16])),
+        layout=draw(st.sampled_from(["contiguous", "channels_last", "sliced"])),
+        affine=draw(st.booleans()), silu=draw(st.booleans()),
+        offset=draw(st.sampled_from([0.0, 3.0, 1e3])),  # a large mean tests the variance's cancellation
+        chunk=draw(st.sampled_from([None, 4, 16])), block=draw(st.sampled_from([4, 16, 64])),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(gn_cases())
+def test_group_norm_act_matches_reference(c):
+    assume(c["H"] * c["W"] * (c["C"] // c["groups"]) > 1)  # F.group_norm (and the API) refuse one value per group
+    g = torch.Generator().manual_seed(c["seed"])
+    x = (torch.randn(c["B"], c["C"], c["H"], c["W"], generator=g) * 2 + c["offset"]).to(c["dtype"])
+    x = _layout(x, c["layout"])
+    w = b = None
+    if c["affine"]:
+        w = torch.randn(c["C"], generator=g).to(c["dtype"])
+        b = torch.randn(c["C"], generator=g).to(c["dtype"])
+    # Ground truth in float64: torch's own float32 CPU GroupNorm on channels-last input computes the
+    # variance as E[x^2] - E[x]^2 (seen: 6e-3 error at mean 1000, std 2), so it is not the yardstick.
+    want = fused.group_norm_act_reference(x.double(), c["groups"], None if w is None else w.double(),
+                                          None if b is None else b.double(), 1e-5, c["silu"]).to(c["dtype"])
+    if c["layout"] == "sliced":
+        xin = x.contiguous()  # the API makes a non-flattenable layout contiguous; the launcher needs flat
+    else:
+        xin = x
+    got = kl.group_norm_act_triton(xin, c["groups"], w, b, 1e-5, c["silu"], chunk=c["chunk"], block=c["block"])
+    assert got.shape == x.shape and got.dtype == x.dtype
+    if c["layout"] == "channels_last":
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    # Conditioning: (x - mean) loses ~ulp(|x|) / std of relative accuracy in float32 whoever computes
+    # it, so both sides carry that error; the bound scales with max|x| / min-group-std and max|w|.
+    xf = x.float().reshape(c["B"], c["groups"], -1)
+    cond = float(xf.abs().amax() / xf.std(dim=2, unbiased=False).clamp_min(1e-3).amin())
+    wmax = 1.0 if w is None else max(1.0, float(w.float().abs().max()))
+    tol = TOL[c["dtype"]] + 8 * 2.0**-23 * cond * wmax
+    if c["dtype"] != torch.float32 and c["offset"] >= 1e3:
+        tol = max(tol, 0.5)  # x itself is quantized at ulp(1e3) = 4-8 in 16 bit: the normalized values are coarse
+    torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
+
+
+def test_group_norm_act_api_dispatch_and_module_form():
+    """Through the public API with an nn.GroupNorm; a non-contiguous input works; grads fall back."""
+    torch.manual_seed(0)
+    norm = nn.GroupNorm(2, 6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 12, 5, 7)[:, ::2]
+    assert not x.is_contiguous()
+    with torch.no_grad():
+        got = fused.group_norm_act(x, norm, backend="triton")
+        torch.testing.assert_close(got, torch.nn.functional.silu(norm(x)), atol=1e-5, rtol=1e-5)
+    # autograd recording: "auto" takes the differentiable reference, "triton" refuses clearly
+    xg = x.clone().requires_grad_(True)
+    y = fused.group_norm_act(xg, norm)
+    y.sum().backward()
+    assert xg.grad is not None
+    with pytest.raises(RuntimeError, match="inference-only"):
+        fused.group_norm_act(xg, norm, backend="triton")
+
+
+def test_group_norm_act_bad_input():
+    x = torch.randn(2, 6, 4, 4)
+    with pytest.raises(ValueError, match="groups"):
+        fused.group_norm_act(x, 4)
+    with pytest.raises(ValueError, match="x:"):
+        fused.group_norm_act(torch.randn(6, 4, 4), 2)
+    with pytest.raises(TypeError, match="x:"):
+        fused.group_norm_act(x.double(), 2)
+    with pytest.raises(ValueError, match="weight"):
+        fused.group_norm_act(x, 2, torch.ones(5), torch.zeros(5))
+    with pytest.raises(ValueError, match="backend"):
+        fused.group_norm_act(x, 2, backend="cuda")
+    with pytest.raises(ValueError, match="empty"):
+        fused.group_norm_act(torch.randn(0, 6, 4, 4), 2)
+    with pytest.raises(ValueError, match="more than one value per group"):
+        fused.group_norm_act(torch.randn(2, 6, 1, 1), 6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.sampled_from([1, 3, 8, 13]), st.sampled_from([1, 5, 16, 19]),
+       st.sampled_from([torch.float32, torch.bfloat16, torch.float16]), st.sampled_from([4, 6]),
+       st.sampled_from(["contiguous", "channels_last", "sliced"]), st.sampled_from([8, 64]),
+       st.integers(0, 2**31 - 1))
+def test_recompose_head_matches_reference(B, H, W, dtype, K, layout, block, seed):
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(B, 1, H, W, generator=g) * 3).to(dtype)
+    head = (torch.randn(B, K, H, W, generator=g) * 4).to(dtype)
+    head = _layout(head, layout)
+    want_l, want_d = fused.recompose_head_reference(y, head)
+    if layout == "sliced":
+        head = head.contiguous()
+    got_l, got_d = kl.recompose_head_triton(y, head, block=block)
+    assert got_l.dtype == got_d.dtype == torch.float32
+    torch.testing.assert_close(got_d, want_d, atol=1e-6, rtol=1e-6)  # exact ops in fp32 from the same inputs
+    torch.testing.assert_close(got_l, want_l, atol=1e-5, rtol=1e-5)
+    assert bool((got_l >= 0).all())
+    torch.testing.assert_close(got_l.sum(1, keepdim=True), got_d, atol=1e-5, rtol=1e-5)
+
+
+def test_recompose_head_api_and_bad_input():
+    y = torch.rand(2, 1, 6, 5)
+    head = torch.randn(2, 6, 6, 5).transpose(2, 3).contiguous().transpose(2, 3)  # W-major storage
+    with torch.no_grad():
+        gl, gd = fused.recompose_head(y, head, backend="triton")
+    wl, wd = fused.recompose_head_reference(y, head)
+    torch.testing.assert_close(gl, wl, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gd, wd)
+    with pytest.raises(ValueError, match="y/head"):
+        fused.recompose_head(y, torch.randn(2, 3, 6, 5))
+    with pytest.raises(ValueError, match="y/head"):
+        fused.recompose_head(torch.rand(2, 1, 6, 4), head)
+    with pytest.raises(TypeError, match="head"):
+        fused.recompose_head(y, head.to(torch.int32))
