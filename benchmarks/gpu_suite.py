@@ -9,15 +9,18 @@ Steps (each logged; a failing step is reported and the next one still runs):
 2. build ``lsn_fast._C`` and ``lsn_fast._cuda`` in place (``LSN_FAST_BUILD_CUDA=1 python setup.py
    build_ext --inplace``);
 3. ``scripts/compile_cuda.sh`` (compile-only, warnings as errors, registers / spills per kernel);
-4. pytest of the cuda and triton backends on the GPU (``tests/test_backend_cuda.py``,
-   ``tests/test_backend_triton.py`` where present);
+4. pytest of the cuda and triton backends and the fused LSN kernels on the GPU, compiled
+   (``tests/test_backend_cuda.py``, ``tests/test_backend_triton.py``, ``tests/test_kernel_lsn_fused.py``);
 5. compute-sanitizer memcheck (no caching allocator), racecheck and synccheck on
    ``benchmarks/cuda_smoke.py``;
-6. the benchmark grid of ``bench_synthesize.py`` (256², 512² x batch 64, 256, 1024 x bank 64, 4096 x
+6. ``bench_lsn.py``: LSN inference at 256² batch 64 (eager, bf16 channels-last, torch.compile
+   max-autotune, fused kernels, CUDA graph), at most 200 s (``--skip-lsn`` to skip);
+7. the benchmark grid of ``bench_synthesize.py`` (256², 512² x batch 64, 256, 1024 x bank 64, 4096 x
    fp32, bf16 x blur 0, 0.6) with whatever time is left.
 
-At most 6 files come back (the device tool returns 8 at most, 2 folders deep):
-``suite_log.txt`` (every step's output), ``summary.md`` and ``bench/results.{md,csv,png,json}``.
+Files that come back: ``suite_log.txt`` (every step's output), ``summary.md``,
+``bench/results.{md,csv,png,json}`` and ``bench_lsn/results.{md,json}`` (the device tool returns 8
+files at most: the bench ``results.json`` is the one to drop if that limit bites).
 Exit status: 0 when every step passed.
 """
 
@@ -43,6 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=540.0, help="total wall-clock budget")
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--skip-sanitizer", action="store_true")
+    ap.add_argument("--skip-lsn", action="store_true", help="skip the LSN inference benchmark")
     ap.add_argument("--bench-args", default="--sizes 256,512 --batches 256,64,1024 --bank 64,4096 "
                                              "--dtypes fp32,bf16 --blur 0,0.6 --ref-max-pixels 16777216")
     args = ap.parse_args(argv)
@@ -102,7 +106,8 @@ def main(argv=None) -> int:
     if shutil.which("nvcc"):
         step("compile_cuda.sh", ["bash", "scripts/compile_cuda.sh"], {"PYTHON": PY}, timeout=180)
     # 4. backend tests on the GPU
-    tests = [t for t in ("tests/test_backend_cuda.py", "tests/test_backend_triton.py") if os.path.exists(os.path.join(ROOT, t))]
+    tests = [t for t in ("tests/test_backend_cuda.py", "tests/test_backend_triton.py", "tests/test_kernel_lsn_fused.py")
+             if os.path.exists(os.path.join(ROOT, t))]
     step("pytest", [PY, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *tests], timeout=240)
     # 5. compute-sanitizer on small runs of the cuda backend
     cs = shutil.which("compute-sanitizer") or ("/usr/local/cuda/bin/compute-sanitizer"
@@ -117,7 +122,11 @@ def main(argv=None) -> int:
              {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}, timeout=150)
         step("racecheck", [cs, "--tool", "racecheck", "--error-exitcode", "1", *smoke, "--quick"], timeout=150)
         step("synccheck", [cs, "--tool", "synccheck", "--error-exitcode", "1", *smoke, "--quick"], timeout=120)
-    # 6. benchmark with what is left
+    # 6. LSN inference (eager / torch.compile max-autotune / fused + CUDA graph), then the synthesis grid
+    if not args.skip_lsn and left() > 240:
+        step("bench_lsn", [PY, "benchmarks/bench_lsn.py", "--device", "cuda", "--batch", "64", "--size", "256",
+                           "--model", "default", "--out", os.path.join(args.out, "bench_lsn")],
+             timeout=min(200, left() - 150))
     bench_out = os.path.join(args.out, "bench")
     budget = left() - 30
     if budget > 60:

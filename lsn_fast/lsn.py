@@ -132,16 +132,26 @@ def _gn(c: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(c, groups), c)
 
 
+def _norm_silu(norm: nn.GroupNorm, x: torch.Tensor, fused: bool) -> torch.Tensor:
+    """``silu(norm(x))``; one fused Triton kernel pair when ``fused`` (inference, see LSN.fuse)."""
+    if fused:
+        from .fused import group_norm_act
+
+        return group_norm_act(x, norm)
+    return F.silu(norm(x))
+
+
 class ResBlock(nn.Module):
     def __init__(self, cin: int, cout: int, groups: int):
         super().__init__()
+        self.fused = False
         self.n1, self.c1 = _gn(cin, groups), nn.Conv2d(cin, cout, 3, padding=1)
         self.n2, self.c2 = _gn(cout, groups), nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x):
-        h = self.c1(F.silu(self.n1(x)))
-        h = self.c2(F.silu(self.n2(h)))
+        h = self.c1(_norm_silu(self.n1, x, self.fused))
+        h = self.c2(_norm_silu(self.n2, h, self.fused))
         return self.skip(x) + h
 
 
@@ -233,6 +243,7 @@ class LSN(nn.Module):
         super().__init__()
         cfg = config or LSNConfig()
         self.config = cfg
+        self.fused = False
         ch = [cfg.base_channels * m for m in cfg.channel_mults]
         g = cfg.groups
         self.stem = nn.Conv2d(1, ch[0], 3, padding=1)
@@ -304,10 +315,29 @@ class LSN(nn.Module):
         for up, dec in zip(self.up, self.dec):
             h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = dec(torch.cat([h, skips.pop()], dim=1))
-        out = self.head(F.silu(self.head_norm(h))).float()
+        out = self.head(_norm_silu(self.head_norm, h, self.fused)).float()
+        if self.fused:
+            from .fused import recompose_head
+
+            layers, denoised = recompose_head(x, out)
+            return LSNOutput(layers=layers, denoised=denoised, seg_logits=out[:, 4:6])
         denoised = F.relu(x.float() + out[:, 0:1])
         frac = torch.softmax(out[:, 1:4], dim=1)
         return LSNOutput(layers=denoised * frac, denoised=denoised, seg_logits=out[:, 4:6])
+
+    def fuse(self, enable: bool = True) -> "LSN":
+        """Run GroupNorm+SiLU pairs and the recomposition head as fused Triton kernels (in place).
+
+        The kernels are inference-only: where autograd records, or where Triton cannot run (CPU
+        without ``TRITON_INTERPRET=1``), each op falls back to its eager form, so a fused model
+        still trains and runs everywhere. Same weights, same outputs up to float rounding.
+        Returns ``self``.
+        """
+        self.fused = bool(enable)
+        for m in self.modules():
+            if isinstance(m, ResBlock):
+                m.fused = self.fused
+        return self
 
 
 # ------------------------------------------------------------------------------ weights I/O

@@ -1,10 +1,12 @@
 """The ``triton`` backend (kernels/synthesize.py + lsn_fast/_triton_backend.py) against the reference.
 
-Runs the Triton kernels on CPU tensors through the Triton interpreter (``TRITON_INTERPRET=1``, set
-before triton is imported: ``triton.jit`` picks the interpreter when it decorates). The variable is
-put back as it was once this module is imported, and set again (and the ``triton`` backend
-re-registered for CPU tensors) only while this module's tests run, so other test modules keep
-their ``backend="auto"`` choice. Images are tiny (the interpreter is slow).
+Without a GPU the Triton kernels run on CPU tensors through the Triton interpreter
+(``TRITON_INTERPRET=1``, set before triton is imported: ``triton.jit`` picks the interpreter when
+it decorates). The variable is put back as it was once this module is imported, and set again (and
+the ``triton`` backend re-registered for CPU tensors) only while this module's tests run, so other
+test modules keep their ``backend="auto"`` choice. Images are tiny (the interpreter is slow).
+With a GPU (and ``LSN_FAST_FORCE_INTERPRET`` unset) the same tests run the *compiled* kernels on
+CUDA copies of the inputs (a strided view arrives there contiguous) against the CPU reference.
 
 Tolerances are those of docs/kernel_contract.md: float32 storage and output
 ``|a-b| <= 1e-5 |b| + 1e-5``; with Poisson noise a floor() may flip by one count where float
@@ -14,8 +16,15 @@ storage or output ``<= 1e-2`` relative.
 
 import os
 
+import torch
+
+# On a machine with a GPU the kernels run compiled on CUDA tensors (inputs are moved there and the
+# results back, the reference stays on the CPU); elsewhere through the interpreter on the CPU.
+GPU = torch.cuda.is_available() and os.environ.get("LSN_FAST_FORCE_INTERPRET") != "1"
+DEVICE = "cuda" if GPU else "cpu"
 _PREV_INTERPRET = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"
+if not GPU:
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import contextlib  # noqa: E402
 import math  # noqa: E402
@@ -24,7 +33,6 @@ import pytest  # noqa: E402
 
 triton = pytest.importorskip("triton")
 import hypothesis.strategies as st  # noqa: E402
-import torch  # noqa: E402
 import triton.language as tl  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 
@@ -40,6 +48,9 @@ from lsn_fast.kernels.synthesize import _philox4x32_10, synthesize_triton  # noq
 @pytest.fixture(scope="module", autouse=True)
 def _interpreter_backend():
     """TRITON_INTERPRET=1 and the triton backend offered on CPU, for this module's tests only."""
+    if GPU:
+        yield
+        return
     old_env = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
     old_spec = registry._REGISTRY.get("triton")
@@ -70,6 +81,14 @@ def block_caps(caps):
 
 
 # ------------------------------------------------------------------------------- helpers
+def synthesize_dev(*args, **kw):
+    """``synthesize_triton`` on DEVICE (tensor arguments moved there), result back on the CPU."""
+    def mv(v):
+        return v.to(DEVICE) if isinstance(v, torch.Tensor) else v
+
+    return synthesize_triton(*(mv(a) for a in args), **{k: mv(v) for k, v in kw.items()}).cpu()
+
+
 def assert_matches(out, ref, *, params, noise_mode, output_mode, sixteen_bit):
     """The contract's comparison; returns the max abs error seen."""
     assert out.shape == ref.shape and out.dtype == ref.dtype
@@ -162,7 +181,7 @@ def run_both(c):
         min_counts=c["min_counts"], out_dtype=c["out_dtype"],
     )
     with block_caps(c["caps"]):
-        out = synthesize_triton(soft, upper, lower, index, disp, params, **kw)
+        out = synthesize_dev(soft, upper, lower, index, disp, params, **kw)
     ref = synthesize_reference(soft, upper, lower, index, disp, params, **kw)
     return out, ref, params
 
@@ -184,7 +203,7 @@ def _philox_kat_kernel(out_ptr, c_ptr, k0, k1, N: tl.constexpr):
 
 # every @triton.jit of this module is decorated now: put the variable back (see the docstring)
 if _PREV_INTERPRET is None:
-    del os.environ["TRITON_INTERPRET"]
+    os.environ.pop("TRITON_INTERPRET", None)
 else:
     os.environ["TRITON_INTERPRET"] = _PREV_INTERPRET
 
@@ -193,10 +212,10 @@ def _philox_triton(counters, key):
     c = torch.tensor(counters, dtype=torch.int64).reshape(-1, 4)
     n = c.shape[0]
     npad = triton.next_power_of_2(n)
-    c = torch.cat([c, c[:1].expand(npad - n, 4)]).contiguous()
+    c = torch.cat([c, c[:1].expand(npad - n, 4)]).contiguous().to(DEVICE)
     out = torch.empty_like(c)
     _philox_kat_kernel[(1,)](out, c, key[0], key[1], N=npad)
-    return (out[:n] & 0xFFFFFFFF).tolist()
+    return (out[:n].cpu() & 0xFFFFFFFF).tolist()
 
 
 @pytest.mark.parametrize(
@@ -222,7 +241,7 @@ def test_philox_matches_torch_reference_on_random_counters():
 
 def test_backend_is_registered_under_the_interpreter():
     assert lf.backends()["triton"] is True
-    name, fn = registry.resolve("synthesize", "cpu", "triton")
+    name, fn = registry.resolve("synthesize", DEVICE, "triton")
     assert name == "triton" and fn is synthesize_triton
 
 
@@ -249,7 +268,7 @@ def test_every_noise_mode_fused_blur_several_tiles(noise_mode, output_mode):
     ref = synthesize_reference(soft, upper, lower, index, disp, params, **kw)
     for caps in (None, SMALL_CAPS):
         with block_caps(caps):
-            out = synthesize_triton(soft, upper, lower, index, disp, params, **kw)
+            out = synthesize_dev(soft, upper, lower, index, disp, params, **kw)
         assert_matches(out, ref, params=params, noise_mode=noise_mode, output_mode=output_mode, sixteen_bit=False)
 
 
@@ -264,7 +283,7 @@ def test_multi_pass_paths(case):
     params = torch.tensor([[2e3, scatter, 4.0, blur, 2.0], [500.0, 0.0, 2.0, 0.4, 1.0]])
     for noise_mode in (1, 2):
         kw = dict(seed=3, sample_index=torch.tensor([0, 2**35]), noise_mode=noise_mode, interp="linear")
-        out = synthesize_triton(soft, upper, lower, index, disp, params, **kw)
+        out = synthesize_dev(soft, upper, lower, index, disp, params, **kw)
         ref = synthesize_reference(soft, upper, lower, index, disp, params, **kw)
         assert_matches(out, ref, params=params, noise_mode=noise_mode, output_mode=0, sixteen_bit=False)
 
@@ -276,9 +295,9 @@ def test_noise_keyed_by_sample_index_not_batch():
     disp = torch.randn(4, 2, generator=gen)
     params = torch.tensor([[500.0, 0.0, 1.0, 0.6, 2.0]] * 4)
     si = torch.tensor([10, 2**33 + 1, 7, 123456])
-    full = synthesize_triton(soft, upper, lower, index, disp, params, seed=5, sample_index=si)
+    full = synthesize_dev(soft, upper, lower, index, disp, params, seed=5, sample_index=si)
     for k in (1, 3):
-        one = synthesize_triton(soft, upper, lower, index[k : k + 1], disp[k : k + 1], params[k : k + 1], seed=5, sample_index=si[k : k + 1])
+        one = synthesize_dev(soft, upper, lower, index[k : k + 1], disp[k : k + 1], params[k : k + 1], seed=5, sample_index=si[k : k + 1])
         assert torch.equal(one[0], full[k])
 
 
@@ -287,9 +306,9 @@ def test_zero_and_integer_shifts_are_exact():
     soft, upper, lower = make_bank(1, 9, 11, torch.float32, "contiguous", gen)
     idx = torch.tensor([0])
     for interp in ("linear", "cubic"):
-        z = synthesize_triton(soft, upper, lower, idx, torch.zeros(1, 2), None, interp=interp)
+        z = synthesize_dev(soft, upper, lower, idx, torch.zeros(1, 2), None, interp=interp)
         assert torch.equal(z[0, 0], (soft[0] + upper[0]) + lower[0])
-        s = synthesize_triton(soft, upper, lower, idx, torch.tensor([[2.0, -1.0]]), None, interp=interp)
+        s = synthesize_dev(soft, upper, lower, idx, torch.tensor([[2.0, -1.0]]), None, interp=interp)
         moved = upper[0][torch.clamp(torch.arange(9) - 2, 0, 8)][:, torch.clamp(torch.arange(11) + 1, 0, 10)]
         assert torch.equal(s[0, 0], (soft[0] + moved) + lower[0])
 
@@ -306,7 +325,7 @@ def test_16bit_error_at_most_twice_eager(storage, interp):
     u = _resample_axis(_resample_axis(u, -disp[:, 0], 1, interp), -disp[:, 1], 2, interp)
     truth = (s + u + l).unsqueeze(1)
     kw = dict(interp=interp, out_dtype=storage)
-    out = synthesize_triton(soft, upper, lower, index, disp, None, **kw).double()
+    out = synthesize_dev(soft, upper, lower, index, disp, None, **kw).double()
     eager = synthesize_reference(soft, upper, lower, index, disp, None, **kw).double()
     assert float((out - truth).abs().max()) <= 2.0 * float((eager - truth).abs().max()) + 1e-6
 
@@ -322,7 +341,7 @@ def _rect_bank(B=2, H=24, W=20, dtype=torch.float32):
 def test_public_compose_matches_reference(detector):
     bank = _rect_bank()
     kw = dict(shift_px=torch.tensor([1.5, -0.75]), detector=detector, seed=3)
-    a = lf.compose(bank, backend="triton", **kw)
+    a = lf.compose(bank.to(DEVICE), backend="triton", **kw).cpu()
     b = lf.compose(bank, backend="reference", **kw)
     params = None if detector is None else detector.params(2)
     assert_matches(a, b, params=params, noise_mode=0 if detector is None else detector.noise_mode,
@@ -332,13 +351,15 @@ def test_public_compose_matches_reference(detector):
 def test_public_compose_16bit_and_synthesize():
     det = lf.Detector(n0=5e3)
     bank16 = _rect_bank(dtype=torch.bfloat16)
-    a = lf.compose(bank16, jsw_mm=1.0, detector=det, backend="triton", out_dtype=torch.float16)
+    a = lf.compose(bank16.to(DEVICE), jsw_mm=1.0, detector=det, backend="triton", out_dtype=torch.float16).cpu()
     b = lf.compose(bank16, jsw_mm=1.0, detector=det, backend="reference", out_dtype=torch.float16)
     assert_matches(a, b, params=det.params(2), noise_mode=2, output_mode=0, sixteen_bit=True)
     bank = _rect_bank(B=3)
     index = torch.tensor([2, 0, 2])
     kw = dict(shift_px=torch.tensor([0.5, -1.25, 2.0]), detector=det, seed=11, interp="cubic", sample_index=torch.tensor([4, 5, 6]))
-    a, ja = lf.synthesize(bank, index, backend="triton", **kw)
+    a, ja = lf.synthesize(bank.to(DEVICE), index.to(DEVICE), backend="triton",
+                          **{k: v.to(DEVICE) if isinstance(v, torch.Tensor) else v for k, v in kw.items()})
+    a, ja = a.cpu(), ja.cpu()
     b, jb = lf.synthesize(bank, index, backend="reference", **kw)
     assert torch.equal(ja, jb)
     assert_matches(a, b, params=det.params(3), noise_mode=2, output_mode=0, sixteen_bit=False)

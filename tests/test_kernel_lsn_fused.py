@@ -9,14 +9,19 @@ dtype, so ``2 ulp`` of that dtype (``rtol = atol = 2e-2`` bf16, ``4e-3`` fp16).
 
 import os
 
+import torch
+
+# With a GPU the kernels run compiled on CUDA copies of the inputs; otherwise in the interpreter.
+GPU = torch.cuda.is_available() and os.environ.get("LSN_FAST_FORCE_INTERPRET") != "1"
+DEVICE = "cuda" if GPU else "cpu"
 _PREV_INTERPRET = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"
+if not GPU:
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 
 pytest.importorskip("triton")
 import hypothesis.strategies as st  # noqa: E402
-import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from hypothesis import assume, given, settings  # noqa: E402
 
@@ -32,6 +37,9 @@ else:  # pragma: no cover
 
 @pytest.fixture(autouse=True)
 def _interpreter():
+    if GPU:
+        yield
+        return
     old = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
     yield
@@ -88,7 +96,9 @@ def test_group_norm_act_matches_reference(c):
         xin = x.contiguous()  # the API makes a non-flattenable layout contiguous; the launcher needs flat
     else:
         xin = x
-    got = kl.group_norm_act_triton(xin, c["groups"], w, b, 1e-5, c["silu"], chunk=c["chunk"], block=c["block"])
+    dev = (lambda t: None if t is None else t.to(DEVICE))
+    got = kl.group_norm_act_triton(dev(xin), c["groups"], dev(w), dev(b), 1e-5, c["silu"], chunk=c["chunk"],
+                                   block=c["block"]).cpu()
     assert got.shape == x.shape and got.dtype == x.dtype
     if c["layout"] == "channels_last":
         assert got.is_contiguous(memory_format=torch.channels_last)
@@ -113,7 +123,8 @@ def test_group_norm_act_api_dispatch_and_module_form():
     x = torch.randn(2, 12, 5, 7)[:, ::2]
     assert not x.is_contiguous()
     with torch.no_grad():
-        got = fused.group_norm_act(x, norm, backend="triton")
+        got = fused.group_norm_act(x.to(DEVICE), norm.to(DEVICE), backend="triton").cpu()
+        norm.cpu()
         torch.testing.assert_close(got, torch.nn.functional.silu(norm(x)), atol=1e-5, rtol=1e-5)
     # autograd recording: "auto" takes the differentiable reference, "triton" refuses clearly
     xg = x.clone().requires_grad_(True)
@@ -155,7 +166,7 @@ def test_recompose_head_matches_reference(B, H, W, dtype, K, layout, block, seed
     want_l, want_d = fused.recompose_head_reference(y, head)
     if layout == "sliced":
         head = head.contiguous()
-    got_l, got_d = kl.recompose_head_triton(y, head, block=block)
+    got_l, got_d = (t.cpu() for t in kl.recompose_head_triton(y.to(DEVICE), head.to(DEVICE), block=block))
     assert got_l.dtype == got_d.dtype == torch.float32
     torch.testing.assert_close(got_d, want_d, atol=1e-6, rtol=1e-6)  # exact ops in fp32 from the same inputs
     torch.testing.assert_close(got_l, want_l, atol=1e-5, rtol=1e-5)
@@ -167,7 +178,7 @@ def test_recompose_head_api_and_bad_input():
     y = torch.rand(2, 1, 6, 5)
     head = torch.randn(2, 6, 6, 5).transpose(2, 3).contiguous().transpose(2, 3)  # W-major storage
     with torch.no_grad():
-        gl, gd = fused.recompose_head(y, head, backend="triton")
+        gl, gd = (t.cpu() for t in fused.recompose_head(y.to(DEVICE), head.to(DEVICE), backend="triton"))
     wl, wd = fused.recompose_head_reference(y, head)
     torch.testing.assert_close(gl, wl, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gd, wd)
@@ -177,3 +188,48 @@ def test_recompose_head_api_and_bad_input():
         fused.recompose_head(torch.rand(2, 1, 6, 4), head)
     with pytest.raises(TypeError, match="head"):
         fused.recompose_head(y, head.to(torch.int32))
+
+
+def test_fused_lsn_matches_unfused_model(monkeypatch):
+    """LSN.fuse() swaps in the kernels without changing the model's output (float32, CPU interpreter)."""
+    calls = {"gn": 0, "head": 0}
+    gn, head = kl.group_norm_act_triton, kl.recompose_head_triton
+
+    def count_gn(*a, **k):
+        calls["gn"] += 1
+        return gn(*a, **k)
+
+    def count_head(*a, **k):
+        calls["head"] += 1
+        return head(*a, **k)
+
+    monkeypatch.setattr(kl, "group_norm_act_triton", count_gn)
+    monkeypatch.setattr(kl, "recompose_head_triton", count_head)
+    from lsn_fast.inference import FastSeparator
+    from lsn_fast.lsn import LSN
+
+    torch.manual_seed(0)
+    model = LSN.tiny().eval()
+    for p in model.parameters():  # the zero-initialized head would hide the layer fractions
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = torch.rand(2, 1, 32, 48) * 2
+    with torch.no_grad():
+        want = model(x)
+        got = model.to(DEVICE).fuse()(x.to(DEVICE))
+        model.cpu()
+        got = type(got)(got.layers.cpu(), got.denoised.cpu(), got.seg_logits.cpu())
+    n_res = sum(type(m).__name__ == "ResBlock" for m in model.modules())
+    assert calls == {"gn": 2 * n_res + 1, "head": 1}  # the kernels really ran
+    assert model.fused and all(m.fused for m in model.modules() if hasattr(m, "fused"))
+    for a, b in ((got.layers, want.layers), (got.denoised, want.denoised), (got.seg_logits, want.seg_logits)):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5)
+    model.fuse(False)
+    assert not any(m.fused for m in model.modules() if hasattr(m, "fused"))
+    # the inference runner (CPU: no graph, float32, channels-last) gives the same layers, batch padded
+    run = FastSeparator(model, 3, 32, 48, cuda_graph=True)
+    out = run(x)
+    torch.testing.assert_close(out.layers, want.layers, atol=2e-5, rtol=2e-5)
+    with pytest.raises(ValueError, match="images"):
+        run(torch.rand(4, 1, 32, 48))
+    with pytest.raises(ValueError, match="height/width"):
+        FastSeparator(model, 1, 30, 48)

@@ -1,0 +1,195 @@
+"""LSN inference speed: eager vs torch.compile vs fused kernels + channels-last bf16 + CUDA graphs.
+
+Issue 4's target: images/s at 256² batch 64 on an H100-class GPU, the fused path >= 1.3x
+``torch.compile(mode="max-autotune")`` of the same model. Rows (one run, one device):
+
+* ``eager-fp32``        the model as trained (NCHW float32), ``torch.no_grad``;
+* ``eager-bf16-cl``     bf16 autocast + channels-last, no fusion (CUDA only);
+* ``compile-<mode>``    ``torch.compile(model, mode=...)`` of the bf16 channels-last model;
+* ``graph-unfused``     :class:`lsn_fast.inference.FastSeparator` with ``fused=False`` (graph only);
+* ``fused``             FastSeparator with the Triton kernels, no graph;
+* ``fused-graph``       FastSeparator with the Triton kernels and a CUDA graph (the product path).
+
+Each row also reports the max abs difference of its layers from ``eager-fp32`` (bf16 rows differ
+by bf16 rounding, ~1e-2 of the layer range) and ``floor/time`` with floor = model FLOPs (counted by
+``torch.utils.flop_counter``) over the device's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s; on CPU
+the achieved GFLOP/s is reported instead).
+
+    python benchmarks/bench_lsn.py --device cuda --batch 64 --size 256 --model default
+    python benchmarks/bench_lsn.py --device cpu --batch 2 --size 64 --model tiny --variants eager-fp32,fused   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+import lsn_fast as lf
+from lsn_fast.bench import device_name, sync, time_fn, versions
+from lsn_fast.inference import FastSeparator
+from lsn_fast.lsn import LSN, LSNConfig
+
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12}
+ALL = ["eager-fp32", "eager-bf16-cl", "compile", "graph-unfused", "fused", "fused-graph"]
+
+
+def model_flops(model: LSN, x: torch.Tensor) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(x, validate=False)
+    return float(fc.get_total_flops())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--model", default="default", help="tiny | small | default | path to a .safetensors")
+    ap.add_argument("--variants", default=",".join(ALL))
+    ap.add_argument("--compile-mode", default="max-autotune")
+    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    dev = args.device
+    if dev == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device", file=sys.stderr)
+        return 2
+    warmup = args.warmup if args.warmup is not None else (10 if dev == "cuda" else 1)
+    repeats = args.repeats if args.repeats is not None else (30 if dev == "cuda" else 3)
+    torch.manual_seed(0)
+    if os.path.isfile(args.model):
+        model = lf.LSN.pretrained(args.model)
+    else:
+        model = LSN(LSNConfig.named(args.model))
+    model = model.to(dev).eval()
+    x = lf.phantom.generate(args.batch, size=args.size, spacing_mm=0.1, seed=0)[0]
+    x = lf.compose(x, detector=lf.Detector(), seed=0).to(dev)  # realistic noisy attenuation input
+    B, _, H, W = x.shape
+    flops = model_flops(model, x)
+    name = device_name(dev)
+    peak = next((v for k, v in PEAK_BF16.items() if k in name), None) if dev == "cuda" else None
+    print(f"device: {name}; model {args.model} ({model.num_parameters / 1e6:.2f} M params); input {tuple(x.shape)}; "
+          f"{flops / 1e9:.1f} GFLOP per batch" + (f"; bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else ""))
+    with torch.no_grad():
+        ref = model(x).layers.float()
+
+    wanted = [v for v in args.variants.split(",") if v]
+    rows, notes = [], []
+    from lsn_fast.fused import triton_available
+
+    if not triton_available(dev):
+        notes.append(f"fused Triton kernels unavailable on {dev}: the fused rows ran the eager fallback")
+
+    def add(label, fn):
+        row = {"variant": label}
+        try:
+            t0 = time.perf_counter()
+            out = fn()
+            sync(dev)
+            row["first_call_s"] = time.perf_counter() - t0
+            row["max_abs_err_vs_eager_fp32"] = float((out.layers.float() - ref).abs().max())
+            ts = time_fn(fn, dev, warmup, repeats)
+            ms = statistics.median(ts)
+            row.update(ms=ms, ms_min=min(ts), images_per_s=B / (ms * 1e-3),
+                       tflops=flops / (ms * 1e-3) / 1e12, floor_over_time=(flops / peak) / (ms * 1e-3) if peak else None)
+            ft = f"{row['floor_over_time']:.3f}" if peak else "-"
+            print(f"{label:<22} {ms:>9.3f} ms {row['images_per_s']:>10.0f} img/s {row['tflops']:>8.3f} TFLOP/s "
+                  f"floor/time {ft:>6}  err {row['max_abs_err_vs_eager_fp32']:.2e}  (first call {row['first_call_s']:.1f}s)",
+                  flush=True)
+        except Exception as e:  # noqa: BLE001 - record and go on
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+            print(f"{label:<22} failed: {row['error']}", flush=True)
+        rows.append(row)
+
+    def fresh():
+        m = LSN(model.config).to(dev)
+        m.load_state_dict(model.state_dict())
+        return m.eval()
+
+    cuda = dev == "cuda"
+    if "eager-fp32" in wanted:
+        add("eager-fp32", lambda: _nograd(model, x))
+    if "eager-bf16-cl" in wanted and cuda:
+        m_cl = fresh().to(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+
+        def eager_cl():
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                return m_cl(x_cl, validate=False)
+        add("eager-bf16-cl", eager_cl)
+    if "compile" in wanted:
+        m_c = fresh()
+        if cuda:
+            m_c = m_c.to(memory_format=torch.channels_last)
+        compiled = torch.compile(m_c, mode=args.compile_mode)
+        x_c = x.contiguous(memory_format=torch.channels_last) if cuda else x
+
+        def run_compiled():
+            with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16, enabled=cuda):
+                return compiled(x_c, validate=False)
+        add(f"compile-{args.compile_mode}", run_compiled)
+    for label, fused, graph in (("graph-unfused", False, True), ("fused", True, False), ("fused-graph", True, True)):
+        if label not in wanted or (graph and not cuda and label != "fused"):
+            continue
+        try:
+            runner = FastSeparator(fresh(), B, H, W, device=dev, fused=fused, cuda_graph=graph)
+        except Exception as e:  # noqa: BLE001
+            rows.append({"variant": label, "error": f"{type(e).__name__}: {e}"[:300]})
+            print(f"{label:<22} failed: {rows[-1]['error']}")
+            continue
+        add(label, lambda runner=runner: runner(x))
+
+    by = {r["variant"]: r for r in rows if "ms" in r}
+    comp = by.get(f"compile-{args.compile_mode}")
+    best = by.get("fused-graph") or by.get("fused")
+    if comp and best:
+        notes.append(f"{best['variant']} vs compile-{args.compile_mode}: {comp['ms'] / best['ms']:.2f}x (target >= 1.3x on an H100-class GPU)")
+    date = _dt.datetime.now().strftime("%Y-%m-%d")
+    out = args.out or os.path.join("benchmarks", "results", f"{date}-{dev}-lsn")
+    os.makedirs(out, exist_ok=True)
+    meta = {"command": "python benchmarks/bench_lsn.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "date": _dt.datetime.now().isoformat(timespec="seconds"), "device": name, "versions": versions(),
+            "model": args.model, "params": model.num_parameters, "input": list(x.shape), "gflop_per_batch": flops / 1e9,
+            "peak_bf16_tflops": peak / 1e12 if peak else None, "warmup": warmup, "repeats": repeats, "notes": notes}
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    lines = ["# LSN inference benchmark", "", f"* command: `{meta['command']}`", f"* date: {meta['date']}",
+             f"* device: **{name}**", f"* versions: {meta['versions']}",
+             f"* model: {args.model}, {model.num_parameters / 1e6:.2f} M parameters; input {tuple(x.shape)}; "
+             f"{flops / 1e9:.1f} GFLOP per batch (torch.utils.flop_counter)",
+             f"* timing: median of {repeats} calls after {warmup} warm-up calls", "",
+             "| variant | ms / batch | images/s | TFLOP/s | floor/time | max abs err vs eager fp32 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if "ms" in r:
+            ft = f"{r['floor_over_time']:.3f}" if r.get("floor_over_time") is not None else "-"
+            lines.append(f"| {r['variant']} | {r['ms']:.3f} | {r['images_per_s']:.0f} | {r['tflops']:.3f} | {ft} | "
+                         f"{r['max_abs_err_vs_eager_fp32']:.2e} |")
+        else:
+            lines.append(f"| {r['variant']} | failed: {r.get('error', '')[:100]} | | | | |")
+    lines += [""] + [f"* {n}" for n in notes]
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    for n in notes:
+        print("note:", n)
+    print("results:", out)
+    return 0
+
+
+def _nograd(model, x):
+    with torch.no_grad():
+        return model(x, validate=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Ahead-of-time compile of every Triton kernel variant for a GPU target, without a GPU.
+
+The interpreter (``TRITON_INTERPRET=1``) runs the kernels' *semantics* on the CPU, but not the
+compiler: a construct that only the compiled path rejects (types, libdevice calls, layouts,
+shared-memory or register blow-ups) would first show on a GPU. This script builds each variant
+the launchers use (``ASTSource`` -> TTIR -> TTGIR -> LLVM -> PTX -> cubin with Triton's bundled
+ptxas) for ``--arch`` (default sm_90 = H100/H200) and prints registers, spills and shared memory
+per variant (Triton's bundled ``cuobjdump --dump-resource-usage``). CI runs it through
+tests/test_triton_compile.py.
+
+    python scripts/compile_triton.py              # all variants, table on stdout
+    python scripts/compile_triton.py --arch 100   # another compute capability
+Exit status: 0 if every variant compiled, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+if os.environ.get("TRITON_INTERPRET") == "1":  # the kernels must be JIT functions, not interpreted
+    del os.environ["TRITON_INTERPRET"]
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated (silences its warning)
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+
+
+def _fresh_module(name: str):
+    """A private copy of kernels/<name>.py decorated now (as JIT functions), whatever copy of the
+    package module an interpreter test session already imported (and without replacing it)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_aot_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ks = _fresh_module("synthesize")
+kf = _fresh_module("lsn_fused")
+
+PTR = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16", "i64": "*i64"}
+
+
+def signature(fn, pointer_types: dict, scalar_types: dict | None = None) -> dict:
+    """Triton signature: pointers from ``pointer_types`` (arg -> '*fp32'...), constexprs, others i32."""
+    consts = {p.name for p in fn.params if p.is_constexpr}
+    sig = {}
+    for name in fn.arg_names:
+        if name in consts:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            sig[name] = pointer_types.get(name, "*fp32")
+        else:
+            sig[name] = (scalar_types or {}).get(name, "i32")
+    return sig
+
+
+def synthesize_variants():
+    """(label, fn, signature, constexprs, num_warps) for the launch paths of kernels/synthesize.py."""
+    fn = ks._synthesize_kernel
+    scal = {"seed_lo": "i64", "seed_hi": "i64", "min_counts": "fp32"}
+    base = dict(CUBIC=False, MOVE_LOWER=False, SRC_Q=False, DET=True, NOISE=2, RNG=True, ESIG=True, FINISH=True,
+                OUT_COUNTS=False, OUT_BF16=False, PRECISE_EXP=True, FAST_BM=False)
+    out = []
+
+    def add(label, rmax, storage="fp32", outd="fp32", **over):
+        cap = ks.BLOCK_CAPS["plain" if rmax == 0 else "blur" if rmax <= 4 else "wide"]
+        eh, ew = ks._block(256, rmax, cap[0]), ks._block(256, rmax, cap[1])  # a 256^2 image
+        c = dict(base, EH=eh, EW=ew, RMAX=rmax, **over)
+        c["OUT_BF16"] = outd == "bf16"
+        ptrs = {"soft_ptr": PTR[storage], "upper_ptr": PTR[storage], "lower_ptr": PTR[storage],
+                "index_ptr": "*i64", "sidx_ptr": "*i64", "out_ptr": PTR[outd]}
+        out.append((f"synthesize/{label}", fn, signature(fn, ptrs, scal), c, cap[2]))
+
+    add("shift+BL (no detector)", 0, DET=False, NOISE=0, RNG=False, ESIG=False)
+    add("poisson linear", 0)
+    add("poisson cubic move-lower", 0, CUBIC=True, MOVE_LOWER=True)
+    add("gaussian counts", 0, NOISE=1, OUT_COUNTS=True)
+    add("poisson bf16 storage+out", 0, storage="bf16", outd="bf16")
+    add("poisson fp16 storage", 0, storage="fp16")
+    add("poisson fast box-muller", 0, FAST_BM=True)
+    add("poisson blur r2", 2)
+    add("poisson blur r4 bf16", 4, storage="bf16", outd="bf16")
+    add("poisson blur r16 (wide)", 16)
+    add("multi-pass: q only", 0, NOISE=0, RNG=False, ESIG=False, FINISH=False, OUT_COUNTS=True)
+    add("multi-pass: from q", 2, SRC_Q=True)
+    return out
+
+
+def lsn_fused_variants():
+    out = []
+    for dt in ("fp32", "bf16"):
+        for ch_inner in (False, True):
+            fn = kf._gn_stats_kernel
+            out.append((f"gn_stats/{dt}/{'NHWC' if ch_inner else 'NCHW'}", fn, signature(fn, {"x_ptr": PTR[dt]}),
+                        dict(BLOCK=1024, CH_INNER=ch_inner), 4))
+            fn = kf._gn_apply_kernel
+            sig = signature(fn, {"x_ptr": PTR[dt], "out_ptr": PTR[dt], "w_ptr": "*fp32", "b_ptr": "*fp32"},
+                            {"eps": "fp32"})
+            out.append((f"gn_apply+silu/{dt}/{'NHWC' if ch_inner else 'NCHW'}", fn, sig,
+                        dict(BLOCK=1024, KP=64, CH_INNER=ch_inner, SILU=True, AFFINE=True), 4))
+    fn = kf._recompose_kernel
+    for dt in ("fp32", "bf16"):
+        out.append((f"recompose/{dt} head", fn, signature(fn, {"h_ptr": PTR[dt], "y_ptr": "*fp32"}), dict(BLOCK=1024), 4))
+    return out
+
+
+def resource_usage(cubin: bytes) -> dict:
+    """REG / STACK / SHARED / spills from cuobjdump, when Triton bundles it."""
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    if not os.path.exists(tool):
+        return {}
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        r = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True)
+    m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+)", r.stdout)
+    return {"regs": int(m.group(1)), "stack": int(m.group(2)), "shared": int(m.group(3))} if m else {}
+
+
+def compile_all(arch: int, only: str = "") -> list[dict]:
+    target = GPUTarget("cuda", arch, 32)
+    rows = []
+    for label, fn, sig, consts, warps in synthesize_variants() + lsn_fused_variants():
+        if only and only not in label:
+            continue
+        row = {"variant": label, "num_warps": warps}
+        t0 = time.perf_counter()
+        try:
+            k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts), target=target,
+                               options={"num_warps": warps})
+            row.update(ok=True, **resource_usage(k.asm["cubin"]), ptx_lines=k.asm["ptx"].count("\n"))
+        except Exception as e:  # noqa: BLE001 - report every failing variant
+            row.update(ok=False, error=f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"[:300])
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", type=int, default=90, help="compute capability as an integer (90 = sm_90)")
+    ap.add_argument("--only", default="", help="compile only variants whose label contains this")
+    ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = ap.parse_args(argv)
+    rows = compile_all(args.arch, args.only)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    print(f"triton {triton.__version__}, target sm_{args.arch}")
+    print(f"{'variant':<42} {'warps':>5} {'regs':>5} {'stack':>6} {'shared':>7} {'ptx lines':>9} {'s':>6}")
+    for r in rows:
+        if r["ok"]:
+            print(f"{r['variant']:<42} {r['num_warps']:>5} {r.get('regs', '?'):>5} {r.get('stack', '?'):>6} "
+                  f"{r.get('shared', '?'):>7} {r['ptx_lines']:>9} {r['seconds']:>6.1f}")
+        else:
+            print(f"{r['variant']:<42} FAILED: {r['error']}")
+    bad = [r for r in rows if not r["ok"]]
+    return 1 if bad or not rows else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
