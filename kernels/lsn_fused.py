@@ -29,8 +29,8 @@ import triton.language as tl
 
 # ------------------------------------------------------------------------------ GroupNorm
 @triton.jit
-def _group_offsets(e, b, g, CPG, HW, sB, sC, sP, CH_INNER: tl.constexpr):
-    """Addresses of element numbers ``e`` of group (b, g). Channels-last (sC == 1) walks channels
+def _group_coords(e, g, CPG, HW, CH_INNER: tl.constexpr):
+    """(channel, pixel) of element numbers ``e`` of group g. Channels-last (CH_INNER) walks channels
     innermost so consecutive elements are adjacent in memory; NCHW walks pixels innermost."""
     if CH_INNER:
         c = e % CPG
@@ -38,7 +38,12 @@ def _group_offsets(e, b, g, CPG, HW, sB, sC, sP, CH_INNER: tl.constexpr):
     else:
         c = e // HW
         p = e % HW
-    return b.to(tl.int64) * sB + (g * CPG + c).to(tl.int64) * sC + p.to(tl.int64) * sP, g * CPG + c
+    return g * CPG + c, p
+
+
+@triton.jit
+def _offset(b, c, p, sB, sC, sP):
+    return b.to(tl.int64) * sB + c.to(tl.int64) * sC + p.to(tl.int64) * sP
 
 
 @triton.jit
@@ -55,15 +60,15 @@ def _gn_stats_kernel(x_ptr, part_ptr, G, CPG, HW, sB, sC, sP, CHUNK, N_CHUNKS,
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for s in range(lo, hi, BLOCK):
         e = s + tl.arange(0, BLOCK)
-        off, _ = _group_offsets(e, b, g, CPG, HW, sB, sC, sP, CH_INNER)
-        acc += tl.load(x_ptr + off, mask=e < hi, other=0.0).to(tl.float32)
+        c, p = _group_coords(e, g, CPG, HW, CH_INNER)
+        acc += tl.load(x_ptr + _offset(b, c, p, sB, sC, sP), mask=e < hi, other=0.0).to(tl.float32)
     cnt = (hi - lo).to(tl.float32)
     mean = tl.sum(acc, axis=0) / cnt
     acc2 = tl.zeros([BLOCK], dtype=tl.float32)
     for s in range(lo, hi, BLOCK):  # second pass over the chunk: it is still in L1/L2
         e = s + tl.arange(0, BLOCK)
-        off, _ = _group_offsets(e, b, g, CPG, HW, sB, sC, sP, CH_INNER)
-        v = tl.load(x_ptr + off, mask=e < hi, other=0.0).to(tl.float32)
+        c, p = _group_coords(e, g, CPG, HW, CH_INNER)
+        v = tl.load(x_ptr + _offset(b, c, p, sB, sC, sP), mask=e < hi, other=0.0).to(tl.float32)
         d = tl.where(e < hi, v - mean, 0.0)
         acc2 += d * d
     base = part_ptr + (bg * N_CHUNKS + k) * 3
@@ -100,21 +105,14 @@ def _gn_apply_kernel(x_ptr, part_ptr, w_ptr, b_ptr, out_ptr,
     for s in range(lo, hi, BLOCK):
         e = s + tl.arange(0, BLOCK)
         m = e < hi
-        off, c = _group_offsets(e, b, g, CPG, HW, sB, sC, sP, CH_INNER)
-        v = (tl.load(x_ptr + off, mask=m, other=0.0).to(tl.float32) - mean) * rstd
+        c, p = _group_coords(e, g, CPG, HW, CH_INNER)
+        v = (tl.load(x_ptr + _offset(b, c, p, sB, sC, sP), mask=m, other=0.0).to(tl.float32) - mean) * rstd
         if AFFINE:
             v = v * tl.load(w_ptr + c, mask=m, other=1.0).to(tl.float32) + tl.load(b_ptr + c, mask=m, other=0.0).to(tl.float32)
         if SILU:  # v * sigmoid(v) with exp(-|v|): no overflow for very negative v
             ez = tl.exp(-tl.abs(v))
             v = v * tl.where(v >= 0, 1.0, ez) / (1.0 + ez)
-        if CH_INNER:
-            cl = e % CPG
-            p = e // CPG
-        else:
-            cl = e // HW
-            p = e % HW
-        ch = (g * CPG + cl).to(tl.int64)
-        tl.store(out_ptr + b.to(tl.int64) * oB + ch * oC + p.to(tl.int64) * oP, v.to(out_ptr.dtype.element_ty), mask=m)
+        tl.store(out_ptr + _offset(b, c, p, oB, oC, oP), v.to(out_ptr.dtype.element_ty), mask=m)
 
 
 def _flat_strides(t: torch.Tensor) -> tuple[int, int, int]:
