@@ -304,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lazy(exsub, "five-percent", "train JSW/JSN/SvdH tasks on 100%%, 5%%, 5%%+LSN families, 5%%+augmentation",
               "lsn_fast.tasks.experiment", "add_experiment_arguments", "run_experiment",
               "example:\n  lsn-fast experiment five-percent --quick")
+    _add_lazy(exsub, "stage2-transfer", "does LSN stage 2 adapt a stage-1 model to an unseen phantom setting? (vs more stage 1)",
+              "lsn_fast.stage2_transfer", "add_stage2_arguments", "run_stage2_experiment",
+              "example:\n  lsn-fast experiment stage2-transfer --steps 300 --eval-every 50 --out stage2_transfer/")
     return p
 
 

@@ -35,7 +35,7 @@ from .lsn import LSN, separate
 TARGETS = {"bone_psnr_db": 35.0, "bone_ssim": 0.97, "jsw_mae_mm": 0.05, "recomposition_rel": 0.01}
 WIDE_RANGES = {"n0": (1.5e3, 1.5e5), "blur_sigma_px": (0.2, 1.4), "electronic_sigma": (0.0, 6.0), "scatter": (0.0, 0.12)}
 
-__all__ = ["evaluate", "format_table", "layer_metrics", "TARGETS", "add_eval_arguments", "run_eval"]
+__all__ = ["evaluate", "score", "format_table", "layer_metrics", "TARGETS", "add_eval_arguments", "run_eval"]
 
 
 def layer_metrics(pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,22 +82,45 @@ def evaluate(model: LSN | None = None, n: int = 32, size: int = 256, seed: int =
     t_sep = time.perf_counter() - t0
     res: dict = {"n": n, "size": size, "seed": seed, "ranges": ranges, "params": model.num_parameters,
                  "seconds_data": t_data, "seconds_separate": t_sep}
+    res.update(score(pred, st, info["jsw_mm"], images))
+    res["sum_identity_max"] = 0.0  # the parametrization S+U+L == D, on one batch
+    with torch.no_grad():
+        x = images[: min(n, batch)].to(dev)
+        m = model.config.multiple
+        if x.shape[-1] % m == 0 and x.shape[-2] % m == 0:
+            o = model(x)
+            res["sum_identity_max"] = float((o.layers.sum(1, keepdim=True) - o.denoised).abs().max())
+    return res
+
+
+def score(pred: LayerStack, truth: LayerStack, jsw_true_mm: torch.Tensor, images: torch.Tensor) -> dict:
+    """The metrics of the module docstring for separated layers ``pred`` against ``truth``.
+
+    Args:
+        pred, truth: LayerStack (B,H,W) on the CPU.
+        jsw_true_mm: (B,) true JSW, mm.
+        images: (B,1,H,W) the (noisy) input images the layers were separated from.
+    Returns:
+        dict of averaged metrics, ``per_sample`` lists, ``jsw_true_mm`` / ``jsw_pred_mm`` and
+        ``targets_met``.
+    """
+    res: dict = {}
     per = {}
     for name in ("soft", "upper", "lower"):
-        p, s = layer_metrics(getattr(pred, name), getattr(st, name))
+        p, s = layer_metrics(getattr(pred, name), getattr(truth, name))
         per[f"{name}_psnr_db"], per[f"{name}_ssim"] = p, s
     per["bone_psnr_db"] = 0.5 * (per["upper_psnr_db"] + per["lower_psnr_db"])
     per["bone_ssim"] = 0.5 * (per["upper_ssim"] + per["lower_ssim"])
-    clean = st.attenuation()
+    clean = truth.attenuation()
     rec = pred.attenuation()
     nrm = lambda t: t.flatten(1).norm(dim=1)  # noqa: E731
     per["recomposition_rel"] = nrm(rec - clean) / nrm(clean).clamp_min(1e-12)
     per["recomposition_vs_input_rel"] = nrm(rec - images[:, 0]) / nrm(images[:, 0]).clamp_min(1e-12)
     from .jsw import measure_jsw
 
-    jsw_true = info["jsw_mm"].float()
+    jsw_true = torch.as_tensor(jsw_true_mm).float()
     jsw_pred = measure_jsw(LayerStack(pred.soft, pred.upper, pred.lower, pred.spacing_mm, validate=False))
-    jsw_floor = measure_jsw(LayerStack(st.soft, st.upper, st.lower, st.spacing_mm, validate=False))
+    jsw_floor = measure_jsw(LayerStack(truth.soft, truth.upper, truth.lower, truth.spacing_mm, validate=False))
     err = (jsw_pred - jsw_true).abs()
     ok = torch.isfinite(err)
     per["jsw_abs_err_mm"] = err
@@ -107,13 +130,6 @@ def evaluate(model: LSN | None = None, n: int = 32, size: int = 256, seed: int =
     res["jsw_mae_mm"] = float(err[ok].mean()) if bool(ok.any()) else float("nan")
     res["jsw_unmeasured"] = int((~ok).sum())
     res["jsw_floor_mae_mm"] = float((jsw_floor - jsw_true).abs().nanmean())
-    res["sum_identity_max"] = 0.0  # filled below: the parametrization S+U+L == D
-    with torch.no_grad():
-        x = images[: min(n, batch)].to(dev)
-        m = model.config.multiple
-        if x.shape[-1] % m == 0 and x.shape[-2] % m == 0:
-            o = model(x)
-            res["sum_identity_max"] = float((o.layers.sum(1, keepdim=True) - o.denoised).abs().max())
     res["per_sample"] = {k: [round(float(t), 5) for t in v] for k, v in per.items()}
     res["jsw_true_mm"] = [round(float(t), 5) for t in jsw_true]
     res["jsw_pred_mm"] = [round(float(t), 5) for t in jsw_pred]

@@ -186,3 +186,37 @@ def test_stage2_step_runs(tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in rec.values())
     with pytest.raises(ValueError, match="data"):
         T.TrainConfig(stage=2, data=None).validate()
+
+
+def test_stage2_transfer_experiment_tiny(tmp_path):
+    """The stage2-transfer experiment runs end to end at tiny size, and its step-0 scores are
+    those of the initial weights on its own held-out set, recomputed here independently."""
+    import json
+
+    from lsn_fast.cli import main
+    from lsn_fast.evaluate import score
+    from lsn_fast.jsw import measure_jsw
+    from lsn_fast.lsn import LSN, save_weights, separate
+    from lsn_fast.stage2_transfer import shifted_setting
+
+    torch.manual_seed(0)
+    init = tmp_path / "init.safetensors"
+    save_weights(LSN.tiny(), init)
+    out = tmp_path / "s2"
+    rc = main(["experiment", "stage2-transfer", "--init", str(init), "--steps", "2", "--eval-every", "1",
+               "--n-train", "3", "--n-test", "2", "--size", "64", "--crop", "32", "--batch", "2", "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["curves"]) == {"stage2", "control_stage1"}
+    assert [p["step"] for p in res["curves"]["stage2"]] == [0, 1, 2]
+    assert (out / "results.md").exists() and (out / "curves.png").exists() and (out / "stage2_model.safetensors").exists()
+    truth, images, masks = shifted_setting(2, 64, seed=778)
+    assert masks.shape == (2, 2, 64, 64) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    model = load_weights(init)
+    pred = separate(images, model, truth.spacing_mm)
+    want = score(pred, truth, measure_jsw(truth), images)
+    assert res["curves"]["stage2"][0]["bone_psnr_db"] == pytest.approx(want["bone_psnr_db"], rel=1e-6)
+    # stage 2 trained: its saved weights moved away from the initial ones
+    after = load_weights(out / "stage2_model.safetensors").state_dict()
+    moved = max(float((after[k] - v).abs().max()) for k, v in model.state_dict().items())
+    assert moved > 0
