@@ -37,8 +37,12 @@ ext_modules = [
         "lsn_fast._C",
         cpu_sources,
         include_dirs=[os.path.join("csrc", "cpu")],
+        depends=sorted(glob.glob(os.path.join("csrc", "cpu", "*.h"))),  # rebuild when the kernel body changes
         cxx_std=17,
-        extra_compile_args=["-O3", "-ffp-contract=off", *omp_compile],
+        # -ffp-contract=off: no FMA contraction, so every ISA path computes the same bits.
+        # -fno-math-errno / -fno-trapping-math: sqrt and floor become single (vector) instructions
+        # and float selects if-convert; neither changes a result (no -ffast-math).
+        extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", *omp_compile],
         extra_link_args=omp_link,
     )
 ]

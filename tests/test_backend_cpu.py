@@ -261,3 +261,140 @@ def test_gradient_through_cpu_backend_equals_reference():
         grads[backend] = (shift.grad.clone(), soft.grad.clone())
     torch.testing.assert_close(grads["cpu"][0], grads["reference"][0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grads["cpu"][1], grads["reference"][1], rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------- vector math and SIMD Philox, per ISA
+# The kernel's own float32 exp / log / sincos and row Philox, called through test hooks for every
+# instruction set this CPU can run (AVX-512, AVX2, baseline), against float64 torch and
+# lsn_fast.philox.
+ISAS = _C._usable_isas()
+F32 = torch.finfo(torch.float32)
+
+
+def _vmath(fn, isa, x):
+    x = torch.as_tensor(x, dtype=torch.float32).contiguous()
+    o1, o2 = torch.empty_like(x), torch.empty_like(x)
+    _C._test_vmath(fn, isa, x.data_ptr(), o1.data_ptr(), o2.data_ptr(), x.numel())
+    return o1, o2
+
+
+def _ulp_err(got, exact):
+    """|got - exact| in units of the float32 spacing at the exact value (float64 exact)."""
+    e = exact.abs().clamp_min(F32.tiny)
+    spacing = torch.exp2(torch.floor(torch.log2(e)) - 23)
+    return (got.double() - exact).abs() / spacing
+
+
+EXP_EDGES = [0.0, -0.0, 1e-30, -1e-30, 1.0, -1.0, 0.5, 88.0, 88.72, 88.7228, 88.73, 89.0, 1e4, -87.3, -87.34,
+             -103.0, -103.97, -103.98, -104.0, -1e4, 0.34657359, -0.34657359]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=60)
+@given(xs=st.lists(st.floats(-110.0, 95.0, allow_nan=False, width=32), min_size=1, max_size=70))
+def test_vmath_exp(isa, xs):
+    x = torch.tensor(xs + EXP_EDGES, dtype=torch.float32)
+    got, _ = _vmath("exp", isa, x)
+    exact = torch.exp(x.double())
+    normal = (exact >= F32.tiny) & (exact <= F32.max)
+    assert bool((_ulp_err(got, exact)[normal] <= 1.0).all()), f"exp: {float(_ulp_err(got, exact)[normal].max())} ulp"
+    # vs torch's float32 exp (itself within 1 ulp): at most 1 ulp apart
+    assert bool((_ulp_err(got, torch.exp(x).double())[normal] <= 1.0).all())
+    assert bool((got[exact > F32.max] == float("inf")).all())
+    assert bool((got[exact < 2.0**-150] == 0.0).all())
+    sub = (exact < F32.tiny) & (exact >= 2.0**-149)  # subnormal results: within one subnormal step
+    assert bool(((got.double() - exact).abs()[sub] <= 2.0**-149).all())
+    assert float(got[x == 0.0][0]) == 1.0
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=60)
+@given(xs=st.lists(st.floats(F32.tiny, F32.max, allow_nan=False, allow_infinity=False, width=32), min_size=1,
+                   max_size=70),
+       us=st.lists(st.floats(2.0**-25, 1.0, exclude_max=True, width=32), min_size=1, max_size=70))
+def test_vmath_log(isa, xs, us):
+    edges = [F32.tiny, F32.max, 1.0, 2.0, 0.5, 0.70710677, 0.70710683, 1.0 - 2.0**-24, 1.0 + 2.0**-23, 2.0**-25,
+             1e-4, 1e4, 0.5 / 1e4, 3.0e38]
+    x = torch.tensor(xs + us + edges, dtype=torch.float32)
+    got, _ = _vmath("log", isa, x)
+    exact = torch.log(x.double())
+    # relative to the result where it is not tiny; near x = 1 (result -> 0) absolute in ulp(1)
+    err = torch.minimum(_ulp_err(got, exact), (got.double() - exact).abs() / 2.0**-24)
+    assert bool((err <= 1.0).all()), f"log: {float(err.max())} ulp at {float(x[err.argmax()])}"
+    err_torch = torch.minimum(_ulp_err(got, torch.log(x).double()), (got - torch.log(x)).double().abs() / 2.0**-24)
+    assert bool((err_torch <= 2.0).all())
+    assert float(got[x == 1.0][0]) == 0.0
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=60)
+@given(xs=st.lists(st.floats(0.0, 6.2831854820251465, width=32), min_size=1, max_size=70))  # float32(2 pi)
+def test_vmath_sincos(isa, xs):
+    edges = [0.0, math.pi / 4, math.pi / 2, math.pi, 1.5 * math.pi, 2 * math.pi, 6.2831855, 1e-7, 3.1415925,
+             3.1415927]
+    x = torch.tensor(xs + edges, dtype=torch.float32)
+    s, c = _vmath("sincos", isa, x)
+    xd = x.double()
+    # absolute error: Box-Muller multiplies by rho, so absolute accuracy is what the noise needs
+    assert float((s.double() - torch.sin(xd)).abs().max()) <= 1.2e-7
+    assert float((c.double() - torch.cos(xd)).abs().max()) <= 1.2e-7
+    assert float((s - torch.sin(x)).abs().max()) <= 1.8e-7
+    assert float((c - torch.cos(x)).abs().max()) <= 1.8e-7
+    assert float(s[x == 0.0][0]) == 0.0 and float(c[x == 0.0][0]) == 1.0
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=40)
+@given(n=st.sampled_from([0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257]),
+       pix0=st.one_of(st.integers(0, 2**20), st.integers(2**32 - 300, 2**32 - 1)),
+       sidx=st.integers(0, 2**64 - 1), seed=st.integers(0, 2**64 - 1))
+def test_simd_philox_matches_reference(isa, n, pix0, sidx, seed):
+    from lsn_fast import philox as ph
+
+    u0, u1 = torch.full((n + 1,), -1.0), torch.full((n + 1,), -1.0)
+    c1, c2 = sidx & 0xFFFFFFFF, sidx >> 32
+    _C._test_philox_uniforms(isa, pix0, n, c1, c2, seed, u0.data_ptr(), u1.data_ptr())
+    assert float(u0[n]) == -1.0 and float(u1[n]) == -1.0  # nothing written past n
+    pix = (torch.arange(n, dtype=torch.int64) + pix0) & 0xFFFFFFFF
+    r0, r1, _, _ = ph.philox4x32(pix, torch.full_like(pix, c1), torch.full_like(pix, c2), torch.zeros_like(pix),
+                                 *ph.split_seed(seed))
+    assert torch.equal(u0[:n], ph.uint32_to_uniform(r0))
+    assert torch.equal(u1[:n], ph.uint32_to_uniform(r1))
+
+
+_ISA_SCRIPT = r"""
+import sys, torch
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {tests!r})
+from lsn_fast import _C
+from lsn_fast._cpu_backend import synthesize_cpu
+from test_backend_cpu import make_bank
+assert _C.synthesize_isa() == {isa!r}, _C.synthesize_isa()
+gen = torch.Generator().manual_seed(0)
+soft, upper, lower = make_bank(2, 37, 83, torch.float32, "contiguous", gen)
+outs = []
+for nm in (1, 2):
+    params = torch.tensor([[3e3, 0.0, 1.0, 0.6, 0.0], [20.0, 0.1, 3.0, 1.3, 2.0], [1e4, 0.0, 1.0, 0.0, 0.5]])
+    outs.append(synthesize_cpu(soft, upper, lower, torch.tensor([1, 0, 1]), torch.tensor([[0.3, -1.7], [2.5, 0.25], [-4.0, 3.1]]),
+                               params, seed=7, sample_index=torch.tensor([3, 2**35, 9]), noise_mode=nm, interp="cubic"))
+torch.save(outs, {path!r})
+"""
+
+
+def test_every_isa_computes_the_same_bits(tmp_path):
+    """No FMA contraction, same polynomials, same Philox words: the image does not depend on the ISA."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    results = {}
+    for isa in ISAS:
+        path = str(tmp_path / f"{isa}.pt")
+        code = _ISA_SCRIPT.format(root=root, tests=os.path.dirname(os.path.abspath(__file__)), isa=isa, path=path)
+        subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, LSN_FAST_CPU_ISA=isa))
+        results[isa] = torch.load(path)
+    base = results["base"]
+    for isa, outs in results.items():
+        for a, b in zip(outs, base):
+            assert torch.equal(a, b), f"{isa} differs from base: max {float((a - b).abs().max())}"

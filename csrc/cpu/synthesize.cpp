@@ -27,6 +27,11 @@
 #include <omp.h>
 #endif
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__)
+#define LSN_MULTI_ISA 1
+#include <immintrin.h>
+#endif
+
 namespace py = pybind11;
 
 namespace lsn_cpu {
@@ -53,26 +58,34 @@ struct KernelArgs {
   int nthreads;
 };
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__)
-#define LSN_MULTI_ISA 1
-#endif
-
+// LSN_SIMD_WIDTH tells the body which hand-written Philox path to compile (16: AVX-512, 8: AVX2,
+// 0: portable scalar loop). `#pragma GCC target` does not define __AVX512F__ & co., hence the macro.
 #ifdef LSN_MULTI_ISA
 namespace isa_avx512 {
+#pragma GCC diagnostic push
+// GCC 12 false positive on the _mm512_undefined_* inside avx512fintrin.h (GCC bug 105593)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi2,prefer-vector-width=512")
+#define LSN_SIMD_WIDTH 16
 #include "synthesize_impl.h"
+#undef LSN_SIMD_WIDTH
 #pragma GCC pop_options
+#pragma GCC diagnostic pop
 }  // namespace isa_avx512
 namespace isa_avx2 {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,bmi2")
+#define LSN_SIMD_WIDTH 8
 #include "synthesize_impl.h"
+#undef LSN_SIMD_WIDTH
 #pragma GCC pop_options
 }  // namespace isa_avx2
 #endif
 namespace isa_base {
+#define LSN_SIMD_WIDTH 0
 #include "synthesize_impl.h"
+#undef LSN_SIMD_WIDTH
 }  // namespace isa_base
 
 // "auto", or forced by LSN_FAST_CPU_ISA=avx512|avx2|base (benchmarks, debugging).
@@ -99,6 +112,54 @@ static void dispatch(const KernelArgs& a) {
   if (isa == "avx2") return isa_avx2::run_kernel(a);
 #endif
   isa_base::run_kernel(a);
+}
+
+// ISAs this CPU can run, widest first (always ends with "base").
+static std::vector<std::string> usable_isas() {
+  std::vector<std::string> v;
+#ifdef LSN_MULTI_ISA
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq"))
+    v.push_back("avx512");
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2"))
+    v.push_back("avx2");
+#endif
+  v.push_back("base");
+  return v;
+}
+
+static void check_isa(const std::string& isa) {
+  auto v = usable_isas();
+  if (std::find(v.begin(), v.end(), isa) == v.end()) throw std::invalid_argument("isa not usable on this CPU: " + isa);
+}
+
+// Test hooks: the vector math and the SIMD Philox of one ISA on raw float32 arrays.
+static void test_vmath(const std::string& fn, const std::string& isa, uintptr_t x, uintptr_t o1, uintptr_t o2,
+                       int64_t n) {
+  check_isa(isa);
+  const int f = fn == "exp" ? 0 : fn == "log" ? 1 : fn == "sincos" ? 2 : -1;
+  if (f < 0) throw std::invalid_argument("fn: exp, log or sincos");
+  if (!x || !o1 || (f == 2 && !o2) || n < 0) throw std::invalid_argument("null pointer or negative n");
+  auto xp = (const float*)x;
+  auto p1 = (float*)o1, p2 = (float*)o2;
+#ifdef LSN_MULTI_ISA
+  if (isa == "avx512") return isa_avx512::vmath(f, xp, p1, p2, n);
+  if (isa == "avx2") return isa_avx2::vmath(f, xp, p1, p2, n);
+#endif
+  isa_base::vmath(f, xp, p1, p2, n);
+}
+
+static void test_philox_uniforms(const std::string& isa, uint32_t pix0, int64_t n, uint32_t c1, uint32_t c2,
+                                 uint64_t seed, uintptr_t u0, uintptr_t u1) {
+  check_isa(isa);
+  if (!u0 || !u1 || n < 0) throw std::invalid_argument("null pointer or negative n");
+  const uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+#ifdef LSN_MULTI_ISA
+  if (isa == "avx512") return isa_avx512::philox_uniforms(pix0, n, c1, c2, k0, k1, (float*)u0, (float*)u1);
+  if (isa == "avx2") return isa_avx2::philox_uniforms(pix0, n, c1, c2, k0, k1, (float*)u0, (float*)u1);
+#endif
+  isa_base::philox_uniforms(pix0, n, c1, c2, k0, k1, (float*)u0, (float*)u1);
 }
 
 static std::array<uint32_t, 4> philox4x32_host(std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
@@ -167,4 +228,12 @@ void register_synthesize(py::module_& m) {
         "Philox-4x32-10 of one 128-bit counter (4 uint32) and 64-bit key (2 uint32) -> 4 uint32.");
   m.def("synthesize_isa", []() { return std::string(lsn_cpu::pick_isa()); },
         "Instruction set the synthesis kernel runs with here (avx512, avx2 or base).");
+  m.def("_usable_isas", &lsn_cpu::usable_isas, "Instruction sets this CPU can run (tests).");
+  m.def("_test_vmath", &lsn_cpu::test_vmath, py::arg("fn"), py::arg("isa"), py::arg("x"), py::arg("o1"),
+        py::arg("o2"), py::arg("n"),
+        "Test hook: the kernel's float32 exp/log/sincos of one ISA on n contiguous floats at x -> o1 (sincos: sin "
+        "-> o1, cos -> o2).");
+  m.def("_test_philox_uniforms", &lsn_cpu::test_philox_uniforms, py::arg("isa"), py::arg("pix0"), py::arg("n"),
+        py::arg("c1"), py::arg("c2"), py::arg("seed"), py::arg("u0"), py::arg("u1"),
+        "Test hook: the kernel's row Philox of one ISA: uniforms u0, u1 (n float32 each) of pixels pix0 .. pix0+n-1.");
 }

@@ -1,19 +1,22 @@
 // Fused synthesis kernel body (docs/kernel_contract.md). Included by synthesize.cpp once per
 // instruction set, inside a namespace and a `#pragma GCC target` region, so the same source is
-// compiled for AVX-512, AVX2+FMA and the baseline x86-64 ISA and picked at run time. No include
-// guard on purpose. Everything the hot loops call is inline and branch-free so that
-// `#pragma omp simd` loops vectorize (exp/log/sincos are Cephes-style polynomials, ~1 ulp).
+// compiled for AVX-512, AVX2+FMA and the baseline x86-64 ISA and picked at run time; LSN_SIMD_WIDTH
+// (16, 8 or 0) selects the hand-vectorized Philox path. No include guard on purpose.
+//
+// Layout of the hot path: per image row, Philox fills structure-of-arrays rows of uniforms with
+// explicit SIMD (mul-hi/lo through 32x32->64 multiplies, the one thing GCC's vectorizer does
+// badly), then branch-free `#pragma omp simd` loops do the float math with the inline
+// polynomial exp/log/sincos below; -fno-math-errno (setup.py) makes sqrt/floor single instructions.
 //
 // Exactness notes (results are compared with the eager PyTorch reference at 1e-5 relative):
 // * every sum is evaluated in the same order as lsn_fast/reference.py (translation taps, blur
-//   taps, A = (S + U) + L, Cornish-Fisher terms); -ffp-contract=off keeps a*b+c unfused;
+//   taps, A = (S + U) + L, Cornish-Fisher terms); -ffp-contract=off keeps a*b+c unfused, so every
+//   ISA computes the same bits (no FMA anywhere);
 // * taps whose weight is exactly 0 are skipped: the reference adds 0*g = +0, which is a no-op;
-// * the transcendental functions differ from torch's SLEEF ones by ~1 ulp at most.
+// * exp/log/sincos are float polynomials within ~1 ulp of torch's SLEEF ones; the Philox words,
+//   uniforms and formulae are exactly the contract's, so the noise stream is the same everywhere.
 
-// Value-safe flags for vectorization: no errno from sqrt, no FP-exception semantics (GCC will not
-// if-convert float selects under -ftrapping-math). Neither changes a single result bit.
-#define LSN_FN __attribute__((optimize("no-math-errno", "no-trapping-math")))
-#define LSN_INL inline __attribute__((always_inline)) LSN_FN
+#define LSN_INL inline __attribute__((always_inline))
 
 LSN_INL uint32_t f2u(float f) {
   uint32_t u;
@@ -33,65 +36,46 @@ LSN_INL float sel(bool c, float a, float b) {
   return u2f((f2u(a) & m) | (f2u(b) & ~m));
 }
 
-// std::min/max/sqrt/fabs are not inlined into functions with a different `optimize` attribute:
-// use the builtins / plain compares instead.
 LSN_INL float max_f(float a, float b) { return a > b ? a : b; }
 LSN_INL float min_f(float a, float b) { return a < b ? a : b; }
-// Correctly rounded sqrt for x >= 0 without the errno side exit of sqrtf (which stops GCC from
-// vectorizing; -fno-math-errno is not among the build flags): rsqrt bit guess, two float Newton
-// steps, two double Newton steps, x*y rounded once to float. Checked bit-exact against sqrtf on
-// 2.2e7 floats spread over every binade; sqrt(0) = 0.
-LSN_INL float sqrt_f(float x) {
-  float y = u2f(0x5f375a86u - (f2u(x) >> 1));
-  const float hx = 0.5f * x;
-  y = y * (1.5f - hx * y * y);
-  y = y * (1.5f - hx * y * y);
-  const double xd = (double)x;
-  double yd = (double)y;
-  yd = yd * (1.5 - 0.5 * xd * yd * yd);
-  yd = yd * (1.5 - 0.5 * xd * yd * yd);
-  return (float)(xd * yd);
-}
+// Correctly rounded (sqrtss/sqrtps; no errno path with -fno-math-errno).
+LSN_INL float sqrt_f(float x) { return __builtin_sqrtf(x); }
 
-// floor for any finite float; branch-free (floats >= 2^23 in magnitude are integers already).
 LSN_INL float floor_f(float x) {
-  const float big = 8388608.0f;
+#if LSN_SIMD_WIDTH > 0
+  return __builtin_floorf(x);  // roundps (SSE4.1 and up)
+#else
+  // baseline x86-64 has no roundps: branch-free, exact for every finite float
+  const float big = 8388608.0f;  // floats >= 2^23 in magnitude are integers already
   float xc = min_f(max_f(x, -big), big);
   float t = (float)(int32_t)xc;
   float tm1 = t - 1.0f;
   t = sel(t > xc, tm1, t);
   return sel(__builtin_fabsf(x) > big, x, t);
+#endif
 }
 
 // ---------------------------------------------------------------- transcendental functions
-// exp of a float, evaluated in double and rounded once: correctly rounded except with probability
-// ~1e-5 (torch's SLEEF expf is correctly rounded ~99% of the time, so the two agree bit for bit
-// almost everywhere -- which keeps Poisson floor() flips against the reference rare).
-// n = round(x log2 e), r = x - n ln2 (|r| <= 0.35, exact enough in double), degree-10 Taylor.
-LSN_INL float exp_f(float xf) {
-  double x = (double)min_f(max_f(xf, -104.0f), 89.0f);  // exp(-104) < 2^-150 -> +0, exp(89) -> inf
-  double t = x * 1.4426950408889634 + 0.5;
-  // floor for |t| < 2^31
-  int32_t ti = (int32_t)t;
-  ti = ti - (int32_t)((double)ti > t);
-  double n = (double)ti;
-  double r = x - n * 0.6931471805599453;
-  r = r - n * 2.3190468138462996e-17;
-  double p = 2.7557319223985893e-07;
-  p = p * r + 2.7557319223985888e-06;
-  p = p * r + 2.4801587301587302e-05;
-  p = p * r + 1.9841269841269841e-04;
-  p = p * r + 1.3888888888888889e-03;
-  p = p * r + 8.3333333333333332e-03;
-  p = p * r + 4.1666666666666664e-02;
-  p = p * r + 1.6666666666666666e-01;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  uint64_t bits = (uint64_t)((int64_t)ti + 1023) << 52;
-  double sc;
-  std::memcpy(&sc, &bits, 8);
-  return (float)(p * sc);
+// exp of a float (Cephes expf): n = round(x log2 e), r = x - n ln2 in two parts (n * 0.693359375
+// is exact), degree-7 polynomial, times 2^n applied in two halves so that results down to the
+// subnormal range and up to overflow come out right. Within 1 ulp of the correctly rounded value.
+LSN_INL float exp_f(float x) {
+  x = min_f(max_f(x, -104.0f), 89.0f);  // exp(-104) < 2^-150 -> +0, exp(89) -> inf
+  float fn = floor_f(x * 1.44269504088896341f + 0.5f);
+  float r = x - fn * 0.693359375f;
+  r = r - fn * -2.12194440e-4f;
+  float z = r * r;
+  float p = 1.9875691500E-4f;
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  p = p * z + r;
+  p = p + 1.0f;
+  int32_t n = (int32_t)fn;  // in [-150, 129]
+  int32_t n1 = n >> 1, n2 = n - n1;
+  return (p * u2f((uint32_t)(n1 + 127) << 23)) * u2f((uint32_t)(n2 + 127) << 23);
 }
 
 // natural log for positive normal floats (Cephes logf).
@@ -220,9 +204,122 @@ LSN_INL void philox(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t
 
 LSN_INL float uniform24(uint32_t r) { return ((float)(int32_t)(r >> 8) + 0.5f) * 5.9604644775390625e-08f; }
 
+// Uniforms u0, u1 of the pixels pix0 .. pix0 + n - 1 (counter (pix, c1, c2, 0), key (k0, k1)), as
+// structure-of-arrays rows. The SIMD paths run the same Philox rounds on 16 / 8 uint32 lanes: hi
+// words of the 32x32->64 products of even and odd lanes come from two _mul_epu32 and are blended
+// back, lo words from one _mullo_epi32 (GCC's own vectorization of the scalar round widens to
+// 64-bit lanes and uses vpmullq, ~2x slower). K independent vectors are interleaved because a
+// round is a dependency chain (mul -> shift -> blend -> xor): 4 x 16 lanes run ~2x faster than 1
+// here. r2/r3 are not needed (the Poisson inversion draws u2 only for its rare small-lambda pixels).
+#if LSN_SIMD_WIDTH == 16
+LSN_INL __m512i mulhilo16(__m512i a, __m512i m, __m512i* lo) {
+  const __m512i pe = _mm512_mul_epu32(a, m);                         // even lanes, 64-bit
+  const __m512i po = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // odd lanes, 64-bit
+  *lo = _mm512_mullo_epi32(a, m);
+  return _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+}
+LSN_INL __m512 uniform24_v(__m512i r) {
+  __m512 f = _mm512_cvtepi32_ps(_mm512_srli_epi32(r, 8));
+  return _mm512_mul_ps(_mm512_add_ps(f, _mm512_set1_ps(0.5f)), _mm512_set1_ps(5.9604644775390625e-08f));
+}
+template <int K>
+LSN_INL void philox_block(uint32_t pix, uint32_t c1, uint32_t c2, const uint32_t* ka, const uint32_t* kb,
+                          float* __restrict u0, float* __restrict u1) {
+  const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u), m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  __m512i a0[K], a1[K], a2[K], a3[K];
+  for (int j = 0; j < K; ++j) {
+    a0[j] = _mm512_add_epi32(_mm512_set1_epi32((int)(pix + 16u * (uint32_t)j)), lane);
+    a1[j] = _mm512_set1_epi32((int)c1);
+    a2[j] = _mm512_set1_epi32((int)c2);
+    a3[j] = _mm512_setzero_si512();
+  }
+#pragma GCC unroll 10
+  for (int i = 0; i < 10; ++i) {
+    const __m512i k0 = _mm512_set1_epi32((int)ka[i]), k1 = _mm512_set1_epi32((int)kb[i]);
+#pragma GCC unroll 4
+    for (int j = 0; j < K; ++j) {
+      __m512i lo0, lo1;
+      const __m512i hi0 = mulhilo16(a0[j], m0, &lo0), hi1 = mulhilo16(a2[j], m1, &lo1);
+      a0[j] = _mm512_ternarylogic_epi32(hi1, a1[j], k0, 0x96);  // 3-way xor
+      a2[j] = _mm512_ternarylogic_epi32(hi0, a3[j], k1, 0x96);
+      a1[j] = lo1;
+      a3[j] = lo0;
+    }
+  }
+  for (int j = 0; j < K; ++j) {
+    _mm512_storeu_ps(u0 + 16 * j, uniform24_v(a0[j]));
+    _mm512_storeu_ps(u1 + 16 * j, uniform24_v(a1[j]));
+  }
+}
+#elif LSN_SIMD_WIDTH == 8
+LSN_INL __m256i mulhilo8(__m256i a, __m256i m, __m256i* lo) {
+  const __m256i pe = _mm256_mul_epu32(a, m);
+  const __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  *lo = _mm256_mullo_epi32(a, m);
+  return _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+}
+LSN_INL __m256 uniform24_v(__m256i r) {
+  __m256 f = _mm256_cvtepi32_ps(_mm256_srli_epi32(r, 8));
+  return _mm256_mul_ps(_mm256_add_ps(f, _mm256_set1_ps(0.5f)), _mm256_set1_ps(5.9604644775390625e-08f));
+}
+template <int K>
+LSN_INL void philox_block(uint32_t pix, uint32_t c1, uint32_t c2, const uint32_t* ka, const uint32_t* kb,
+                          float* __restrict u0, float* __restrict u1) {
+  const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256i a0[K], a1[K], a2[K], a3[K];
+  for (int j = 0; j < K; ++j) {
+    a0[j] = _mm256_add_epi32(_mm256_set1_epi32((int)(pix + 8u * (uint32_t)j)), lane);
+    a1[j] = _mm256_set1_epi32((int)c1);
+    a2[j] = _mm256_set1_epi32((int)c2);
+    a3[j] = _mm256_setzero_si256();
+  }
+#pragma GCC unroll 10
+  for (int i = 0; i < 10; ++i) {
+    const __m256i k0 = _mm256_set1_epi32((int)ka[i]), k1 = _mm256_set1_epi32((int)kb[i]);
+#pragma GCC unroll 4
+    for (int j = 0; j < K; ++j) {
+      __m256i lo0, lo1;
+      const __m256i hi0 = mulhilo8(a0[j], m0, &lo0), hi1 = mulhilo8(a2[j], m1, &lo1);
+      a0[j] = _mm256_xor_si256(_mm256_xor_si256(hi1, a1[j]), k0);
+      a2[j] = _mm256_xor_si256(_mm256_xor_si256(hi0, a3[j]), k1);
+      a1[j] = lo1;
+      a3[j] = lo0;
+    }
+  }
+  for (int j = 0; j < K; ++j) {
+    _mm256_storeu_ps(u0 + 8 * j, uniform24_v(a0[j]));
+    _mm256_storeu_ps(u1 + 8 * j, uniform24_v(a1[j]));
+  }
+}
+#endif
+
+static void philox_uniforms(uint32_t pix0, int64_t n, uint32_t c1, uint32_t c2, uint32_t k0, uint32_t k1,
+                            float* __restrict u0, float* __restrict u1) {
+  int64_t x = 0;
+#if LSN_SIMD_WIDTH > 0
+  constexpr int V = LSN_SIMD_WIDTH;
+  constexpr int K = V == 16 ? 4 : 2;  // AVX2 has 16 registers: two interleaved vectors
+  uint32_t ka[10], kb[10];            // round keys
+  for (int i = 0; i < 10; ++i) {
+    ka[i] = k0 + (uint32_t)i * 0x9E3779B9u;
+    kb[i] = k1 + (uint32_t)i * 0xBB67AE85u;
+  }
+  for (; x + K * V <= n; x += K * V) philox_block<K>(pix0 + (uint32_t)x, c1, c2, ka, kb, u0 + x, u1 + x);
+  for (; x + V <= n; x += V) philox_block<1>(pix0 + (uint32_t)x, c1, c2, ka, kb, u0 + x, u1 + x);
+#endif
+  for (; x < n; ++x) {  // tail (and the whole row on the baseline ISA)
+    uint32_t r0, r1, r2, r3;
+    philox(pix0 + (uint32_t)x, c1, c2, 0u, k0, k1, &r0, &r1, &r2, &r3);
+    u0[x] = uniform24(r0);
+    u1[x] = uniform24(r1);
+  }
+}
+
 // ---------------------------------------------------------------- row helpers
 // dst[x] = layer row (any storage dtype, any column stride) as float32.
-static LSN_FN void load_row(const void* base, int64_t sW, int64_t W, int dtype, float* __restrict dst) {
+static void load_row(const void* base, int64_t sW, int64_t W, int dtype, float* __restrict dst) {
   if (dtype == DT_F32) {
     const float* p = (const float*)base;
     if (sW == 1) {
@@ -249,7 +346,7 @@ static LSN_FN void load_row(const void* base, int64_t sW, int64_t W, int dtype, 
   }
 }
 
-static LSN_FN void store_row(const float* __restrict src, void* out, int64_t W, int dtype) {
+static void store_row(const float* __restrict src, void* out, int64_t W, int dtype) {
   if (dtype == DT_F32) {
     std::memcpy(out, src, (size_t)W * sizeof(float));
   } else if (dtype == DT_F16) {
@@ -273,7 +370,7 @@ struct Taps {
 };
 
 // Taps for sampling at i + o (o = -displacement) along an axis of length n, the reference's weights.
-static LSN_FN Taps make_taps(float o, int64_t n, int interp) {
+static Taps make_taps(float o, int64_t n, int interp) {
   Taps t;
   float fb = __builtin_floorf(o);
   float f = o - fb;
@@ -323,37 +420,53 @@ static LSN_FN Taps make_taps(float o, int64_t n, int interp) {
 
 LSN_INL int64_t clampi(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-// pad[j] = row[clamp(j + start, 0, W-1)] for j in [0, len)
-static LSN_FN void fill_padded(const float* __restrict row, int64_t W, int64_t start, int64_t len, float* __restrict pad) {
-  // three segments: left clamp, interior copy, right clamp
-  int64_t j = 0;
+// Clamped borders in place: row[-left .. -1] = row[0], row[W .. W + right - 1] = row[W - 1].
+static void extend_row(float* row, int64_t W, int64_t left, int64_t right) {
   const float first = row[0], last = row[W - 1];
-  int64_t left_end = clampi(-start, 0, len);  // j < left_end  -> index < 0
-  for (; j < left_end; ++j) pad[j] = first;
-  int64_t mid_end = clampi(W - start, left_end, len);  // index <= W-1
-  if (mid_end > j) {
-    std::memcpy(pad + j, row + (j + start), (size_t)(mid_end - j) * sizeof(float));
-    j = mid_end;
-  }
-  for (; j < len; ++j) pad[j] = last;
+  for (int64_t j = 1; j <= left; ++j) row[-j] = first;
+  for (int64_t j = 0; j < right; ++j) row[W + j] = last;
 }
 
-// out[x] = sum_t w[t] * pad[x + off[t] - lo]  (taps summed in order)
-static LSN_FN void hpass(const float* __restrict pad, const Taps& t, int64_t W, float* __restrict out) {
-  const float* p0 = pad + (t.off[0] - t.lo);
-  const float w0 = t.w[0];
+// out[x] = sum_t w[t] * src[t][x], t = 0 .. n-1 summed in order (the reference's order). N > 0: n
+// known at compile time, one pass with the taps in registers; N = 0: any n, one pass per tap.
+template <int N>
+static void taps_sum_n(int n, const float* const* src, const float* w, int64_t W, float* __restrict out) {
+  if (N > 0) {
 #pragma omp simd
-  for (int64_t x = 0; x < W; ++x) out[x] = w0 * p0[x];
-  for (int i = 1; i < t.n; ++i) {
-    const float* p = pad + (t.off[i] - t.lo);
-    const float w = t.w[i];
+    for (int64_t x = 0; x < W; ++x) {
+      float acc = w[0] * src[0][x];
+      for (int t = 1; t < N; ++t) acc = acc + w[t] * src[t][x];
+      out[x] = acc;
+    }
+    return;
+  }
+  const float* s0 = src[0];
+  const float w0 = w[0];
 #pragma omp simd
-    for (int64_t x = 0; x < W; ++x) out[x] = out[x] + w * p[x];
+  for (int64_t x = 0; x < W; ++x) out[x] = w0 * s0[x];
+  for (int t = 1; t < n; ++t) {
+    const float* st = src[t];
+    const float wt = w[t];
+#pragma omp simd
+    for (int64_t x = 0; x < W; ++x) out[x] = out[x] + wt * st[x];
+  }
+}
+
+static void taps_sum(int n, const float* const* src, const float* w, int64_t W, float* __restrict out) {
+  switch (n) {  // translation taps (1-4) and detector-blur kernels (radius <= 4)
+    case 1: return taps_sum_n<1>(n, src, w, W, out);
+    case 2: return taps_sum_n<2>(n, src, w, W, out);
+    case 3: return taps_sum_n<3>(n, src, w, W, out);
+    case 4: return taps_sum_n<4>(n, src, w, W, out);
+    case 5: return taps_sum_n<5>(n, src, w, W, out);
+    case 7: return taps_sum_n<7>(n, src, w, W, out);
+    case 9: return taps_sum_n<9>(n, src, w, W, out);
+    default: return taps_sum_n<0>(n, src, w, W, out);
   }
 }
 
 // Gaussian taps of one sample: radius ceil(3 sigma), weights exp(-0.5 (j/sigma)^2) / sum.
-static LSN_FN int gauss_weights(float sigma, std::vector<float>& w) {
+static int gauss_weights(float sigma, std::vector<float>& w) {
   if (!(sigma > 0.0f)) {
     w.assign(1, 1.0f);
     return 0;
@@ -371,50 +484,40 @@ static LSN_FN int gauss_weights(float sigma, std::vector<float>& w) {
   return r;
 }
 
-// Blur one output row y of image img (H x W, row-major) with per-sample taps (vertical then
-// horizontal, clamped). tmp: W floats; pad: W + 2r floats; out: W floats.
-static LSN_FN void blur_row(const float* img, int64_t H, int64_t W, int64_t y, const float* w, int r,
-                     float* __restrict tmp, float* __restrict pad, float* __restrict out) {
-  {
-    const float* row = img + clampi(y - r, 0, H - 1) * W;
-    const float w0 = w[0];
-#pragma omp simd
-    for (int64_t x = 0; x < W; ++x) tmp[x] = w0 * row[x];
-    for (int k = 1; k < 2 * r + 1; ++k) {
-      const float* rk = img + clampi(y + k - r, 0, H - 1) * W;
-      const float wk = w[k];
-#pragma omp simd
-      for (int64_t x = 0; x < W; ++x) tmp[x] = tmp[x] + wk * rk[x];
-    }
-  }
-  fill_padded(tmp, W, -r, W + 2 * r, pad);
-  const float w0 = w[0];
-#pragma omp simd
-  for (int64_t x = 0; x < W; ++x) out[x] = w0 * pad[x];
-  for (int k = 1; k < 2 * r + 1; ++k) {
-    const float* p = pad + k;
-    const float wk = w[k];
-#pragma omp simd
-    for (int64_t x = 0; x < W; ++x) out[x] = out[x] + wk * p[x];
-  }
-}
-
 // ---------------------------------------------------------------- per-thread scratch
 struct Scratch {
-  std::vector<float> a, b, c, d, pad, lam, u2;
-  void ensure(int64_t W, int64_t padlen) {
+  std::vector<float> a, b, c, z2, lam, u0, u1, rows, pad;
+  std::vector<const float*> ptrs;
+  int64_t margin = 0;
+  // W: row length; rmax: largest blur radius of the sample.
+  void ensure(int64_t W, int64_t rmax) {
     size_t n = (size_t)W + 16;
     if (a.size() < n) {
-      a.resize(n);
-      b.resize(n);
-      c.resize(n);
-      d.resize(n);
-      lam.resize(n);
-      u2.resize(n);
+      for (auto* v : {&a, &b, &c, &z2, &lam, &u0, &u1}) v->resize(n);
+      rows.resize(4 * n);
     }
-    if (pad.size() < (size_t)padlen + 16) pad.resize((size_t)padlen + 16);
+    // translation: |base| <= W + 3 plus 2 taps; blur: r on either side
+    margin = std::max<int64_t>(W + 8, rmax + 8);
+    if (pad.size() < (size_t)(W + 2 * margin)) pad.resize((size_t)(W + 2 * margin));
+    if (ptrs.size() < (size_t)(2 * rmax + 5)) ptrs.resize((size_t)(2 * rmax + 5));
   }
+  // a row of W floats with `margin` free floats on either side (for extend_row)
+  float* ext() { return pad.data() + margin; }
 };
+
+// Blur one output row y of image img (H x W, row-major) with per-sample taps (vertical then
+// horizontal, clamped). out: W floats.
+static void blur_row(const float* img, int64_t H, int64_t W, int64_t y, const float* w, int r, Scratch& sc,
+                     float* __restrict out) {
+  const float** src = sc.ptrs.data();
+  for (int k = 0; k < 2 * r + 1; ++k) src[k] = img + clampi(y + k - r, 0, H - 1) * W;
+  float* row = sc.ext();
+  taps_sum(2 * r + 1, src, w, W, row);
+  extend_row(row, W, r, r);
+  for (int k = 0; k < 2 * r + 1; ++k) src[k] = row + (k - r);
+  taps_sum(2 * r + 1, src, w, W, out);
+}
+
 
 // Per-sample constants.
 struct Sample {
@@ -431,55 +534,48 @@ struct Sample {
 };
 
 // Translated row y of the moving layer (rows first, then columns). out: W floats.
-static LSN_FN void translate_row(const KernelArgs& a, const char* layer, int ilayer, const Sample& s, int64_t y,
+static void translate_row(const KernelArgs& a, const char* layer, int ilayer, const Sample& s, int64_t y,
                           Scratch& sc, float* __restrict out) {
   const int64_t H = a.H, W = a.W;
   const int64_t sH = a.strides[ilayer][1], sW = a.strides[ilayer][2];
   const int64_t esz = a.dtype_in == DT_F32 ? 4 : 2;
-  float* tmp = sc.c.data();
-  float* rowbuf = sc.d.data();
   const Taps& ty = s.ty;
   const Taps& tx = s.tx;
+  const float* src[4];
   for (int i = 0; i < ty.n; ++i) {
     int64_t sy = clampi(y + ty.base + ty.off[i], 0, H - 1);
     const char* rp = layer + sy * sH * esz;
-    const float* src;
     if (a.dtype_in == DT_F32 && sW == 1) {
-      src = (const float*)rp;
+      src[i] = (const float*)rp;
     } else {
-      load_row(rp, sW, W, a.dtype_in, rowbuf);
-      src = rowbuf;
-    }
-    const float w = ty.w[i];
-    if (i == 0) {
-#pragma omp simd
-      for (int64_t x = 0; x < W; ++x) tmp[x] = w * src[x];
-    } else {
-#pragma omp simd
-      for (int64_t x = 0; x < W; ++x) tmp[x] = tmp[x] + w * src[x];
+      float* buf = sc.rows.data() + i * (W + 16);
+      load_row(rp, sW, W, a.dtype_in, buf);
+      src[i] = buf;
     }
   }
-  // columns: pad[j] = tmp[clamp(j + base + lo)], j in [0, W + hi - lo)
-  int64_t len = W + (tx.hi - tx.lo);
-  fill_padded(tmp, W, tx.base + tx.lo, len, sc.pad.data());
-  hpass(sc.pad.data(), tx, W, out);
+  float* row = sc.ext();
+  taps_sum(ty.n, src, ty.w, W, row);
+  // columns: out[x] = sum_t w_t row[clamp(x + base + off_t)]
+  extend_row(row, W, std::max<int64_t>(0, -(tx.base + tx.lo)), std::max<int64_t>(0, tx.base + tx.hi));
+  for (int i = 0; i < tx.n; ++i) src[i] = row + tx.base + tx.off[i];
+  taps_sum(tx.n, src, tx.w, W, out);
 }
 
+
 // Quantum noise on one row of expected counts q (in place); z2 of each pixel to z2out.
-// mode 0: only z2 (electronic noise), 1: gaussian, 2: poisson.
-static LSN_FN void noise_row(float* __restrict q, float* __restrict z2out, int64_t W, uint32_t pix0, uint32_t c1,
-                      uint32_t c2, uint32_t k0, uint32_t k1, int mode, float* __restrict lamb, float* __restrict u2b) {
+// mode 0: only z2 (electronic noise), 1: gaussian, 2: poisson. u0b/u1b/lamb: W floats of scratch.
+static void noise_row(float* __restrict q, float* __restrict z2out, int64_t W, uint32_t pix0, uint32_t c1,
+                      uint32_t c2, uint32_t k0, uint32_t k1, int mode, float* __restrict u0b,
+                      float* __restrict u1b, float* __restrict lamb) {
   const float two_pi = 6.28318530717958647692f;
+  philox_uniforms(pix0, W, c1, c2, k0, k1, u0b, u1b);
   if (mode == 2) {
     int nsmall = 0;
 #pragma omp simd reduction(+ : nsmall)
     for (int64_t x = 0; x < W; ++x) {
-      uint32_t r0, r1, r2, r3;
-      philox(pix0 + (uint32_t)x, c1, c2, 0u, k0, k1, &r0, &r1, &r2, &r3);
-      float u0 = uniform24(r0), u1 = uniform24(r1), u2 = uniform24(r2);
-      float rho = sqrt_f(-2.0f * log_f(u0));
+      float rho = sqrt_f(-2.0f * log_f(u0b[x]));
       float sn, cs;
-      sincos_f(two_pi * u1, &sn, &cs);
+      sincos_f(two_pi * u1b[x], &sn, &cs);
       float z1 = rho * cs;
       z2out[x] = rho * sn;
       float lam = max_f(q[x], 0.0f);
@@ -490,14 +586,15 @@ static LSN_FN void noise_row(float* __restrict q, float* __restrict z2out, int64
       v = max_f(v, 0.0f);
       q[x] = v;
       lamb[x] = lam;
-      u2b[x] = u2;
       nsmall += lam < 12.0f ? 1 : 0;
     }
-    if (nsmall) {
+    if (nsmall) {  // inversion for lam < 12: rare at useful doses, so scalar, u2 drawn here
       for (int64_t x = 0; x < W; ++x) {
         float lam = lamb[x];
         if (lam < 12.0f) {
-          float u = u2b[x];
+          uint32_t r0, r1, r2, r3;
+          philox(pix0 + (uint32_t)x, c1, c2, 0u, k0, k1, &r0, &r1, &r2, &r3);
+          float u = uniform24(r2);
           float p = exp_f(-lam);
           float cdf = p;
           float k = 0.0f;
@@ -513,12 +610,9 @@ static LSN_FN void noise_row(float* __restrict q, float* __restrict z2out, int64
   } else if (mode == 1) {
 #pragma omp simd
     for (int64_t x = 0; x < W; ++x) {
-      uint32_t r0, r1, r2, r3;
-      philox(pix0 + (uint32_t)x, c1, c2, 0u, k0, k1, &r0, &r1, &r2, &r3);
-      float u0 = uniform24(r0), u1 = uniform24(r1);
-      float rho = sqrt_f(-2.0f * log_f(u0));
+      float rho = sqrt_f(-2.0f * log_f(u0b[x]));
       float sn, cs;
-      sincos_f(two_pi * u1, &sn, &cs);
+      sincos_f(two_pi * u1b[x], &sn, &cs);
       float z1 = rho * cs;
       z2out[x] = rho * sn;
       float qq = q[x];
@@ -528,19 +622,17 @@ static LSN_FN void noise_row(float* __restrict q, float* __restrict z2out, int64
   } else {
 #pragma omp simd
     for (int64_t x = 0; x < W; ++x) {
-      uint32_t r0, r1, r2, r3;
-      philox(pix0 + (uint32_t)x, c1, c2, 0u, k0, k1, &r0, &r1, &r2, &r3);
-      float u0 = uniform24(r0), u1 = uniform24(r1);
-      float rho = sqrt_f(-2.0f * log_f(u0));
+      float rho = sqrt_f(-2.0f * log_f(u0b[x]));
       float sn, cs;
-      sincos_f(two_pi * u1, &sn, &cs);
+      sincos_f(two_pi * u1b[x], &sn, &cs);
       z2out[x] = rho * sn;
     }
   }
 }
 
-// Final stage of one row: electronic noise, output mapping, cast, store.
-static LSN_FN void finish_row(const KernelArgs& a, const Sample& s, float* __restrict q, const float* __restrict z2,
+// Final stage of one row: electronic noise, output mapping, cast, store (float32 output is
+// written in the same loop).
+static void finish_row(const KernelArgs& a, const Sample& s, float* __restrict q, const float* __restrict z2,
                        void* outrow) {
   const int64_t W = a.W;
   if (s.rng && s.esig > 0.0f) {
@@ -550,62 +642,68 @@ static LSN_FN void finish_row(const KernelArgs& a, const Sample& s, float* __res
   }
   if (a.output_mode == 0) {
     const float mc = a.min_counts, n0 = s.n0;
+    float* o = a.dtype_out == DT_F32 ? (float*)outrow : q;
 #pragma omp simd
     for (int64_t x = 0; x < W; ++x) {
       float v = max_f(q[x], mc);
-      q[x] = -log_f(v / n0);
+      o[x] = -log_f(v / n0);
     }
+    if (a.dtype_out == DT_F32) return;
   }
   store_row(q, outrow, W, a.dtype_out);
 }
 
 // ---------------------------------------------------------------- phases
+// Layer row y as float32: the bank row itself (float32, unit stride) or converted into buf.
+static const float* layer_row(const KernelArgs& a, const char* layer, int ilayer, int64_t y, float* buf) {
+  const int64_t esz = a.dtype_in == DT_F32 ? 4 : 2;
+  const char* p = layer + y * a.strides[ilayer][1] * esz;
+  if (a.dtype_in == DT_F32 && a.strides[ilayer][2] == 1) return (const float*)p;
+  load_row(p, a.strides[ilayer][2], a.W, a.dtype_in, buf);
+  return buf;
+}
+
 // Phase 1 for rows [y0, y1): A' -> (no params: output) or q -> [no scatter: noise] -> Q image
 // (or straight to the output when there is no blur either).
-static LSN_FN void phase1(const KernelArgs& a, const Sample& s, int64_t b, int64_t y0, int64_t y1, Scratch& sc, float* Q,
+static void phase1(const KernelArgs& a, const Sample& s, int64_t b, int64_t y0, int64_t y1, Scratch& sc, float* Q,
                    float* Z2) {
   const int64_t W = a.W;
-  const int64_t esz = a.dtype_in == DT_F32 ? 4 : 2;
   const int64_t osz = a.dtype_out == DT_F32 ? 4 : 2;
-  float* srow = sc.a.data();
-  float* frow = sc.b.data();
   const bool ml = a.move_lower;
   const char* mov = ml ? s.lower : s.upper;
   const char* fix = ml ? s.upper : s.lower;
   const int imov = ml ? 2 : 1, ifix = ml ? 1 : 2;
-  float* mbuf = sc.u2.data();  // u2/lam are free until noise_row, which runs after the sum
+  float* mrow = sc.lam.data();  // free until noise_row, which runs after the sum
   for (int64_t y = y0; y < y1; ++y) {
-    const char* sp = s.soft + y * a.strides[0][1] * esz;
-    const char* fp = fix + y * a.strides[ifix][1] * esz;
-    load_row(sp, a.strides[0][2], W, a.dtype_in, srow);
-    load_row(fp, a.strides[ifix][2], W, a.dtype_in, frow);
-    translate_row(a, mov, imov, s, y, sc, mbuf);
-    float* dst = (Q != nullptr) ? Q + y * W : srow;
-    if (ml) {
-#pragma omp simd
-      for (int64_t x = 0; x < W; ++x) dst[x] = (srow[x] + frow[x]) + mbuf[x];
-    } else {
-#pragma omp simd
-      for (int64_t x = 0; x < W; ++x) dst[x] = (srow[x] + mbuf[x]) + frow[x];
-    }
+    const float* srow = layer_row(a, s.soft, 0, y, sc.a.data());
+    const float* frow = layer_row(a, fix, ifix, y, sc.b.data());
+    translate_row(a, mov, imov, s, y, sc, mrow);
+    // A = (S + U') + L in the reference's order: the moving layer is U (second) or L (third)
+    const float* t1 = ml ? frow : mrow;
+    const float* t2 = ml ? mrow : frow;
     char* outrow = (char*)a.out + (b * a.H + y) * W * osz;
     if (!s.has_params) {
-      store_row(dst, outrow, W, a.dtype_out);
+      float* dst = a.dtype_out == DT_F32 ? (float*)outrow : sc.c.data();
+#pragma omp simd
+      for (int64_t x = 0; x < W; ++x) dst[x] = (srow[x] + t1[x]) + t2[x];
+      if (a.dtype_out != DT_F32) store_row(dst, outrow, W, a.dtype_out);
       continue;
     }
+    float* dst = (Q != nullptr) ? Q + y * W : sc.c.data();
     const float n0 = s.n0;
 #pragma omp simd
-    for (int64_t x = 0; x < W; ++x) dst[x] = n0 * exp_f(-dst[x]);
+    for (int64_t x = 0; x < W; ++x) dst[x] = n0 * exp_f(-((srow[x] + t1[x]) + t2[x]));
     if (s.spr > 0.0f) continue;  // scatter needs the whole q image first
-    float* z2 = (Z2 != nullptr) ? Z2 + y * W : frow;
+    float* z2 = (Z2 != nullptr && s.esig > 0.0f) ? Z2 + y * W : sc.z2.data();  // z2 is read only when esig > 0
     if (s.rng)
-      noise_row(dst, z2, W, (uint32_t)(y * W), s.c1, s.c2, a.k0, a.k1, a.noise_mode, sc.lam.data(), sc.u2.data());
+      noise_row(dst, z2, W, (uint32_t)(y * W), s.c1, s.c2, a.k0, a.k1, a.noise_mode, sc.u0.data(), sc.u1.data(),
+                sc.lam.data());
     if (s.rb == 0) finish_row(a, s, dst, z2, outrow);
   }
 }
 
 // Scatter for rows [y0, y1): T = Q + spr * G_s(Q), then noise -> T (Z2).
-static LSN_FN void phase_scatter(const KernelArgs& a, const Sample& s, int64_t y0, int64_t y1, Scratch& sc, const float* Q,
+static void phase_scatter(const KernelArgs& a, const Sample& s, int64_t y0, int64_t y1, Scratch& sc, const float* Q,
                           float* T, float* Z2, int64_t b) {
   const int64_t W = a.W;
   const int64_t osz = a.dtype_out == DT_F32 ? 4 : 2;
@@ -615,32 +713,33 @@ static LSN_FN void phase_scatter(const KernelArgs& a, const Sample& s, int64_t y
     const float* qr = Q + y * W;
     float* tr = T + y * W;
     if (s.rs > 0) {
-      blur_row(Q, a.H, W, y, s.ws.data(), s.rs, sc.c.data(), sc.pad.data(), g);
+      blur_row(Q, a.H, W, y, s.ws.data(), s.rs, sc, g);
     } else {
       std::memcpy(g, qr, (size_t)W * sizeof(float));
     }
 #pragma omp simd
     for (int64_t x = 0; x < W; ++x) tr[x] = qr[x] + spr * g[x];
-    float* z2 = Z2 + y * W;
+    float* z2 = s.esig > 0.0f ? Z2 + y * W : sc.z2.data();
     if (s.rng)
-      noise_row(tr, z2, W, (uint32_t)(y * W), s.c1, s.c2, a.k0, a.k1, a.noise_mode, sc.lam.data(), sc.u2.data());
+      noise_row(tr, z2, W, (uint32_t)(y * W), s.c1, s.c2, a.k0, a.k1, a.noise_mode, sc.u0.data(), sc.u1.data(),
+                sc.lam.data());
     if (s.rb == 0) finish_row(a, s, tr, z2, (char*)a.out + (b * a.H + y) * W * osz);
   }
 }
 
 // Detector blur + finish for rows [y0, y1) from the noisy image N.
-static LSN_FN void phase_blur(const KernelArgs& a, const Sample& s, int64_t y0, int64_t y1, Scratch& sc, const float* N,
+static void phase_blur(const KernelArgs& a, const Sample& s, int64_t y0, int64_t y1, Scratch& sc, const float* N,
                        const float* Z2, int64_t b) {
   const int64_t W = a.W;
   const int64_t osz = a.dtype_out == DT_F32 ? 4 : 2;
   float* o = sc.a.data();
   for (int64_t y = y0; y < y1; ++y) {
-    blur_row(N, a.H, W, y, s.wb.data(), s.rb, sc.c.data(), sc.pad.data(), o);
+    blur_row(N, a.H, W, y, s.wb.data(), s.rb, sc, o);
     finish_row(a, s, o, Z2 + y * W, (char*)a.out + (b * a.H + y) * W * osz);
   }
 }
 
-static LSN_FN void setup_sample(const KernelArgs& a, int64_t b, Sample& s) {
+static void setup_sample(const KernelArgs& a, int64_t b, Sample& s) {
   const int64_t idx = a.index[b];
   const int64_t esz = a.dtype_in == DT_F32 ? 4 : 2;
   s.soft = (const char*)a.soft + idx * a.strides[0][0] * esz;
@@ -664,19 +763,14 @@ static LSN_FN void setup_sample(const KernelArgs& a, int64_t b, Sample& s) {
   }
 }
 
-static LSN_FN int64_t pad_len(const KernelArgs& a, const Sample& s) {
-  int64_t m = a.W + 8;
-  m = std::max<int64_t>(m, a.W + 2 * s.rs + 1);
-  m = std::max<int64_t>(m, a.W + 2 * s.rb + 1);
-  return m;
-}
+static int64_t max_radius(const Sample& s) { return std::max(s.rs, s.rb); }
 
 // Whole sample on one thread.
-static LSN_FN void run_sample_serial(const KernelArgs& a, int64_t b, Scratch& sc, std::vector<float>& Q,
+static void run_sample_serial(const KernelArgs& a, int64_t b, Scratch& sc, std::vector<float>& Q,
                               std::vector<float>& T, std::vector<float>& Z2) {
   Sample s;
   setup_sample(a, b, s);
-  sc.ensure(a.W, pad_len(a, s));
+  sc.ensure(a.W, max_radius(s));
   const int64_t HW = a.H * a.W;
   if (!s.has_params || (s.spr <= 0.0f && s.rb == 0)) {
     phase1(a, s, b, 0, a.H, sc, nullptr, nullptr);
@@ -694,7 +788,22 @@ static LSN_FN void run_sample_serial(const KernelArgs& a, int64_t b, Scratch& sc
   if (s.rb > 0) phase_blur(a, s, 0, a.H, sc, N, Z2.data(), b);
 }
 
-static LSN_FN void run_kernel(const KernelArgs& a) {
+// ---------------------------------------------------------------- test hooks
+// The inline math of this ISA over arrays (lsn_fast._C._test_vmath): fn 0 exp, 1 log, 2 sincos.
+static void vmath(int fn, const float* __restrict x, float* __restrict o1, float* __restrict o2, int64_t n) {
+  if (fn == 0) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) o1[i] = exp_f(x[i]);
+  } else if (fn == 1) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) o1[i] = log_f(x[i]);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) sincos_f(x[i], &o1[i], &o2[i]);
+  }
+}
+
+static void run_kernel(const KernelArgs& a) {
   int nt = a.nthreads > 0 ? a.nthreads : 1;
 #ifdef _OPENMP
   if (nt > omp_get_max_threads()) nt = omp_get_max_threads();
@@ -718,14 +827,14 @@ static LSN_FN void run_kernel(const KernelArgs& a) {
   for (int64_t b = 0; b < a.B; ++b) {
     Sample s;
     setup_sample(a, b, s);
-    const int64_t plen = pad_len(a, s);
+    const int64_t rmax = max_radius(s);
     const bool full = s.has_params && !(s.spr <= 0.0f && s.rb == 0);
     const int64_t rb = 8;
     const int64_t nblk = (a.H + rb - 1) / rb;
 #pragma omp parallel num_threads(nt)
     {
       Scratch sc;
-      sc.ensure(a.W, plen);
+      sc.ensure(a.W, rmax);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t k = 0; k < nblk; ++k)
         phase1(a, s, b, k * rb, std::min(a.H, (k + 1) * rb), sc, full ? Q.data() : nullptr, full ? Z2.data() : nullptr);
@@ -745,4 +854,3 @@ static LSN_FN void run_kernel(const KernelArgs& a) {
 }
 
 #undef LSN_INL
-#undef LSN_FN
