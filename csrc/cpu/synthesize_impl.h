@@ -61,20 +61,25 @@ LSN_INL float floor_f(float x) {
 // subnormal range and up to overflow come out right. Within 1 ulp of the correctly rounded value.
 LSN_INL float exp_f(float x) {
   x = min_f(max_f(x, -104.0f), 89.0f);  // exp(-104) < 2^-150 -> +0, exp(89) -> inf
-  float fn = floor_f(x * 1.44269504088896341f + 0.5f);
-  float r = x - fn * 0.693359375f;
-  r = r - fn * -2.12194440e-4f;
-  float z = r * r;
+  const float fn = floor_f(x * 1.44269504088896341f + 0.5f);
+  const float t = x - fn * 0.693359375f;  // exact
+  const float c = fn * -2.12194440e-4f;
+  const float r = t - c;
+  const float rlo = (t - r) - c;  // rounding error of r (Fast2Sum)
+  const float z = r * r;
   float p = 1.9875691500E-4f;
   p = p * r + 1.3981999507E-3f;
   p = p * r + 8.3334519073E-3f;
   p = p * r + 4.1665795894E-2f;
   p = p * r + 1.6666665459E-1f;
   p = p * r + 5.0000001201E-1f;
-  p = p * z + r;
-  p = p + 1.0f;
-  int32_t n = (int32_t)fn;  // in [-150, 129]
-  int32_t n1 = n >> 1, n2 = n - n1;
+  // exp(r) = 1 + r + p z with 1 + r split exactly into hi + lo: a single rounding at the end,
+  // so the result is the correctly rounded one far more often
+  const float hi = 1.0f + r;
+  const float lo = ((1.0f - hi) + r) + rlo;
+  p = hi + (lo + p * z);
+  const int32_t n = (int32_t)fn;  // in [-150, 129]
+  const int32_t n1 = n >> 1, n2 = n - n1;
   return (p * u2f((uint32_t)(n1 + 127) << 23)) * u2f((uint32_t)(n2 + 127) << 23);
 }
 
