@@ -13,8 +13,10 @@
 //   taps, A = (S + U) + L, Cornish-Fisher terms); -ffp-contract=off keeps a*b+c unfused, so every
 //   ISA computes the same bits (no FMA anywhere);
 // * taps whose weight is exactly 0 are skipped: the reference adds 0*g = +0, which is a no-op;
-// * exp/log/sincos are float polynomials within ~1 ulp of torch's SLEEF ones; the Philox words,
-//   uniforms and formulae are exactly the contract's, so the noise stream is the same everywhere.
+// * exp/log/sincos are float polynomials within 1 ulp (exp, log) / 1.2e-7 (sincos) of the exact
+//   values, agreeing with torch's SLEEF ones on ~98 % / ~96 % / ~80 % of inputs (tests/test_backend_cpu.py
+//   bounds them per ISA); the Philox words, uniforms and formulae are exactly the contract's, so the
+//   noise stream is the same everywhere and Poisson floor() flips against the reference stay rare.
 
 #define LSN_INL inline __attribute__((always_inline))
 
@@ -29,8 +31,8 @@ LSN_INL float u2f(uint32_t u) {
   return f;
 }
 
-// Branch-free select through integer masks (GCC's if-conversion gives up on some float
-// ternaries under -ftrapping-math, which un-vectorizes the whole loop).
+// Branch-free select through integer masks (a float ternary GCC fails to if-convert would
+// un-vectorize the whole loop; with -ftrapping-math it often does).
 LSN_INL float sel(bool c, float a, float b) {
   uint32_t m = 0u - (uint32_t)c;
   return u2f((f2u(a) & m) | (f2u(b) & ~m));
@@ -58,7 +60,8 @@ LSN_INL float floor_f(float x) {
 // ---------------------------------------------------------------- transcendental functions
 // exp of a float (Cephes expf): n = round(x log2 e), r = x - n ln2 in two parts (n * 0.693359375
 // is exact), degree-7 polynomial, times 2^n applied in two halves so that results down to the
-// subnormal range and up to overflow come out right. Within 1 ulp of the correctly rounded value.
+// subnormal range and up to overflow come out right. Within 1 ulp everywhere and correctly
+// rounded on ~98 % of inputs (torch's SLEEF expf: ~99 %).
 LSN_INL float exp_f(float x) {
   x = min_f(max_f(x, -104.0f), 89.0f);  // exp(-104) < 2^-150 -> +0, exp(89) -> inf
   const float fn = floor_f(x * 1.44269504088896341f + 0.5f);
