@@ -147,8 +147,8 @@ def gaussian_kernel1d(sigma: float, device) -> torch.Tensor:
     return w / w.sum()
 
 
-def eager_synth(soft, upper, lower, index, disp, n0: float, blur_w, out_dtype):
-    """grid_sample + exp + randn (+ separable conv2d blur): the eager formulation."""
+def eager_synth(soft, upper, lower, index, disp, n0: float, blur_w, out_dtype, noise: str = "gaussian"):
+    """grid_sample + exp + randn (or torch.poisson) (+ separable conv2d blur): the eager formulation."""
     s = soft.index_select(0, index).float().unsqueeze(1)
     u = upper.index_select(0, index).float().unsqueeze(1)
     l = lower.index_select(0, index).float().unsqueeze(1)
@@ -160,12 +160,15 @@ def eager_synth(soft, upper, lower, index, disp, n0: float, blur_w, out_dtype):
     theta[:, 1, 2] = -2.0 * disp[:, 0] / H
     grid = F.affine_grid(theta, (B, 1, H, W), align_corners=False)
     u = F.grid_sample(u, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return _detector(s + u + l, n0, blur_w, out_dtype)
+    return _detector(s + u + l, n0, blur_w, out_dtype, noise)
 
 
-def _detector(att, n0: float, blur_w, out_dtype):
+def _detector(att, n0: float, blur_w, out_dtype, noise: str = "gaussian"):
     q = n0 * torch.exp(-att)
-    q = q + torch.sqrt(q.clamp_min(0.0)) * torch.randn_like(q)
+    if noise == "poisson":
+        q = torch.poisson(q)
+    else:
+        q = q + torch.sqrt(q.clamp_min(0.0)) * torch.randn_like(q)
     if blur_w is not None:
         R = (blur_w.numel() - 1) // 2
         q = F.conv2d(F.pad(q, (0, 0, R, R), mode="replicate"), blur_w.view(1, 1, -1, 1))
@@ -173,14 +176,14 @@ def _detector(att, n0: float, blur_w, out_dtype):
     return (-torch.log(q.clamp_min(MIN_COUNTS) / n0)).to(out_dtype)
 
 
-def kornia_synth(soft, upper, lower, index, disp, n0: float, blur_w, out_dtype):
+def kornia_synth(soft, upper, lower, index, disp, n0: float, blur_w, out_dtype, noise: str = "gaussian"):
     from kornia.geometry.transform import translate
 
     s = soft.index_select(0, index).float().unsqueeze(1)
     u = upper.index_select(0, index).float().unsqueeze(1)
     l = lower.index_select(0, index).float().unsqueeze(1)
     u = translate(u, disp.flip(1), mode="bilinear", padding_mode="border", align_corners=True)  # (dx, dy)
-    return _detector(s + u + l, n0, blur_w, out_dtype)
+    return _detector(s + u + l, n0, blur_w, out_dtype, noise)
 
 
 # ------------------------------------------------------------------------------ main
@@ -199,6 +202,8 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--bank", default=None, help="bank sizes (default 64)")
     ap.add_argument("--dtypes", default=None, help="storage = output dtype: fp32, bf16, fp16 (default fp32,bf16)")
     ap.add_argument("--blur", default=None, help="detector blur sigma(s) in px (default 0,0.6)")
+    ap.add_argument("--noise", choices=["gaussian", "poisson"], default="gaussian",
+                    help="quantum noise of every row (eager: randn or torch.poisson; lsn_fast: Detector(noise=...))")
     ap.add_argument("--impls", default="eager,kornia,compile,api,op",
                     help="any of eager, kornia, compile, api (lsn_fast.synthesize per backend), op (raw backend op)")
     ap.add_argument("--backends", default="", help="lsn_fast backends to run (default: every available one)")
@@ -279,7 +284,7 @@ def run_bench(args) -> int:
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "device": device, "device_name": device_name(device), "versions": versions(),
         "backends_available": list(avail), "backends_unavailable": unavailable,
-        "warmup": warmup, "repeats": repeats,
+        "warmup": warmup, "repeats": repeats, "noise": args.noise,
     }
     print(f"device: {meta['device_name']}")
     print(f"versions: {meta['versions']}")
@@ -323,7 +328,7 @@ def run_bench(args) -> int:
                             over_budget = True
                             continue
                         cfg = f"{size}^2 B={B} bank={nbank} {dname} blur={blur:g}"
-                        det = lf.Detector(n0=N0, noise="gaussian", blur_sigma_px=blur, electronic_sigma=0.0)
+                        det = lf.Detector(n0=N0, noise=args.noise, blur_sigma_px=blur, electronic_sigma=0.0)
                         params = det.params(B, device)
                         sample_index = torch.arange(B, device=device)
                         blur_w = gaussian_kernel1d(blur, device) if blur > 0 else None
@@ -331,11 +336,11 @@ def run_bench(args) -> int:
                         floor_ms = nbytes / (bw * 1e9) * 1e3
                         cands = []
                         if "eager" in impls:
-                            cands.append(("eager", lambda: eager_synth(bank.soft, bank.upper, bank.lower, index, disp, N0, blur_w, dtype)))
+                            cands.append(("eager", lambda: eager_synth(bank.soft, bank.upper, bank.lower, index, disp, N0, blur_w, dtype, args.noise)))
                         if "kornia" in impls:
-                            cands.append(("kornia", lambda: kornia_synth(bank.soft, bank.upper, bank.lower, index, disp, N0, blur_w, dtype)))
+                            cands.append(("kornia", lambda: kornia_synth(bank.soft, bank.upper, bank.lower, index, disp, N0, blur_w, dtype, args.noise)))
                         if compiled is not None and compile_failed is None:
-                            cands.append(("compile", lambda: compiled(bank.soft, bank.upper, bank.lower, index, disp, N0, blur_w, dtype)))
+                            cands.append(("compile", lambda: compiled(bank.soft, bank.upper, bank.lower, index, disp, N0, blur_w, dtype, args.noise)))
                         skip_ref = args.ref_max_pixels and B * size * size > args.ref_max_pixels
                         for name, fn in backend_fns.items():
                             if name == "reference" and skip_ref:
@@ -346,7 +351,7 @@ def run_bench(args) -> int:
                             if "op" in impls and name != "reference":
                                 cands.append((f"op:{name}", lambda fn=fn: fn(
                                     bank.soft, bank.upper, bank.lower, index, disp, params, move_lower=False, seed=1,
-                                    sample_index=sample_index, noise_mode=1, output_mode=0, interp="linear",
+                                    sample_index=sample_index, noise_mode=det.noise_mode, output_mode=0, interp="linear",
                                     min_counts=MIN_COUNTS, out_dtype=dtype)))
                         for impl, fn in cands:
                             row = {"config": cfg, "size": size, "batch": B, "bank": nbank, "dtype": dname, "blur": blur,
@@ -410,7 +415,7 @@ def write_results(out_dir, meta, rows, plot=True):
         f"* timing: median (and min) of {meta['repeats']} calls after {meta['warmup']} warm-up calls "
         + ("(CUDA events)" if meta["device"] == "cuda" else "(time.perf_counter)")
         + "; an implementation whose first call takes > 2 s gets 3 calls, no warm-up",
-        "* workload: gather + shift (bilinear) + Beer-Lambert (n0 = 1e4) + Gaussian noise (+ detector blur), "
+        f"* workload: gather + shift (bilinear) + Beer-Lambert (n0 = 1e4) + {meta.get('noise', 'gaussian')} noise (+ detector blur), "
         "attenuation output; `api:` = lsn_fast.synthesize (validation included), `op:` = the backend op alone",
         "",
         "| config | impl | ms (median) | ms (min) | samples/s | floor ms | floor/time |",
