@@ -27,7 +27,6 @@ if not GPU:
     os.environ["TRITON_INTERPRET"] = "1"
 
 import contextlib  # noqa: E402
-import math  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -89,101 +88,20 @@ def synthesize_dev(*args, **kw):
     return synthesize_triton(*(mv(a) for a in args), **{k: mv(v) for k, v in kw.items()}).cpu()
 
 
-def assert_matches(out, ref, *, params, noise_mode, output_mode, sixteen_bit):
-    """The contract's comparison; returns the max abs error seen."""
-    assert out.shape == ref.shape and out.dtype == ref.dtype
-    a, b = out.double(), ref.double()
-    err = (a - b).abs()
-    if sixteen_bit:
-        assert bool((err <= 1e-2 * b.abs() + 1e-2).all()), f"16-bit: max err {float(err.max())}"
-        return float(err.max())
-    bad = err > 1e-5 * b.abs() + 1e-5
-    if not bool(bad.any()):
-        return float(err.max())
-    # only a Poisson floor() flip (one count, spread by the blur) may exceed the tolerance
-    assert params is not None and noise_mode == 2, f"max err {float(err.max())} at {bad.nonzero()[:5].tolist()}"
-    n_bad = int(bad.sum())
-    assert n_bad <= max(1, math.floor(1e-3 * bad.numel())), f"{n_bad} of {bad.numel()} pixels off"
-    if output_mode == 1:  # counts: one count
-        assert bool((err[bad] <= 1.0 + 1e-4 * b.abs()[bad]).all())
-    else:  # attenuation: one count is 1/q, q = n0 exp(-y)
-        n0 = params[:, 0].double().view(-1, 1, 1, 1).expand_as(b)
-        q = (n0 * torch.exp(-b)).clamp_min(0.5)
-        assert bool((err[bad] <= 2.0 / q[bad]).all()), f"max err {float(err[bad].max())}"
-    return float(err.max())
-
-
-def make_bank(N, H, W, dtype, layout, gen):
-    """Bank layers with values like real attenuation line integrals, in one of several layouts."""
-    def one(lo, hi):
-        if layout == "transposed":  # (N,W,H) storage, viewed as (N,H,W)
-            x = lo + (hi - lo) * torch.rand(N, W, H, generator=gen)
-            return x.to(dtype).transpose(1, 2)
-        if layout == "strided":  # every other column of a wider tensor, every other entry
-            x = lo + (hi - lo) * torch.rand(2 * N, H, 2 * W, generator=gen)
-            return x.to(dtype)[::2, :, ::2]
-        return (lo + (hi - lo) * torch.rand(N, H, W, generator=gen)).to(dtype)
-
-    return one(0.2, 1.2), one(0.0, 0.8), one(0.0, 0.6)
-
-
-SHIFTS = st.one_of(
-    st.sampled_from([0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -3.0, 0.25, -0.75, 40.0, -40.0, 1e4, -1e4]),
-    st.floats(-6.0, 6.0, allow_nan=False, width=32),
-)
-DTYPES = st.sampled_from([torch.float32, torch.float16, torch.bfloat16])
+from helpers import assert_case_matches, assert_matches, backend_cases, make_bank, run_against_reference  # noqa: E402
 
 
 @st.composite
 def cases(draw):
-    B = draw(st.integers(1, 3))
-    N = draw(st.integers(1, 3))
-    H = draw(st.sampled_from([1, 2, 3, 5, 8, 13, 16, 21, 24]))
-    W = draw(st.sampled_from([1, 2, 3, 7, 8, 16, 17, 24]))
-    index = draw(st.lists(st.integers(0, N - 1), min_size=B, max_size=B))
-    disp = [[draw(SHIFTS), draw(SHIFTS)] for _ in range(B)]
-    params = None
-    if draw(st.booleans()) or draw(st.booleans()):
-        params = []
-        for _ in range(B):
-            params.append([
-                draw(st.sampled_from([5.0, 50.0, 300.0, 1000.0, 2000.0])),   # n0
-                draw(st.sampled_from([0.0, 0.0, 0.0, 0.05, 0.3])),          # scatter
-                draw(st.sampled_from([0.7, 2.0, 6.0])),                     # scatter sigma
-                draw(st.sampled_from([0.0, 0.4, 0.6, 1.3, 6.0])),           # blur sigma (6: unfused path)
-                draw(st.sampled_from([0.0, 0.0, 2.0])),                     # electronic sigma
-            ])
-    return dict(
-        B=B, N=N, H=H, W=W, index=index, disp=disp, params=params,
-        dtype=draw(DTYPES), layout=draw(st.sampled_from(["contiguous", "transposed", "strided"])),
-        interp=draw(st.sampled_from(["linear", "cubic"])),
-        noise_mode=draw(st.sampled_from([0, 1, 2])),
-        output_mode=draw(st.sampled_from([0, 0, 1])),
-        move_lower=draw(st.booleans()),
-        out_dtype=draw(DTYPES),
-        seed=draw(st.sampled_from([0, 1, 2**32 + 7, 2**64 - 1])),
-        sample_index=draw(st.lists(st.integers(0, 2**40), min_size=B, max_size=B, unique=True)),
-        min_counts=draw(st.sampled_from([0.5, 1.0])),
-        caps=draw(st.sampled_from([None, SMALL_CAPS])),
-        gen_seed=draw(st.integers(0, 2**16)),
-    )
+    c = draw(backend_cases(heights=(1, 2, 3, 5, 8, 13, 16, 21, 24), widths=(1, 2, 3, 7, 8, 16, 17, 24),
+                           blurs=(0.0, 0.4, 0.6, 1.3, 6.0)))  # blur 6: the unfused wide-blur path
+    c["caps"] = draw(st.sampled_from([None, SMALL_CAPS]))
+    return c
 
 
 def run_both(c):
-    gen = torch.Generator().manual_seed(c["gen_seed"])
-    soft, upper, lower = make_bank(c["N"], c["H"], c["W"], c["dtype"], c["layout"], gen)
-    index = torch.tensor(c["index"], dtype=torch.int64)
-    disp = torch.tensor(c["disp"], dtype=torch.float32)
-    params = None if c["params"] is None else torch.tensor(c["params"], dtype=torch.float32)
-    kw = dict(
-        move_lower=c["move_lower"], seed=c["seed"], sample_index=torch.tensor(c["sample_index"], dtype=torch.int64),
-        noise_mode=c["noise_mode"], output_mode=c["output_mode"], interp=c["interp"],
-        min_counts=c["min_counts"], out_dtype=c["out_dtype"],
-    )
     with block_caps(c["caps"]):
-        out = synthesize_dev(soft, upper, lower, index, disp, params, **kw)
-    ref = synthesize_reference(soft, upper, lower, index, disp, params, **kw)
-    return out, ref, params
+        return run_against_reference(synthesize_dev, c)
 
 
 # ------------------------------------------------------------------------------- Philox
@@ -249,9 +167,7 @@ def test_backend_is_registered_under_the_interpreter():
 @settings(max_examples=int(os.environ.get("LSN_TRITON_EXAMPLES", "25")))
 @given(c=cases())
 def test_matches_reference(c):
-    out, ref, params = run_both(c)
-    sixteen = c["dtype"] != torch.float32 or c["out_dtype"] != torch.float32
-    assert_matches(out, ref, params=params, noise_mode=c["noise_mode"], output_mode=c["output_mode"], sixteen_bit=sixteen)
+    assert_case_matches(c, *run_both(c))
 
 
 @pytest.mark.parametrize("noise_mode", [0, 1, 2])
