@@ -15,11 +15,13 @@ Steps (each logged; a failing step is reported and the next one still runs):
    ``benchmarks/cuda_smoke.py``;
 6. ``bench_lsn.py``: LSN inference at 256² batch 64 (eager, bf16 channels-last, torch.compile
    max-autotune, fused kernels, CUDA graph), at most 200 s (``--skip-lsn`` to skip);
-7. the benchmark grid of ``bench_synthesize.py`` (256², 512² x batch 64, 256, 1024 x bank 64, 4096 x
+7. ``bench_stream.py --device cuda``: JSWStream feeding a training loop vs a static batch and vs CPU
+   DataLoader workers, at most 120 s (``--skip-stream`` to skip);
+8. the benchmark grid of ``bench_synthesize.py`` (256², 512² x batch 64, 256, 1024 x bank 64, 4096 x
    fp32, bf16 x blur 0, 0.6) with whatever time is left.
 
 Files that come back: ``suite_log.txt`` (every step's output), ``summary.md``,
-``bench/results.{md,csv,png,json}`` and ``bench_lsn/results.{md,json}`` (the device tool returns 8
+``bench/results.{md,csv,png,json}``, ``bench_lsn/results.{md,json}`` and ``bench_stream.json`` (the device tool returns 8
 files at most: the bench ``results.json`` is the one to drop if that limit bites).
 Exit status: 0 when every step passed.
 """
@@ -47,6 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--skip-sanitizer", action="store_true")
     ap.add_argument("--skip-lsn", action="store_true", help="skip the LSN inference benchmark")
+    ap.add_argument("--skip-stream", action="store_true", help="skip the JSWStream training-loop benchmark")
     ap.add_argument("--bench-args", default="--sizes 256,512 --batches 256,64,1024 --bank 64,4096 "
                                              "--dtypes fp32,bf16 --blur 0,0.6 --ref-max-pixels 16777216")
     args = ap.parse_args(argv)
@@ -127,6 +130,11 @@ def main(argv=None) -> int:
         step("bench_lsn", [PY, "benchmarks/bench_lsn.py", "--device", "cuda", "--batch", "64", "--size", "256",
                            "--model", "default", "--out", os.path.join(args.out, "bench_lsn")],
              timeout=min(200, left() - 150))
+    # JSWStream in a real loop: static batch vs stream (side stream, prefetch) vs CPU DataLoader workers
+    if not args.skip_stream and left() > 200:
+        step("bench_stream", [PY, "benchmarks/bench_stream.py", "--device", "cuda", "--sizes", "256", "--batch-size", "256",
+                              "--steps", "30", "--json", os.path.join(args.out, "bench_stream.json")],
+             timeout=min(120, left() - 120))
     bench_out = os.path.join(args.out, "bench")
     budget = left() - 30
     if budget > 60:
