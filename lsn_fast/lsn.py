@@ -41,9 +41,9 @@ NOMINAL_SPACING_MM = 0.1
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "lsn_default.safetensors")
 TRAIN_COMMAND = (
-    "lsn-fast train-lsn --stage 1 --model small --steps 3000 --crop 64 --batch 8 --lr 2e-3 --seed 0 "
-    "--pool 64 --refresh 250 --threads 1 --out runs/lsn_s1 && "
-    "cp runs/lsn_s1/model.safetensors lsn_fast/weights/lsn_default.safetensors"
+    "lsn-fast train-lsn --stage 1 --model small --steps 30000 --crop 256 --batch 1 --lr 1e-3 --warmup 300 "
+    "--seed 0 --pool 64 --refresh 400 --ema 0.999 --log-every 10 --ckpt-every 1000 --max-minutes 96 --threads 1 "
+    "--out runs/lsn_s1 && cp runs/lsn_s1/model.safetensors lsn_fast/weights/lsn_default.safetensors"
 )
 
 __all__ = ["LSNConfig", "LSN", "LSNOutput", "separate", "save_weights", "load_weights", "DEFAULT_WEIGHTS"]
@@ -111,7 +111,7 @@ class LSNConfig:
 
     @classmethod
     def small(cls) -> "LSNConfig":
-        """CPU-trainable (the shipped CPU weights): ~0.5M parameters."""
+        """CPU-trainable (the shipped CPU weights): ~0.8M parameters."""
         return cls(base_channels=12, channel_mults=(1, 2, 4, 4, 8), heads=4, attn_layers=1, groups=4)
 
     @classmethod

@@ -413,6 +413,8 @@ class TrainConfig:
     max_shift: int = 4
     device: str | None = None
     progress: bool = True
+    ema: float = 0.0  # EMA decay of the weights (0: off); model.safetensors then holds the EMA weights
+    log_every: int = 0  # append every N-th step record to ``out/log.jsonl`` (0: off)
 
     def validate(self):
         if self.stage not in (1, 2):
@@ -428,6 +430,10 @@ class TrainConfig:
             raise ValueError("data: stage 2 needs --data DIR (images + bone masks; --make-demo N writes a demo set)")
         if self.resume and not self.out:
             raise ValueError("resume: needs --out DIR holding the checkpoint")
+        if not 0.0 <= float(self.ema) < 1.0:
+            raise ValueError(f"ema: must be in [0, 1), got {self.ema}")
+        if int(self.log_every) < 0:
+            raise ValueError(f"log_every: must be >= 0, got {self.log_every}")
         LSNConfig.named(self.model)
 
 
@@ -483,6 +489,28 @@ class Trainer:
             self.pool = PhantomPool(cfg.seed, cfg.pool, cfg.phantom_size, cfg.refresh)
         self.step_idx = 0
         self.history: list[dict] = []
+        # exponential moving average of the weights (float32 copies), updated after every step
+        self.ema = ({k: v.detach().clone().float() for k, v in self.model.state_dict().items()}
+                    if cfg.ema > 0 else None)
+
+    def _ema_update(self) -> None:
+        # bias-corrected warm-up: the effective decay is min(ema, (1+k)/(10+k))
+        d = min(self.cfg.ema, (1.0 + self.step_idx) / (10.0 + self.step_idx))
+        with torch.no_grad():
+            for k, v in self.model.state_dict().items():
+                e = self.ema[k]
+                if v.dtype.is_floating_point:
+                    e.mul_(d).add_(v.detach().float(), alpha=1.0 - d)
+                else:
+                    e.copy_(v)
+
+    def ema_model(self) -> LSN:
+        """A copy of the model holding the EMA weights (the model itself if EMA is off)."""
+        if self.ema is None:
+            return self.model
+        m = LSN(self.model.config)
+        m.load_state_dict(self.ema)
+        return m.eval()
 
     # ------------------------------------------------------------------ one step
     def step(self) -> dict:
@@ -506,6 +534,8 @@ class Trainer:
                 p.grad = None
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
+        if self.ema is not None:
+            self._ema_update()
         if self.disc is not None:
             with _autocast(self.device):
                 dl = discriminator_loss(self.disc, soft, batch["masks"], batch["image"])
@@ -516,6 +546,10 @@ class Trainer:
         rec = {"step": k, "loss": float(loss.detach()), "lr": lr, "grad_norm": float(gn), **terms}
         self.history.append(rec)
         self.step_idx += 1
+        if cfg.log_every and cfg.out and k % cfg.log_every == 0:
+            os.makedirs(cfg.out, exist_ok=True)
+            with open(os.path.join(cfg.out, "log.jsonl"), "a") as f:
+                f.write(json.dumps({**rec, "time": time.time()}) + "\n")
         return rec
 
     # ------------------------------------------------------------------ checkpoints
@@ -525,6 +559,8 @@ class Trainer:
         from safetensors.torch import save_file
 
         t = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if self.ema is not None:
+            t.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.items()})
         ot, groups = _opt_tensors(self.opt, "opt")
         t.update(ot)
         dgroups = None
@@ -544,8 +580,12 @@ class Trainer:
         with open(os.path.join(out, "state.json.partial"), "w") as f:
             json.dump(state, f, indent=1)
         os.replace(os.path.join(out, "state.json.partial"), os.path.join(out, "state.json"))
-        save_weights(self.model, os.path.join(out, "model.safetensors"),
-                     {"train_step": str(self.step_idx), "train_stage": str(self.cfg.stage), "seed": str(self.cfg.seed)})
+        meta = {"train_step": str(self.step_idx), "train_stage": str(self.cfg.stage), "seed": str(self.cfg.seed)}
+        if self.ema is not None:  # model.safetensors = EMA weights; the raw weights alongside
+            save_weights(self.ema_model(), os.path.join(out, "model.safetensors"), {**meta, "ema": str(self.cfg.ema)})
+            save_weights(self.model, os.path.join(out, "model_raw.safetensors"), meta)
+        else:
+            save_weights(self.model, os.path.join(out, "model.safetensors"), meta)
         return out
 
     def load(self, out: str | None = None) -> None:
@@ -564,6 +604,11 @@ class Trainer:
             raise ValueError("resume: checkpoint model config differs from --model")
         t = load_file(p)
         self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+        if self.ema is not None:
+            ema = {k[4:]: v.float() for k, v in t.items() if k.startswith("ema.")}
+            if set(ema) != set(self.ema):
+                raise ValueError("resume: checkpoint has no EMA weights but --ema is set (or vice versa)")
+            self.ema = {k: v.to(self.device) for k, v in ema.items()}
         _opt_load(self.opt, t, "opt", state["param_groups"], self.device)
         if self.disc is not None:
             self.disc.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("disc.")})
@@ -620,10 +665,14 @@ def add_train_arguments(p) -> None:
     p.add_argument("--phantom-size", type=int, default=256)
     p.add_argument("--refresh", type=int, default=200, help="stage 1: new phantom pool every N steps")
     p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=50, help="linear learning-rate warm-up steps (then cosine to 0.1×lr)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this wall time")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0: off); "
+                   "model.safetensors then holds the EMA weights, model_raw.safetensors the raw ones")
+    p.add_argument("--log-every", type=int, default=0, help="append every N-th step's losses to OUT/log.jsonl (0: off)")
 
 
 def run_train(args) -> int:
@@ -635,8 +684,8 @@ def run_train(args) -> int:
         print("wrote", write_demo_stage2_data(args.data, n=args.make_demo, seed=_mix(args.seed, 9) % 2**31))
     cfg = TrainConfig(stage=args.stage, steps=args.steps, crop=args.crop, batch=args.batch, lr=args.lr, seed=args.seed,
                       out=args.out, resume=args.resume, model=args.model, data=args.data, init=args.init, pool=args.pool,
-                      phantom_size=args.phantom_size, refresh=args.refresh, ckpt_every=args.ckpt_every,
-                      device=args.device, progress=not args.no_progress)
+                      phantom_size=args.phantom_size, refresh=args.refresh, ckpt_every=args.ckpt_every, warmup=args.warmup,
+                      device=args.device, progress=not args.no_progress, ema=args.ema, log_every=args.log_every)
     t0 = time.perf_counter()
     tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     last = tr.history[-1] if tr.history else {}

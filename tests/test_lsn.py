@@ -147,6 +147,36 @@ def test_checkpoint_resume_equals_continuing(tmp_path):
     assert m.config == LSNConfig.tiny()
 
 
+def test_ema_checkpoint_resume_and_log(tmp_path):
+    torch.set_num_threads(1)
+    full = T.train(_cfg(steps=4, ema=0.9))
+    assert full.ema is not None
+    # the EMA weights differ from the raw ones
+    k = "head.weight"
+    assert not torch.equal(full.ema[k], full.model.state_dict()[k])
+    out = str(tmp_path / "run")
+    T.train(_cfg(steps=2, out=out, ema=0.9, log_every=1))
+    resumed = T.train(_cfg(steps=4, out=out, resume=True, ema=0.9, log_every=1))
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history[2:]]
+    for name, v in full.ema.items():
+        assert torch.equal(v, resumed.ema[name]), name
+    m = LSN.pretrained(os.path.join(out, "model.safetensors"))  # holds the EMA weights
+    torch.testing.assert_close(m.state_dict()[k], full.ema[k])
+    raw = LSN.pretrained(os.path.join(out, "model_raw.safetensors"))
+    torch.testing.assert_close(raw.state_dict()[k], full.model.state_dict()[k])
+    import json
+
+    with open(os.path.join(out, "log.jsonl")) as f:
+        steps = [json.loads(line)["step"] for line in f]
+    assert steps == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="resume"):  # a checkpoint without EMA cannot resume with --ema
+        out2 = str(tmp_path / "run2")
+        T.train(_cfg(steps=2, out=out2))
+        T.train(_cfg(steps=4, out=out2, resume=True, ema=0.9))
+    with pytest.raises(ValueError, match="ema"):
+        _cfg(ema=1.0).validate()
+
+
 def _equivariant_separator(c=0.3, split=20):
     """An exactly shift-equivariant rule-based separator for stacks with constant soft tissue c,
     the upper bone above row ``split`` and the lower one below."""
