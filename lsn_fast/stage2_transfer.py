@@ -58,7 +58,7 @@ def shifted_setting(n: int, size: int = 256, seed: int = 777) -> tuple[LayerStac
 def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every: int = 50, n_train: int = 64,
                         n_test: int = 16, size: int = 256, crop: int = 64, batch: int = 8, lr: float = 5e-4,
                         seed: int = 0, out: str = "stage2_transfer", control: bool = True, device=None,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, recon_target: str = "input", anchor: float = 0.0) -> dict:
     """Run the experiment (module docstring); returns the results dict also written to ``out``."""
     from .evaluate import score
     from .lsn import DEFAULT_WEIGHTS, separate
@@ -91,7 +91,8 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
                                   "jsw_unmeasured")}
 
     arms = {"stage2": TrainConfig(stage=2, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed, data=data_dir,
-                                  init=init, device=device, progress=False, warmup=min(20, steps))}
+                                  init=init, device=device, progress=False, warmup=min(20, steps),
+                                  recon_target=recon_target, anchor=anchor)}
     if control:
         arms["control_stage1"] = TrainConfig(stage=1, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed + 1,
                                              init=init, device=device, progress=False, warmup=min(20, steps),
@@ -121,6 +122,7 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
         bar.close()
     res = {"init": str(init), "steps": steps, "eval_every": eval_every, "n_train": n_train, "n_test": n_test,
            "size": size, "crop": crop, "batch": batch, "lr": lr, "seed": seed, "setting": "shifted_setting",
+           "recon_target": recon_target, "anchor": anchor,
            "detector_ranges": SHIFTED_DETECTOR, "curves": curves, "losses": losses,
            "seconds": time.perf_counter() - t0}
     with open(os.path.join(out, "results.json"), "w") as f:
@@ -193,6 +195,8 @@ def add_stage2_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-control", action="store_true", help="skip the more-stage-1 control arm")
+    p.add_argument("--recon-target", choices=("input", "teacher"), default="input", help="stage 2's reconstruction target")
+    p.add_argument("--anchor", type=float, default=0.0, help="stage 2: L1 anchor weight to the initial model's layers")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="stage2_transfer")
@@ -203,7 +207,8 @@ def run_stage2_experiment(args) -> int:
         torch.set_num_threads(args.threads)
     res = run_stage2_transfer(args.init, steps=args.steps, eval_every=args.eval_every, n_train=args.n_train,
                               n_test=args.n_test, size=args.size, crop=args.crop, batch=args.batch, lr=args.lr,
-                              seed=args.seed, out=args.out, control=not args.no_control, device=args.device)
+                              seed=args.seed, out=args.out, control=not args.no_control, device=args.device,
+                              recon_target=args.recon_target, anchor=args.anchor)
     print(format_results(res))
     print("wrote", args.out)
     return 0

@@ -257,22 +257,41 @@ def _patch_labels(masks: torch.Tensor, image: torch.Tensor):
 
 
 def stage2_losses(model: LSN, disc: SoftDiscriminator | None, batch: dict, g: torch.Generator,
-                  max_shift: int = 4, weights: dict | None = None) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+                  max_shift: int = 4, weights: dict | None = None, *, teacher: LSN | None = None,
+                  recon_target: str = "input", anchor: float = 0.0) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
     """Losses without layer ground truth. Returns (generator total, terms, soft layer for the
-    discriminator step or None)."""
+    discriminator step or None).
+
+    ``recon_target="input"`` reconstructs towards the observed image (its noise and scatter
+    included: measured to undo stage 1's denoising, see lsn_fast/stage2_transfer.py);
+    ``"teacher"`` towards the frozen ``teacher``'s denoised image. ``anchor > 0`` adds an L1 term
+    to the teacher's layers.
+    """
     w = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01, **(weights or {})}
     x, masks = batch["image"], batch["masks"]
     out = model(x, validate=False)
     P = out.layers
     B = x.shape[0]
     shift = torch.randint(1, max_shift + 1, (B,), generator=g).float().to(x.device)
+    target = x
+    t_out = None
+    if teacher is not None and (recon_target == "teacher" or anchor > 0):
+        with torch.no_grad():
+            t_out = teacher(x, validate=False)
+        if recon_target == "teacher":
+            target = t_out.denoised.to(x.dtype)
+    elif recon_target == "teacher" or anchor > 0:
+        raise ValueError("teacher: recon_target='teacher' and anchor > 0 need the frozen initial model")
     terms = {
-        "recon": LOSS_SCALE * (recompose(P) - x).abs().mean(),
-        "counts": LOSS_SCALE * (recompose(P, counts=True) - torch.exp(-x)).abs().mean(),
+        "recon": LOSS_SCALE * (recompose(P) - target).abs().mean(),
+        "counts": LOSS_SCALE * (recompose(P, counts=True) - torch.exp(-target)).abs().mean(),
         "seg": F.binary_cross_entropy_with_logits(out.seg_logits, masks),
         "outside": LOSS_SCALE * (P[:, 1:3] * (1.0 - masks)).mean(),
         "shift": shift_consistency_loss(P, lambda im: model(im, validate=False).layers, shift),
     }
+    if anchor > 0:
+        terms["anchor"] = LOSS_SCALE * (P - t_out.layers.to(P.dtype)).abs().mean()
+        w["anchor"] = float(anchor)
     soft = P[:, 0:1]
     if disc is not None:
         under, tissue = _patch_labels(masks, x)
@@ -415,6 +434,11 @@ class TrainConfig:
     progress: bool = True
     ema: float = 0.0  # EMA decay of the weights (0: off); model.safetensors then holds the EMA weights
     log_every: int = 0  # append every N-th step record to ``out/log.jsonl`` (0: off)
+    # stage 2: what S+U+L is reconstructed towards: "input" (the observed image, noise and scatter
+    # included) or "teacher" (the frozen initial model's denoised image); and the weight of an L1
+    # anchor of the layers to the teacher's layers (0: off)
+    recon_target: str = "input"
+    anchor: float = 0.0
 
     def validate(self):
         if self.stage not in (1, 2):
@@ -426,6 +450,10 @@ class TrainConfig:
             raise ValueError(f"crop: must be a multiple of 16 and >= 16, got {self.crop}")
         if not self.lr > 0:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if self.recon_target not in ("input", "teacher"):
+            raise ValueError(f"recon_target: expected 'input' or 'teacher', got {self.recon_target!r}")
+        if not float(self.anchor) >= 0.0:
+            raise ValueError(f"anchor: must be >= 0, got {self.anchor}")
         if self.stage == 2 and not self.data:
             raise ValueError("data: stage 2 needs --data DIR (images + bone masks; --make-demo N writes a demo set)")
         if self.resume and not self.out:
@@ -483,6 +511,13 @@ class Trainer:
             self.disc = SoftDiscriminator().to(self.device).train()
             self.dopt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr * 0.5, betas=(0.5, 0.999))
             self.images, self.masks = load_stage2_folder(cfg.data)
+        self.teacher = None
+        if cfg.stage == 2 and (cfg.recon_target == "teacher" or cfg.anchor > 0):
+            import copy
+
+            self.teacher = copy.deepcopy(self.model).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
             if min(self.images.shape[-2:]) < 16:
                 raise ValueError("data: images must be at least 16x16 px")
         else:
@@ -526,7 +561,8 @@ class Trainer:
                 soft = None
             else:
                 batch, g = stage2_batch(self.images, self.masks, k, cfg, self.device)
-                loss, terms, soft = stage2_losses(self.model, self.disc, batch, g, cfg.max_shift)
+                loss, terms, soft = stage2_losses(self.model, self.disc, batch, g, cfg.max_shift, teacher=self.teacher,
+                                                  recon_target=cfg.recon_target, anchor=cfg.anchor)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.disc is not None:  # the generator step must not train the discriminator
@@ -673,6 +709,9 @@ def add_train_arguments(p) -> None:
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0: off); "
                    "model.safetensors then holds the EMA weights, model_raw.safetensors the raw ones")
     p.add_argument("--log-every", type=int, default=0, help="append every N-th step's losses to OUT/log.jsonl (0: off)")
+    p.add_argument("--recon-target", choices=("input", "teacher"), default="input",
+                   help="stage 2: reconstruct S+U+L towards the observed image or the frozen initial model's denoised image")
+    p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of an L1 anchor to the initial model's layers")
 
 
 def run_train(args) -> int:
@@ -685,7 +724,8 @@ def run_train(args) -> int:
     cfg = TrainConfig(stage=args.stage, steps=args.steps, crop=args.crop, batch=args.batch, lr=args.lr, seed=args.seed,
                       out=args.out, resume=args.resume, model=args.model, data=args.data, init=args.init, pool=args.pool,
                       phantom_size=args.phantom_size, refresh=args.refresh, ckpt_every=args.ckpt_every, warmup=args.warmup,
-                      device=args.device, progress=not args.no_progress, ema=args.ema, log_every=args.log_every)
+                      device=args.device, progress=not args.no_progress, ema=args.ema, log_every=args.log_every,
+                      recon_target=args.recon_target, anchor=args.anchor)
     t0 = time.perf_counter()
     tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     last = tr.history[-1] if tr.history else {}

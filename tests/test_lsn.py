@@ -218,6 +218,35 @@ def test_stage2_step_runs(tmp_path):
         T.TrainConfig(stage=2, data=None).validate()
 
 
+def test_stage2_teacher_target_and_anchor(tmp_path):
+    """recon_target='teacher' reconstructs towards the frozen initial model's denoised image; the
+    teacher never changes; the anchor term is its L1 distance; bad options are refused."""
+    torch.set_num_threads(1)
+    d = tmp_path / "s2"
+    T.write_demo_stage2_data(str(d), n=2, size=64, seed=3)
+    tr = T.Trainer(_cfg(stage=2, steps=2, data=str(d), recon_target="teacher", anchor=0.5))
+    before = {k: v.clone() for k, v in tr.teacher.state_dict().items()}
+    assert all(torch.equal(before[k], v) for k, v in tr.model.state_dict().items())  # starts as the model
+    tr.step()
+    rec = tr.step()
+    assert "anchor" in rec and rec["anchor"] > 0  # the model moved away from the teacher
+    assert all(torch.equal(before[k], v) for k, v in tr.teacher.state_dict().items())  # the teacher did not
+    # the "recon" term is measured against the teacher's denoised image, not the input
+    batch, g = T.stage2_batch(tr.images, tr.masks, 0, tr.cfg, tr.device)
+    _, terms, _ = T.stage2_losses(tr.model, None, batch, g, teacher=tr.teacher, recon_target="teacher")
+    with torch.no_grad():
+        P = tr.model(batch["image"], validate=False).layers
+        want = T.LOSS_SCALE * (T.recompose(P) - tr.teacher(batch["image"], validate=False).denoised).abs().mean()
+    assert terms["recon"] == pytest.approx(float(want), rel=1e-5)
+    assert T.Trainer(_cfg(stage=2, steps=1, data=str(d))).teacher is None  # default: no teacher
+    with pytest.raises(ValueError, match="recon_target"):
+        _cfg(recon_target="clean").validate()
+    with pytest.raises(ValueError, match="anchor"):
+        _cfg(anchor=-1.0).validate()
+    with pytest.raises(ValueError, match="teacher"):
+        T.stage2_losses(tr.model, None, batch, g, recon_target="teacher")
+
+
 def test_stage2_transfer_experiment_tiny(tmp_path):
     """The stage2-transfer experiment runs end to end at tiny size, and its step-0 scores are
     those of the initial weights on its own held-out set, recomputed here independently."""
