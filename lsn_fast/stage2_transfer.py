@@ -58,7 +58,7 @@ def shifted_setting(n: int, size: int = 256, seed: int = 777) -> tuple[LayerStac
 def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every: int = 50, n_train: int = 64,
                         n_test: int = 16, size: int = 256, crop: int = 64, batch: int = 8, lr: float = 5e-4,
                         seed: int = 0, out: str = "stage2_transfer", control: bool = True, device=None,
-                        progress: bool = True, recon_target: str = "input", anchor: float = 0.0) -> dict:
+                        progress: bool = True, recon_target: str = "teacher", anchor: float = 0.0) -> dict:
     """Run the experiment (module docstring); returns the results dict also written to ``out``."""
     from .evaluate import score
     from .lsn import DEFAULT_WEIGHTS, separate
@@ -195,7 +195,7 @@ def add_stage2_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-control", action="store_true", help="skip the more-stage-1 control arm")
-    p.add_argument("--recon-target", choices=("input", "teacher"), default="input", help="stage 2's reconstruction target")
+    p.add_argument("--recon-target", choices=("input", "teacher"), default="teacher", help="stage 2's reconstruction target")
     p.add_argument("--anchor", type=float, default=0.0, help="stage 2: L1 anchor weight to the initial model's layers")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)

@@ -437,7 +437,7 @@ class TrainConfig:
     # stage 2: what S+U+L is reconstructed towards: "input" (the observed image, noise and scatter
     # included) or "teacher" (the frozen initial model's denoised image); and the weight of an L1
     # anchor of the layers to the teacher's layers (0: off)
-    recon_target: str = "input"
+    recon_target: str = "teacher"  # "input" measured to undo stage 1's denoising on noisy data
     anchor: float = 0.0
 
     def validate(self):
@@ -709,8 +709,9 @@ def add_train_arguments(p) -> None:
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0: off); "
                    "model.safetensors then holds the EMA weights, model_raw.safetensors the raw ones")
     p.add_argument("--log-every", type=int, default=0, help="append every N-th step's losses to OUT/log.jsonl (0: off)")
-    p.add_argument("--recon-target", choices=("input", "teacher"), default="input",
-                   help="stage 2: reconstruct S+U+L towards the observed image or the frozen initial model's denoised image")
+    p.add_argument("--recon-target", choices=("input", "teacher"), default="teacher",
+                   help="stage 2: reconstruct S+U+L towards the frozen initial model's denoised image (default) or the "
+                        "observed image ('input': fits its noise and scatter, measured to undo stage 1's denoising)")
     p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of an L1 anchor to the initial model's layers")
 
 
