@@ -31,22 +31,8 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-
-
-def _fresh_module(name: str):
-    """A private copy of kernels/<name>.py decorated now (as JIT functions), whatever copy of the
-    package module an interpreter test session already imported (and without replacing it)."""
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_aot_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ks = _fresh_module("synthesize")
-kf = _fresh_module("lsn_fused")
+import lsn_fast.kernels.lsn_fused as kf  # noqa: E402  (decorated as JIT functions: TRITON_INTERPRET is unset above)
+import lsn_fast.kernels.synthesize as ks  # noqa: E402
 
 PTR = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16", "i64": "*i64"}
 
