@@ -62,7 +62,7 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
     """Run the experiment (module docstring); returns the results dict also written to ``out``."""
     from .evaluate import score
     from .lsn import DEFAULT_WEIGHTS, separate
-    from .train import TrainConfig, Trainer
+    from .train import TrainConfig, Trainer, write_demo_stage2_data
 
     for name, v in (("steps", steps), ("eval_every", eval_every), ("n_train", n_train), ("n_test", n_test)):
         if not isinstance(v, int) or v < 1:
@@ -71,13 +71,8 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     # training images of the unseen setting (stage 2 input format), and a disjoint test set
-    _, tr_images, tr_masks = shifted_setting(n_train, size, seed=seed * 1000 + 777)
     data_dir = os.path.join(out, "data")
-    os.makedirs(data_dir, exist_ok=True)
-    from safetensors.torch import save_file
-
-    save_file({"images": tr_images.contiguous(), "masks": tr_masks.contiguous()}, os.path.join(data_dir, "demo.safetensors"),
-              metadata={"format": "lsn_fast.stage2", "seed": str(seed * 1000 + 777)})
+    write_demo_stage2_data(data_dir, n=n_train, size=size, seed=seed * 1000 + 777)
     te_truth, te_images, _ = shifted_setting(n_test, size, seed=seed * 1000 + 778)
     from .jsw import measure_jsw
 

@@ -374,22 +374,18 @@ def load_stage2_folder(path: str, png_scale: float = 4.0 / 65535.0) -> tuple[tor
 
 
 def write_demo_stage2_data(out_dir: str, n: int = 64, size: int = 256, seed: int = 777) -> str:
-    """Demo "radiographs" for stage 2: phantoms from a *different* setting than stage 1 (tilt
-    ±20°, bone μ scaled ×0.8–1.2, soft ×0.9–1.1, stronger blur 0.8–1.6 px, n0 3e3–5e4) with
-    masks from their true layers; written to ``out_dir/demo.safetensors``."""
-    from .phantom import generate
-
-    os.makedirs(out_dir, exist_ok=True)
-    st, _ = generate(n, size=size, seed=seed, tilt_deg=(-20.0, 20.0))
-    g = _gen(seed, 5)
-    bs, ss = _uniform(g, n, 0.8, 1.2).view(n, 1, 1), _uniform(g, n, 0.9, 1.1).view(n, 1, 1)
-    L = torch.stack([st.soft * ss, st.upper * bs, st.lower * bs], 1)
-    det = random_detector(n, g, {"blur_sigma_px": (0.8, 1.6), "n0": (3e3, 5e4)})
-    images = compose(_stack(L, st.spacing_mm, st.axis), detector=det, seed=seed)
+    """Demo "radiographs" for stage 2: phantoms from a *different* setting than stage 1
+    (:func:`lsn_fast.stage2_transfer.shifted_setting`: tilt ±20°, bone μ scaled ×0.8–1.2, soft
+    ×0.9–1.1, stronger blur 0.8–1.6 px, n0 3e3–5e4) with masks from their true layers; written
+    to ``out_dir/demo.safetensors``."""
     from safetensors.torch import save_file
 
+    from .stage2_transfer import shifted_setting
+
+    os.makedirs(out_dir, exist_ok=True)
+    _, images, masks = shifted_setting(n, size, seed)
     p = os.path.join(out_dir, "demo.safetensors")
-    save_file({"images": images.contiguous(), "masks": bone_masks(L).contiguous()}, p,
+    save_file({"images": images.contiguous(), "masks": masks.contiguous()}, p,
               metadata={"format": "lsn_fast.stage2", "seed": str(seed)})
     return p
 
