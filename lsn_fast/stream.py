@@ -729,8 +729,10 @@ class JSWStream(torch.utils.data.IterableDataset):
 
     def _groups(self, d: dict) -> list[tuple[torch.Tensor, bool]]:
         """Split a batch into op calls: one per moving bone and, where per-sample blur widths are
-        drawn, per Gaussian radius ``ceil(3σ)`` (the kernels size their taps by the largest radius
-        in a call; grouping keeps every sample's taps, and so its pixels, independent of the batch)."""
+        drawn, per Gaussian radius ``ceil(3σ)``. The reference's taps no longer depend on the
+        batch, but the triton backend picks its blur path (fused tile bucket, or the wide multi-pass
+        path) and its scatter path from the largest radius in a call: grouping keeps every sample on
+        the same code path, and so its pixels bit-identical, whatever batch it is drawn in."""
         key = d["bone"].clone()  # 0 upper, 1 lower: bit 0 of the key
         p = d["params"]
         if p is not None and ({"blur_sigma_px", "scatter_sigma_px", "scatter"} & set(self.detector_ranges)):
