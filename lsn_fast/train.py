@@ -35,6 +35,7 @@ CLI (wired by :mod:`lsn_fast.cli` as ``lsn-fast train-lsn`` / ``lsn-fast eval-ls
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import glob
 import json
@@ -55,6 +56,10 @@ from .lsn import LSN, LSNConfig, load_weights, save_weights
 
 MASK_THRESHOLD = 0.01  # bone mask = bone layer > this (dimensionless line integral)
 LOSS_SCALE = 10.0  # layers are ~0.1–0.6; scale L1 terms to O(0.1–1)
+# Default weights of the loss terms (``--loss-weight NAME=W`` overrides them). ``recon_rel`` is
+# the evaluation's recomposition metric; off by default, the shipped weights' recipe did not use it.
+STAGE1_LOSS_WEIGHTS = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "counts": 1.0, "recon_rel": 0.0}
+STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01}
 DETECTOR_RANGES = {  # stage-1 randomization (issue 4)
     "n0": (2.0e3, 1.0e5),  # log-uniform
     "blur_sigma_px": (0.3, 1.2),
@@ -160,8 +165,14 @@ class PhantomPool:
             self._axis = st.axis.float()
             self._block = block
 
-    def batch(self, step: int, batch: int, crop: int, g: torch.Generator, scale=(0.9, 1.1)):
-        """(layers (B,3,crop,crop), axis (B,2)) for this step."""
+    def batch(self, step: int, batch: int, crop: int, g: torch.Generator, scale=(0.9, 1.1),
+              bone_scale=(1.0, 1.0), soft_scale=(1.0, 1.0)):
+        """(layers (B,3,crop,crop), axis (B,2)) for this step.
+
+        ``scale`` multiplies all layers of a sample (dose-independent intensity); ``bone_scale`` /
+        ``soft_scale`` multiply the bone / soft-tissue layers on top (other bone densities and
+        soft-tissue thicknesses than the phantom's tabulated μ), each uniform per sample. The
+        per-layer draws happen only when a range is not (1, 1), so default runs keep their data."""
         self._load(step // self.refresh)
         S = self.size
         c = min(crop, S)
@@ -171,20 +182,24 @@ class PhantomPool:
         ox = (S - c) // 2 + torch.randint(-j, j + 1, (batch,), generator=g)
         flip = torch.rand(batch, generator=g) < 0.5
         sc = _uniform(g, batch, *scale)
+        per_layer = torch.ones(batch, 3, 1, 1)
+        if tuple(bone_scale) != (1.0, 1.0) or tuple(soft_scale) != (1.0, 1.0):
+            per_layer[:, 0, 0, 0] = _uniform(g, batch, *soft_scale)
+            per_layer[:, 1:, 0, 0] = _uniform(g, batch, *bone_scale).view(batch, 1)
         out, axes = [], []
         for b in range(batch):
             L = self._layers[idx[b], :, oy[b]:oy[b] + c, ox[b]:ox[b] + c]
             a = self._axis[idx[b]].clone()
             if flip[b]:
                 L, a[1] = L.flip(-1), -a[1]
-            out.append(L * sc[b])
+            out.append(L * (sc[b] * per_layer[b]))
             axes.append(a)
         return torch.stack(out), torch.stack(axes)
 
 
 def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device) -> dict:
     g = _gen(cfg.seed, step, 2)
-    layers, axis = pool.batch(step, cfg.batch, cfg.crop, g)
+    layers, axis = pool.batch(step, cfg.batch, cfg.crop, g, bone_scale=cfg.bone_scale, soft_scale=cfg.soft_scale)
     det = random_detector(cfg.batch, g)
     st = _stack(layers, pool.spacing_mm, axis)
     image = compose(st, detector=det, seed=_mix(cfg.seed, step, 3))
@@ -193,18 +208,22 @@ def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device) -> di
 
 def stage1_losses(model: LSN, batch: dict, weights: dict | None = None) -> tuple[torch.Tensor, dict]:
     """Supervised losses; returns (total, {name: float})."""
-    w = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "counts": 1.0, **(weights or {})}
+    w = {**STAGE1_LOSS_WEIGHTS, **(weights or {})}
     out = model(batch["image"], validate=False)
     P, T = out.layers, batch["layers"]
     clean = T.sum(1, keepdim=True)
+    rec = recompose(P)
+    nrm = lambda t: t.flatten(1).norm(dim=1)  # noqa: E731
     terms = {
         "layer": LOSS_SCALE * (P - T).abs().mean(),
         "grad": LOSS_SCALE * _grad_l1(P, T),
         "seg": F.binary_cross_entropy_with_logits(out.seg_logits, bone_masks(T)),
-        "recon": LOSS_SCALE * (recompose(P) - clean).abs().mean(),
+        "recon": LOSS_SCALE * (rec - clean).abs().mean(),
         "counts": LOSS_SCALE * (recompose(P, counts=True) - torch.exp(-clean)).abs().mean(),
+        # the evaluation's recomposition metric itself (relative L2, so edges weigh more than in the L1 terms)
+        "recon_rel": LOSS_SCALE * (nrm(rec - clean) / nrm(clean).clamp_min(1e-6)).mean(),
     }
-    total = sum(w[k] * v for k, v in terms.items())
+    total = sum(w[k] * v for k, v in terms.items() if w[k])
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
@@ -267,7 +286,7 @@ def stage2_losses(model: LSN, disc: SoftDiscriminator | None, batch: dict, g: to
     ``"teacher"`` towards the frozen ``teacher``'s denoised image. ``anchor > 0`` adds an L1 term
     to the teacher's layers.
     """
-    w = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01, **(weights or {})}
+    w = {**STAGE2_LOSS_WEIGHTS, **(weights or {})}
     x, masks = batch["image"], batch["masks"]
     out = model(x, validate=False)
     P = out.layers
@@ -373,20 +392,21 @@ def load_stage2_folder(path: str, png_scale: float = 4.0 / 65535.0) -> tuple[tor
     return images, masks_t
 
 
-def write_demo_stage2_data(out_dir: str, n: int = 64, size: int = 256, seed: int = 777) -> str:
+def write_demo_stage2_data(out_dir: str, n: int = 64, size: int = 256, seed: int = 777, setting: str = "shifted") -> str:
     """Demo "radiographs" for stage 2: phantoms from a *different* setting than stage 1
-    (:func:`lsn_fast.stage2_transfer.shifted_setting`: tilt ±20°, bone μ scaled ×0.8–1.2, soft
-    ×0.9–1.1, stronger blur 0.8–1.6 px, n0 3e3–5e4) with masks from their true layers; written
+    (:func:`lsn_fast.stage2_transfer.shifted_setting`; "shifted": tilt ±20°, bone μ scaled
+    ×0.8–1.2, soft ×0.9–1.1, stronger blur 0.8–1.6 px, n0 3e3–5e4; "ra": that with osteopenic
+    bone ×0.45–0.65 and swollen soft tissue ×1.3–1.7) with masks from their true layers; written
     to ``out_dir/demo.safetensors``."""
     from safetensors.torch import save_file
 
     from .stage2_transfer import shifted_setting
 
     os.makedirs(out_dir, exist_ok=True)
-    _, images, masks = shifted_setting(n, size, seed)
+    _, images, masks = shifted_setting(n, size, seed, setting)
     p = os.path.join(out_dir, "demo.safetensors")
     save_file({"images": images.contiguous(), "masks": masks.contiguous()}, p,
-              metadata={"format": "lsn_fast.stage2", "seed": str(seed)})
+              metadata={"format": "lsn_fast.stage2", "seed": str(seed), "setting": setting})
     return p
 
 
@@ -435,6 +455,10 @@ class TrainConfig:
     # anchor of the layers to the teacher's layers (0: off)
     recon_target: str = "teacher"  # "input" measured to undo stage 1's denoising on noisy data
     anchor: float = 0.0
+    loss_weights: dict = dataclasses.field(default_factory=dict)  # overrides of STAGE{1,2}_LOSS_WEIGHTS
+    # stage 1: per-sample multipliers of the bone / soft-tissue layers (attenuation randomization)
+    bone_scale: tuple = (1.0, 1.0)
+    soft_scale: tuple = (1.0, 1.0)
 
     def validate(self):
         if self.stage not in (1, 2):
@@ -458,6 +482,16 @@ class TrainConfig:
             raise ValueError(f"ema: must be in [0, 1), got {self.ema}")
         if int(self.log_every) < 0:
             raise ValueError(f"log_every: must be >= 0, got {self.log_every}")
+        for k in ("bone_scale", "soft_scale"):
+            v = getattr(self, k)
+            if not (len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and 0 < v[0] <= v[1]):
+                raise ValueError(f"{k}: expected (lo, hi) with 0 < lo <= hi, got {v!r}")
+        known = STAGE1_LOSS_WEIGHTS if self.stage == 1 else STAGE2_LOSS_WEIGHTS
+        for k, v in dict(self.loss_weights).items():
+            if k not in known:
+                raise ValueError(f"loss_weights: stage {self.stage} has no loss term {k!r}; terms: {sorted(known)}")
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"loss_weights: weight of {k!r} must be a finite number >= 0, got {v!r}")
         LSNConfig.named(self.model)
 
 
@@ -553,11 +587,12 @@ class Trainer:
         with _autocast(self.device):
             if cfg.stage == 1:
                 batch = stage1_batch(self.pool, k, cfg, self.device)
-                loss, terms = stage1_losses(self.model, batch)
+                loss, terms = stage1_losses(self.model, batch, cfg.loss_weights)
                 soft = None
             else:
                 batch, g = stage2_batch(self.images, self.masks, k, cfg, self.device)
-                loss, terms, soft = stage2_losses(self.model, self.disc, batch, g, cfg.max_shift, teacher=self.teacher,
+                loss, terms, soft = stage2_losses(self.model, self.disc, batch, g, cfg.max_shift, cfg.loss_weights,
+                                                  teacher=self.teacher,
                                                   recon_target=cfg.recon_target, anchor=cfg.anchor)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -709,6 +744,24 @@ def add_train_arguments(p) -> None:
                    help="stage 2: reconstruct S+U+L towards the frozen initial model's denoised image (default) or the "
                         "observed image ('input': fits its noise and scatter, measured to undo stage 1's denoising)")
     p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of an L1 anchor to the initial model's layers")
+    p.add_argument("--bone-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
+                   help="stage 1: multiply each sample's bone layers by U(LO, HI) (bone-density randomization; default 1 1 = off)")
+    p.add_argument("--soft-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
+                   help="stage 1: multiply each sample's soft-tissue layer by U(LO, HI) (thickness randomization; default off)")
+    p.add_argument("--loss-weight", action="append", default=[], metavar="NAME=W", type=_loss_weight,
+                   help="override one loss term's weight (repeatable). Stage 1 terms and defaults: "
+                        + ", ".join(f"{k}={v:g}" for k, v in STAGE1_LOSS_WEIGHTS.items())
+                        + "; stage 2: " + ", ".join(f"{k}={v:g}" for k, v in STAGE2_LOSS_WEIGHTS.items()))
+
+
+def _loss_weight(text: str) -> tuple[str, float]:
+    name, sep, val = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip(), float(val)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT (e.g. recon_rel=1), got {text!r}") from None
 
 
 def run_train(args) -> int:
@@ -722,7 +775,8 @@ def run_train(args) -> int:
                       out=args.out, resume=args.resume, model=args.model, data=args.data, init=args.init, pool=args.pool,
                       phantom_size=args.phantom_size, refresh=args.refresh, ckpt_every=args.ckpt_every, warmup=args.warmup,
                       device=args.device, progress=not args.no_progress, ema=args.ema, log_every=args.log_every,
-                      recon_target=args.recon_target, anchor=args.anchor)
+                      recon_target=args.recon_target, anchor=args.anchor, loss_weights=dict(args.loss_weight),
+                      bone_scale=tuple(args.bone_scale), soft_scale=tuple(args.soft_scale))
     t0 = time.perf_counter()
     tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     last = tr.history[-1] if tr.history else {}

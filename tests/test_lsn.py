@@ -279,3 +279,72 @@ def test_stage2_transfer_experiment_tiny(tmp_path):
     after = load_weights(out / "stage2_model.safetensors").state_dict()
     moved = max(float((after[k] - v).abs().max()) for k, v in model.state_dict().items())
     assert moved > 0
+
+
+def test_loss_weights_override_and_validation():
+    """--loss-weight: a term's weight enters the total exactly; unknown terms and bad weights are named."""
+    torch.set_num_threads(1)
+    cfg = _cfg(steps=1)
+    tr = T.Trainer(cfg)
+    batch = T.stage1_batch(tr.pool, 0, cfg, "cpu")
+    model = tr.model.eval()  # eval: no dropout-like randomness between the two calls
+    base, terms = T.stage1_losses(model, batch)
+    assert terms["recon_rel"] > 0  # computed, weight 0 by default
+    more, terms2 = T.stage1_losses(model, batch, {"recon_rel": 2.0, "seg": 0.0})
+    base = float(base.detach())
+    expected = base + 2.0 * terms["recon_rel"] - T.STAGE1_LOSS_WEIGHTS["seg"] * terms["seg"]
+    assert abs(float(more.detach()) - expected) < 1e-4 * max(1.0, abs(expected))
+    # recon_rel is the evaluation's relative L2 recomposition error (x LOSS_SCALE)
+    with torch.no_grad():
+        out = model(batch["image"], validate=False)
+    clean = batch["layers"].sum(1)
+    rec = out.layers.sum(1)
+    rel = ((rec - clean).flatten(1).norm(dim=1) / clean.flatten(1).norm(dim=1)).mean()
+    assert abs(terms["recon_rel"] - T.LOSS_SCALE * float(rel)) < 1e-4
+    with pytest.raises(ValueError, match="loss_weights.*'foo'"):
+        _cfg(loss_weights={"foo": 1.0}).validate()
+    with pytest.raises(ValueError, match="loss_weights.*'recon'"):
+        _cfg(loss_weights={"recon": -1.0}).validate()
+    with pytest.raises(ValueError, match="loss_weights.*'shift'"):
+        _cfg(loss_weights={"shift": 1.0}).validate()  # a stage-2 term on stage 1
+
+
+@pytest.mark.parametrize("setting", ["shifted", "ra"])
+def test_unseen_settings_scale_the_phantom_layers(setting):
+    """Each stage-2 setting is the same phantom geometry with its bone / soft layers scaled per
+    sample inside the setting's stated ranges; unknown names are rejected."""
+    from lsn_fast.phantom import generate
+    from lsn_fast.stage2_transfer import SETTINGS, shifted_setting
+
+    spec = SETTINGS[setting]
+    truth, images, masks = shifted_setting(3, 64, seed=41, setting=setting)
+    base, _ = generate(3, size=64, seed=41, tilt_deg=spec["tilt_deg"])
+    for name, key in (("upper", "bone"), ("lower", "bone"), ("soft", "soft")):
+        t, b = getattr(truth, name), getattr(base, name)
+        sel = b > 1e-3
+        ratio = torch.stack([(t[i][sel[i]] / b[i][sel[i]]).mean() for i in range(3)])
+        lo, hi = spec[key]
+        assert bool((ratio >= lo - 1e-4).all() and (ratio <= hi + 1e-4).all()), (name, ratio)
+    assert images.shape == (3, 1, 64, 64) and masks.shape == (3, 2, 64, 64)
+    with pytest.raises(ValueError, match="setting"):
+        shifted_setting(1, 32, setting="nope")
+
+
+def test_bone_and_soft_scale_randomization():
+    """--bone-scale / --soft-scale multiply exactly the bone / soft layers of the same crops; the
+    default (1, 1) draws nothing extra (old recipes keep their data); bad ranges are named."""
+    cfg0 = _cfg()
+    pool = T.PhantomPool(cfg0.seed, cfg0.pool, cfg0.phantom_size, cfg0.refresh)
+    base = T.stage1_batch(pool, 3, cfg0, "cpu")["layers"]
+    again = T.stage1_batch(pool, 3, _cfg(bone_scale=(1.0, 1.0), soft_scale=(1.0, 1.0)), "cpu")["layers"]
+    assert torch.equal(base, again)
+    fixed = T.stage1_batch(pool, 3, _cfg(bone_scale=(2.0, 2.0), soft_scale=(0.5, 0.5)), "cpu")["layers"]
+    torch.testing.assert_close(fixed[:, 1:], 2.0 * base[:, 1:], rtol=1e-6, atol=0)
+    torch.testing.assert_close(fixed[:, 0], 0.5 * base[:, 0], rtol=1e-6, atol=0)
+    rnd = T.stage1_batch(pool, 3, _cfg(batch=6, bone_scale=(0.5, 1.5)), "cpu")["layers"]
+    ref = T.stage1_batch(pool, 3, _cfg(batch=6), "cpu")["layers"]
+    ratio = rnd[:, 1:].sum((1, 2, 3)) / ref[:, 1:].sum((1, 2, 3)).clamp_min(1e-9)
+    assert bool(((ratio >= 0.5 - 1e-5) & (ratio <= 1.5 + 1e-5)).all()) and float(ratio.std()) > 0
+    for bad in ((0.0, 1.0), (2.0, 1.0), (1.0,)):
+        with pytest.raises(ValueError, match="bone_scale"):
+            _cfg(bone_scale=bad).validate()
