@@ -72,7 +72,7 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
                         n_test: int = 16, size: int = 256, crop: int = 64, batch: int = 8, lr: float = 5e-4,
                         seed: int = 0, out: str = "stage2_transfer", control: bool = True, device=None,
                         progress: bool = True, recon_target: str = "teacher", anchor: float = 0.0,
-                        setting: str = "shifted") -> dict:
+                        setting: str = "shifted", loss_weights: dict | None = None) -> dict:
     """Run the experiment (module docstring); returns the results dict also written to ``out``."""
     from .evaluate import score
     from .lsn import DEFAULT_WEIGHTS, separate
@@ -84,10 +84,19 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
     if setting not in SETTINGS:
         raise ValueError(f"setting: expected one of {sorted(SETTINGS)}, got {setting!r}")
     init = init or DEFAULT_WEIGHTS
+    data_dir = os.path.join(out, "data")
+    arms = {"stage2": TrainConfig(stage=2, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed, data=data_dir,
+                                  init=init, device=device, progress=False, warmup=min(20, steps),
+                                  recon_target=recon_target, anchor=anchor, loss_weights=dict(loss_weights or {}))}
+    if control:
+        arms["control_stage1"] = TrainConfig(stage=1, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed + 1,
+                                             init=init, device=device, progress=False, warmup=min(20, steps),
+                                             pool=min(32, 4 * batch), refresh=max(50, eval_every), phantom_size=size)
+    for cfg in arms.values():  # bad options fail before any data is written
+        cfg.validate()
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     # training images of the unseen setting (stage 2 input format), and a disjoint test set
-    data_dir = os.path.join(out, "data")
     write_demo_stage2_data(data_dir, n=n_train, size=size, seed=seed * 1000 + 777, setting=setting)
     te_truth, te_images, _ = shifted_setting(n_test, size, seed=seed * 1000 + 778, setting=setting)
     from .jsw import measure_jsw
@@ -101,13 +110,6 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
         return {k: r[k] for k in ("bone_psnr_db", "bone_ssim", "soft_psnr_db", "recomposition_rel", "jsw_mae_mm",
                                   "jsw_unmeasured")}
 
-    arms = {"stage2": TrainConfig(stage=2, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed, data=data_dir,
-                                  init=init, device=device, progress=False, warmup=min(20, steps),
-                                  recon_target=recon_target, anchor=anchor)}
-    if control:
-        arms["control_stage1"] = TrainConfig(stage=1, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed + 1,
-                                             init=init, device=device, progress=False, warmup=min(20, steps),
-                                             pool=min(32, 4 * batch), refresh=max(50, eval_every), phantom_size=size)
     curves: dict = {}
     losses: dict = {}
     bar = None
@@ -133,7 +135,7 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
         bar.close()
     res = {"init": str(init), "steps": steps, "eval_every": eval_every, "n_train": n_train, "n_test": n_test,
            "size": size, "crop": crop, "batch": batch, "lr": lr, "seed": seed, "setting": setting, "setting_spec": SETTINGS[setting],
-           "recon_target": recon_target, "anchor": anchor,
+           "recon_target": recon_target, "anchor": anchor, "loss_weights": dict(loss_weights or {}),
            "curves": curves, "losses": losses,
            "seconds": time.perf_counter() - t0}
     with open(os.path.join(out, "results.json"), "w") as f:
@@ -159,6 +161,7 @@ def format_results(res: dict) -> str:
              f"'{res.get('setting', 'shifted')}', {res['size']}² px",
              "", f"init `{os.path.basename(res['init'])}`; {res['steps']} steps per arm, crop {res['crop']}, batch "
              f"{res['batch']}, lr {res['lr']}, recon target {res.get('recon_target')}, anchor {res.get('anchor')}, "
+             f"loss weights {res.get('loss_weights') or 'default'}, "
              f"{res['n_train']} stage-2 training images; {res['seconds']:.0f} s", "",
              "| metric | initial | " + " | ".join(f"after {k}" for k in c) + " |",
              "|---|---:|" + "---:|" * len(c)]
@@ -212,6 +215,11 @@ def add_stage2_arguments(p) -> None:
     p.add_argument("--anchor", type=float, default=0.0, help="stage 2: L1 anchor weight to the initial model's layers")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)
+    from .train import STAGE2_LOSS_WEIGHTS, _loss_weight
+
+    p.add_argument("--loss-weight", action="append", default=[], metavar="NAME=W", type=_loss_weight,
+                   help="override a stage-2 loss weight (repeatable); defaults: "
+                        + ", ".join(f"{k}={v:g}" for k, v in STAGE2_LOSS_WEIGHTS.items()))
     p.add_argument("--setting", choices=sorted(SETTINGS), default="shifted",
                    help="the unseen setting: 'shifted' (bone ×0.8–1.2, soft ×0.9–1.1, blurrier lower-dose detector) or "
                         "'ra' (that detector with osteopenic bone ×0.45–0.65 and swollen soft tissue ×1.3–1.7)")
@@ -224,7 +232,8 @@ def run_stage2_experiment(args) -> int:
     res = run_stage2_transfer(args.init, steps=args.steps, eval_every=args.eval_every, n_train=args.n_train,
                               n_test=args.n_test, size=args.size, crop=args.crop, batch=args.batch, lr=args.lr,
                               seed=args.seed, out=args.out, control=not args.no_control, device=args.device,
-                              recon_target=args.recon_target, anchor=args.anchor, setting=args.setting)
+                              recon_target=args.recon_target, anchor=args.anchor, setting=args.setting,
+                              loss_weights=dict(args.loss_weight))
     print(format_results(res))
     print("wrote", args.out)
     return 0
