@@ -223,6 +223,7 @@ def add_stage2_arguments(p) -> None:
     p.add_argument("--setting", choices=sorted(SETTINGS), default="shifted",
                    help="the unseen setting: 'shifted' (bone ×0.8–1.2, soft ×0.9–1.1, blurrier lower-dose detector) or "
                         "'ra' (that detector with osteopenic bone ×0.45–0.65 and swollen soft tissue ×1.3–1.7)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default="stage2_transfer")
 
 
@@ -233,7 +234,7 @@ def run_stage2_experiment(args) -> int:
                               n_test=args.n_test, size=args.size, crop=args.crop, batch=args.batch, lr=args.lr,
                               seed=args.seed, out=args.out, control=not args.no_control, device=args.device,
                               recon_target=args.recon_target, anchor=args.anchor, setting=args.setting,
-                              loss_weights=dict(args.loss_weight))
+                              loss_weights=dict(args.loss_weight), progress=not args.no_progress)
     print(format_results(res))
     print("wrote", args.out)
     return 0

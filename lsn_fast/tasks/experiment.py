@@ -513,7 +513,7 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         os.makedirs(out_dir, exist_ok=True)
         p = os.path.join(out_dir, "table.md")
         with open(p, "w") as fh:
-            fh.write(f"# Five-percent experiment ({'quick' if quick else 'custom' if config is not None else 'full'})\n\n")
+            fh.write(f"# Five-percent experiment ({_config_label(cfg, quick)})\n\n")
             fh.write(f"LSN: {lsn_status}. Seeds: {list(seeds)}. {extra0.get('n_low', '?')} low-label images of {cfg.n_train}; "
                      f"{cfg.n_test} test images; {cfg.size}² px at {cfg.spacing_mm} mm.\n\n{table}\n\n"
                      f"Realism check (0.5 = indistinguishable): {real_txt}\n")
@@ -534,6 +534,14 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         log("wrote " + ", ".join(files))
     return {"rows": rows, "aggregate": agg, "table": table, "realism": realism, "lsn": lsn_status, "files": files,
             "config": cfg, "seconds": secs}
+
+
+def _config_label(cfg: FivePercentConfig, quick: bool) -> str:
+    """'quick', 'full', or the preset plus the fields that differ from it ('quick; n_train=2000')."""
+    name = "quick" if quick else "full"
+    ref = asdict(FivePercentConfig.quick() if quick else FivePercentConfig())
+    diff = [f"{k}={v}" for k, v in asdict(cfg).items() if ref[k] != v]
+    return name + (" with " + ", ".join(diff) if diff else "")
 
 
 def add_experiment_arguments(parser) -> None:
