@@ -3,6 +3,9 @@
 Held-out data: :func:`lsn_fast.phantom.generate` with seeds disjoint from training (default
 seed 10_000, tilt ±15° instead of ±10°), through a randomized Poisson detector with *wider*
 ranges than stage 1 (n0 1.5e3–1.5e5, blur 0.2–1.4 px, electronic σ 0–6, scatter 0–0.12).
+``ranges="shifted"`` / ``"ra"`` use the stage-2 settings of :mod:`lsn_fast.stage2_transfer`
+instead (bone / soft-tissue attenuation scaled per sample, tilt ±20°, blurrier lower-dose
+detector; "ra": osteopenic bone ×0.45–0.65, swollen soft tissue ×1.3–1.7).
 
 Metrics, per sample then averaged:
 
@@ -50,10 +53,19 @@ def layer_metrics(pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor,
     return psnr, ssim
 
 
+RANGES = ("wide", "train", "shifted", "ra")
+
+
 def _heldout(n: int, size: int, seed: int, ranges: str):
     from .phantom import generate
     from .train import DETECTOR_RANGES, _gen, random_detector
 
+    if ranges in ("shifted", "ra"):  # the stage-2 settings: same phantoms, other attenuation values and detector
+        from .stage2_transfer import SETTINGS, shifted_setting
+
+        st, images, _ = shifted_setting(n, size, seed, ranges)
+        _, info = generate(n, size=size, seed=seed, tilt_deg=SETTINGS[ranges]["tilt_deg"])
+        return st, info, images
     tilt = (-15.0, 15.0) if ranges == "wide" else (-10.0, 10.0)
     st, info = generate(n, size=size, seed=seed, tilt_deg=tilt)
     det = random_detector(n, _gen(seed, 11), WIDE_RANGES if ranges == "wide" else DETECTOR_RANGES)
@@ -67,8 +79,8 @@ def evaluate(model: LSN | None = None, n: int = 32, size: int = 256, seed: int =
 
     Returns a dict of averaged metrics (see the module docstring) plus per-sample arrays.
     """
-    if ranges not in ("wide", "train"):
-        raise ValueError(f"ranges: expected 'wide' or 'train', got {ranges!r}")
+    if ranges not in RANGES:
+        raise ValueError(f"ranges: expected one of {RANGES}, got {ranges!r}")
     if model is None:
         model = LSN.pretrained()
     if device is not None:
@@ -172,7 +184,9 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--seed", type=int, default=10_000, help="held-out seed (training uses derived seeds of --seed 0..)")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--ranges", choices=("wide", "train"), default="wide", help="detector/tilt ranges of the held-out set")
+    p.add_argument("--ranges", choices=RANGES, default="wide",
+                   help="held-out set: 'wide' (wider detector/tilt ranges than training), 'train' (training ranges), or "
+                        "a stage-2 setting with other attenuation values: 'shifted', 'ra' (osteopenia + swelling)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)

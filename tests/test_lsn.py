@@ -383,3 +383,21 @@ def test_one_image_becomes_a_jsw_family_with_the_shipped_lsn():
     torch.testing.assert_close(moved, asked, atol=0.01, rtol=0)
     again = lf.measure_jsw(separate(imgs, m))
     assert float((again - asked).abs().max()) < 0.1, (again, asked)
+
+
+@pytest.mark.parametrize("ranges", ["wide", "ra"])
+def test_evaluate_heldout_sets(tiny, ranges):
+    """eval-lsn's held-out sets: the true JSW it scores against is the phantom's (checked against
+    measure_jsw on the true layers), the scores are those of score() on separate(), and unknown
+    set names are rejected."""
+    from lsn_fast import evaluate as E
+    from lsn_fast.jsw import measure_jsw
+
+    st, info, images = E._heldout(3, 64, 10_000, ranges)
+    torch.testing.assert_close(measure_jsw(st), info["jsw_mm"].float(), atol=0.01, rtol=0)
+    res = E.evaluate(tiny, n=3, size=64, batch=2, ranges=ranges)
+    want = E.score(separate(images, tiny, st.spacing_mm), st, info["jsw_mm"], images)
+    assert res["bone_psnr_db"] == pytest.approx(want["bone_psnr_db"], rel=1e-5)
+    assert res["recomposition_rel"] == pytest.approx(want["recomposition_rel"], rel=1e-5)
+    with pytest.raises(ValueError, match="ranges"):
+        E.evaluate(tiny, n=1, size=64, ranges="moon")
