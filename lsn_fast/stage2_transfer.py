@@ -212,7 +212,7 @@ def add_stage2_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-control", action="store_true", help="skip the more-stage-1 control arm")
     p.add_argument("--recon-target", choices=("input", "teacher"), default="teacher", help="stage 2's reconstruction target")
-    p.add_argument("--anchor", type=float, default=0.0, help="stage 2: L1 anchor weight to the initial model's layers")
+    p.add_argument("--anchor", type=float, default=0.0, help="stage 2: L1 anchor weight to the initial model's layers (see train-lsn --help)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)
     from .train import STAGE2_LOSS_WEIGHTS, _loss_weight

@@ -743,7 +743,9 @@ def add_train_arguments(p) -> None:
     p.add_argument("--recon-target", choices=("input", "teacher"), default="teacher",
                    help="stage 2: reconstruct S+U+L towards the frozen initial model's denoised image (default) or the "
                         "observed image ('input': fits its noise and scatter, measured to undo stage 1's denoising)")
-    p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of an L1 anchor to the initial model's layers")
+    p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of an L1 anchor to the initial model's layers (0: off). Measured on the 'ra' "
+                        "setting: 0.3 keeps a model that is already good there from being pulled down, but holds back "
+                        "most of the gain from a weak start (benchmarks/results/2026-12-01-stage2-ra)")
     p.add_argument("--bone-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
                    help="stage 1: multiply each sample's bone layers by U(LO, HI) (bone-density randomization; default 1 1 = off)")
     p.add_argument("--soft-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
