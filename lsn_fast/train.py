@@ -537,19 +537,19 @@ class Trainer:
         self.model = model.to(self.device).train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=1e-4)
         self.disc = self.dopt = None
+        self.teacher = None
         if cfg.stage == 2:
             self.disc = SoftDiscriminator().to(self.device).train()
             self.dopt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr * 0.5, betas=(0.5, 0.999))
             self.images, self.masks = load_stage2_folder(cfg.data)
-        self.teacher = None
-        if cfg.stage == 2 and (cfg.recon_target == "teacher" or cfg.anchor > 0):
-            import copy
-
-            self.teacher = copy.deepcopy(self.model).eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
             if min(self.images.shape[-2:]) < 16:
                 raise ValueError("data: images must be at least 16x16 px")
+            if cfg.recon_target == "teacher" or cfg.anchor > 0:  # the frozen initial model
+                import copy
+
+                self.teacher = copy.deepcopy(self.model).eval()
+                for p in self.teacher.parameters():
+                    p.requires_grad_(False)
         else:
             self.pool = PhantomPool(cfg.seed, cfg.pool, cfg.phantom_size, cfg.refresh)
         self.step_idx = 0

@@ -401,3 +401,20 @@ def test_evaluate_heldout_sets(tiny, ranges):
     assert res["recomposition_rel"] == pytest.approx(want["recomposition_rel"], rel=1e-5)
     with pytest.raises(ValueError, match="ranges"):
         E.evaluate(tiny, n=1, size=64, ranges="moon")
+
+
+@pytest.mark.parametrize("recon_target", ["input", "teacher"])
+def test_stage2_rejects_tiny_images_for_every_recon_target(tmp_path, recon_target):
+    """The >= 16 px check on stage-2 data holds whatever the reconstruction target, and a stage-2
+    trainer builds no stage-1 phantom pool."""
+    from safetensors.torch import save_file
+
+    d = tmp_path / "tiny"
+    d.mkdir()
+    save_file({"images": torch.rand(2, 1, 8, 8), "masks": torch.zeros(2, 2, 8, 8)}, str(d / "demo.safetensors"))
+    with pytest.raises(ValueError, match="16x16"):
+        T.Trainer(_cfg(stage=2, data=str(d), recon_target=recon_target))
+    ok = tmp_path / "ok"
+    T.write_demo_stage2_data(str(ok), n=2, size=32, seed=3)
+    tr = T.Trainer(_cfg(stage=2, data=str(ok), recon_target=recon_target))
+    assert not hasattr(tr, "pool") and (tr.teacher is not None) == (recon_target == "teacher")
