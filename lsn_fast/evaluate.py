@@ -61,10 +61,9 @@ def _heldout(n: int, size: int, seed: int, ranges: str):
     from .train import DETECTOR_RANGES, _gen, random_detector
 
     if ranges in ("shifted", "ra"):  # the stage-2 settings: same phantoms, other attenuation values and detector
-        from .stage2_transfer import SETTINGS, shifted_setting
+        from .stage2_transfer import setting_sample
 
-        st, images, _ = shifted_setting(n, size, seed, ranges)
-        _, info = generate(n, size=size, seed=seed, tilt_deg=SETTINGS[ranges]["tilt_deg"])
+        st, images, _, info = setting_sample(n, size, seed, ranges)
         return st, info, images
     tilt = (-15.0, 15.0) if ranges == "wide" else (-10.0, 10.0)
     st, info = generate(n, size=size, seed=seed, tilt_deg=tilt)

@@ -44,6 +44,11 @@ SETTINGS = {
 }
 
 
+def _check_setting(setting: str) -> None:
+    if setting not in SETTINGS:
+        raise ValueError(f"setting: expected one of {sorted(SETTINGS)}, got {setting!r}")
+
+
 def shifted_setting(n: int, size: int = 256, seed: int = 777,
                     setting: str = "shifted") -> tuple[LayerStack, torch.Tensor, torch.Tensor]:
     """``n`` phantom radiographs of a setting stage 1 does not train on (``SETTINGS[setting]``).
@@ -52,20 +57,25 @@ def shifted_setting(n: int, size: int = 256, seed: int = 777,
         (true layers as a LayerStack (n,size,size), images (n,1,size,size) attenuation,
         bone masks (n,2,size,size) float {0,1}: what stage 2 is given).
     """
+    return setting_sample(n, size, seed, setting)[:3]
+
+
+def setting_sample(n: int, size: int = 256, seed: int = 777, setting: str = "shifted"):
+    """:func:`shifted_setting` plus the phantoms' ``info`` dict (true ``jsw_mm`` etc., see
+    :func:`lsn_fast.phantom.generate`): ``(truth, images, masks, info)``."""
     from .phantom import generate
     from .train import _gen, _stack, _uniform, bone_masks, random_detector
 
-    if setting not in SETTINGS:
-        raise ValueError(f"setting: expected one of {sorted(SETTINGS)}, got {setting!r}")
+    _check_setting(setting)
     spec = SETTINGS[setting]
-    st, _ = generate(n, size=size, seed=seed, tilt_deg=spec["tilt_deg"])
+    st, info = generate(n, size=size, seed=seed, tilt_deg=spec["tilt_deg"])
     g = _gen(seed, 5)
     bs, ss = _uniform(g, n, *spec["bone"]).view(n, 1, 1), _uniform(g, n, *spec["soft"]).view(n, 1, 1)
     L = torch.stack([st.soft * ss, st.upper * bs, st.lower * bs], 1)
     truth = _stack(L, st.spacing_mm, st.axis)
     det = random_detector(n, g, spec["detector"])
     images = compose(truth, detector=det, seed=seed)
-    return truth, images, bone_masks(L)
+    return truth, images, bone_masks(L), info
 
 
 def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every: int = 50, n_train: int = 64,
@@ -81,8 +91,7 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
     for name, v in (("steps", steps), ("eval_every", eval_every), ("n_train", n_train), ("n_test", n_test)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    if setting not in SETTINGS:
-        raise ValueError(f"setting: expected one of {sorted(SETTINGS)}, got {setting!r}")
+    _check_setting(setting)
     init = init or DEFAULT_WEIGHTS
     data_dir = os.path.join(out, "data")
     arms = {"stage2": TrainConfig(stage=2, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed, data=data_dir,
