@@ -220,15 +220,11 @@ def add_stage2_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-control", action="store_true", help="skip the more-stage-1 control arm")
-    p.add_argument("--recon-target", choices=("input", "teacher"), default="teacher", help="stage 2's reconstruction target")
-    p.add_argument("--anchor", type=float, default=0.0, help="stage 2: L1 anchor weight to the initial model's layers (see train-lsn --help)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)
-    from .train import STAGE2_LOSS_WEIGHTS, _loss_weight
+    from .train import add_loss_arguments
 
-    p.add_argument("--loss-weight", action="append", default=[], metavar="NAME=W", type=_loss_weight,
-                   help="override a stage-2 loss weight (repeatable); defaults: "
-                        + ", ".join(f"{k}={v:g}" for k, v in STAGE2_LOSS_WEIGHTS.items()))
+    add_loss_arguments(p, stages=(2,))
     p.add_argument("--setting", choices=sorted(SETTINGS), default="shifted",
                    help="the unseen setting: 'shifted' (bone ×0.8–1.2, soft ×0.9–1.1, blurrier lower-dose detector) or "
                         "'ra' (that detector with osteopenic bone ×0.45–0.65 and swollen soft tissue ×1.3–1.7)")

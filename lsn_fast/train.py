@@ -60,6 +60,7 @@ LOSS_SCALE = 10.0  # layers are ~0.1–0.6; scale L1 terms to O(0.1–1)
 # the evaluation's recomposition metric; off by default, the shipped weights' recipe did not use it.
 STAGE1_LOSS_WEIGHTS = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "counts": 1.0, "recon_rel": 0.0}
 STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01}
+RECON_TARGETS = ("input", "teacher")  # stage 2: what S+U+L is reconstructed towards
 DETECTOR_RANGES = {  # stage-1 randomization (issue 4)
     "n0": (2.0e3, 1.0e5),  # log-uniform
     "blur_sigma_px": (0.3, 1.2),
@@ -470,7 +471,7 @@ class TrainConfig:
             raise ValueError(f"crop: must be a multiple of 16 and >= 16, got {self.crop}")
         if not self.lr > 0:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
-        if self.recon_target not in ("input", "teacher"):
+        if self.recon_target not in RECON_TARGETS:
             raise ValueError(f"recon_target: expected 'input' or 'teacher', got {self.recon_target!r}")
         if not float(self.anchor) >= 0.0:
             raise ValueError(f"anchor: must be >= 0, got {self.anchor}")
@@ -740,20 +741,26 @@ def add_train_arguments(p) -> None:
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0: off); "
                    "model.safetensors then holds the EMA weights, model_raw.safetensors the raw ones")
     p.add_argument("--log-every", type=int, default=0, help="append every N-th step's losses to OUT/log.jsonl (0: off)")
-    p.add_argument("--recon-target", choices=("input", "teacher"), default="teacher",
+    p.add_argument("--bone-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
+                   help="stage 1: multiply each sample's bone layers by U(LO, HI) (bone-density randomization; default 1 1 = off)")
+    p.add_argument("--soft-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
+                   help="stage 1: multiply each sample's soft-tissue layer by U(LO, HI) (thickness randomization; default off)")
+    add_loss_arguments(p, stages=(1, 2))
+
+
+def add_loss_arguments(p, stages=(1, 2)) -> None:
+    """The stage-2 reconstruction options and ``--loss-weight``, shared by ``train-lsn`` and
+    ``experiment stage2-transfer``; the help lists the loss terms of ``stages``."""
+    p.add_argument("--recon-target", choices=RECON_TARGETS, default="teacher",
                    help="stage 2: reconstruct S+U+L towards the frozen initial model's denoised image (default) or the "
                         "observed image ('input': fits its noise and scatter, measured to undo stage 1's denoising)")
     p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of an L1 anchor to the initial model's layers (0: off). Measured on the 'ra' "
                         "setting: 0.3 keeps a model that is already good there from being pulled down, but holds back "
                         "most of the gain from a weak start (benchmarks/results/2026-12-01-stage2-ra)")
-    p.add_argument("--bone-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
-                   help="stage 1: multiply each sample's bone layers by U(LO, HI) (bone-density randomization; default 1 1 = off)")
-    p.add_argument("--soft-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
-                   help="stage 1: multiply each sample's soft-tissue layer by U(LO, HI) (thickness randomization; default off)")
+    terms = {1: STAGE1_LOSS_WEIGHTS, 2: STAGE2_LOSS_WEIGHTS}
     p.add_argument("--loss-weight", action="append", default=[], metavar="NAME=W", type=_loss_weight,
-                   help="override one loss term's weight (repeatable). Stage 1 terms and defaults: "
-                        + ", ".join(f"{k}={v:g}" for k, v in STAGE1_LOSS_WEIGHTS.items())
-                        + "; stage 2: " + ", ".join(f"{k}={v:g}" for k, v in STAGE2_LOSS_WEIGHTS.items()))
+                   help="override one loss term's weight (repeatable). Terms and defaults: "
+                        + "; ".join(f"stage {k}: " + ", ".join(f"{n}={v:g}" for n, v in terms[k].items()) for k in stages))
 
 
 def _loss_weight(text: str) -> tuple[str, float]:
