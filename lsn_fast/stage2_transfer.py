@@ -62,7 +62,8 @@ def shifted_setting(n: int, size: int = 256, seed: int = 777,
 
 def setting_sample(n: int, size: int = 256, seed: int = 777, setting: str = "shifted"):
     """:func:`shifted_setting` plus the phantoms' ``info`` dict (true ``jsw_mm`` etc., see
-    :func:`lsn_fast.phantom.generate`): ``(truth, images, masks, info)``."""
+    :func:`lsn_fast.phantom.generate`, and ``detector``, the :class:`lsn_fast.Detector` that
+    rendered the images): ``(truth, images, masks, info)``."""
     from .phantom import generate
     from .train import _gen, _stack, _uniform, bone_masks, random_detector
 
@@ -75,7 +76,7 @@ def setting_sample(n: int, size: int = 256, seed: int = 777, setting: str = "shi
     truth = _stack(L, st.spacing_mm, st.axis)
     det = random_detector(n, g, spec["detector"])
     images = compose(truth, detector=det, seed=seed)
-    return truth, images, bone_masks(L), info
+    return truth, images, bone_masks(L), {**info, "detector": det}
 
 
 def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every: int = 50, n_train: int = 64,

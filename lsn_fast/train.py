@@ -59,7 +59,8 @@ LOSS_SCALE = 10.0  # layers are ~0.1–0.6; scale L1 terms to O(0.1–1)
 # Default weights of the loss terms (``--loss-weight NAME=W`` overrides them). ``recon_rel`` is
 # the evaluation's recomposition metric; off by default, the shipped weights' recipe did not use it.
 STAGE1_LOSS_WEIGHTS = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "counts": 1.0, "recon_rel": 0.0}
-STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01}
+STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01,
+                       "smooth": 0.0}
 RECON_TARGETS = ("input", "teacher")  # stage 2: what S+U+L is reconstructed towards
 DETECTOR_RANGES = {  # stage-1 randomization (issue 4)
     "n0": (2.0e3, 1.0e5),  # log-uniform
@@ -270,6 +271,16 @@ class SoftDiscriminator(nn.Module):
         return self.net(hp * LOSS_SCALE * 10.0)
 
 
+def soft_roughness(soft: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean |5-point Laplacian| (× ``LOSS_SCALE``) of the soft layer (B,1,H,W) under the bone masks
+    (B,2,H,W): zero for soft tissue that is smooth under the bones, as a finger's is (the phantom's
+    soft layer fills the bone voxels with soft tissue), positive when bone texture leaks into it."""
+    k = soft.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+    lap = F.conv2d(F.pad(soft, (1, 1, 1, 1), mode="replicate"), k)
+    m = masks.amax(1, keepdim=True).to(soft.dtype)
+    return LOSS_SCALE * (lap.abs() * m).sum() / m.sum().clamp_min(1.0)
+
+
 def _patch_labels(masks: torch.Tensor, image: torch.Tensor):
     under = (F.avg_pool2d(masks.amax(1, keepdim=True), 4) > 0.5).float()
     tissue = (F.avg_pool2d((image > 0.05).float(), 4) > 0.5).float()
@@ -308,6 +319,7 @@ def stage2_losses(model: LSN, disc: SoftDiscriminator | None, batch: dict, g: to
         "seg": F.binary_cross_entropy_with_logits(out.seg_logits, masks),
         "outside": LOSS_SCALE * (P[:, 1:3] * (1.0 - masks)).mean(),
         "shift": shift_consistency_loss(P, lambda im: model(im, validate=False).layers, shift),
+        "smooth": soft_roughness(P[:, 0:1], masks),
     }
     if anchor > 0:
         terms["anchor"] = LOSS_SCALE * (P - t_out.layers.to(P.dtype)).abs().mean()

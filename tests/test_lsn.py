@@ -418,3 +418,24 @@ def test_stage2_rejects_tiny_images_for_every_recon_target(tmp_path, recon_targe
     T.write_demo_stage2_data(str(ok), n=2, size=32, seed=3)
     tr = T.Trainer(_cfg(stage=2, data=str(ok), recon_target=recon_target))
     assert not hasattr(tr, "pool") and (tr.teacher is not None) == (recon_target == "teacher")
+
+
+def test_score_recomposition_floors_against_an_independent_blur():
+    """score(detector=...): the no-deblur floor is ‖−log(G*exp(−A)) − A‖/‖A‖ computed here with the
+    reference blur; the true layers score 0 through the detector; the noise level is the input's."""
+    from lsn_fast import evaluate as E
+    from lsn_fast.reference import gaussian_blur
+
+    st, info, images = E._heldout(4, 64, 10_050, "wide")
+    det = info["detector"]
+    A = st.attenuation()
+    nrm = lambda t: t.flatten(1).norm(dim=1)  # noqa: E731
+    floor = nrm(-torch.log(gaussian_blur(torch.exp(-A), det.blur_sigma_px.float())) - A) / nrm(A)
+    res = E.score(st, st, info["jsw_mm"], images, detector=det)
+    assert res["recomposition_noblur_floor_rel"] == pytest.approx(float(floor.mean()), rel=1e-3)
+    assert 0.0 < res["recomposition_noblur_floor_rel"] < 0.1
+    assert res["recomposition_rel"] == 0.0 and res["recomposition_detector_rel"] < 1e-6
+    noiseless = E.compose(st, detector=det.replace(noise="none", electronic_sigma=0.0))
+    want = nrm(images[:, 0] - noiseless[:, 0]) / nrm(noiseless[:, 0])
+    assert res["input_noise_rel"] == pytest.approx(float(want.mean()), rel=1e-4)
+    assert "recomposition_detector_rel" not in E.score(st, st, info["jsw_mm"], images)  # needs the detector
