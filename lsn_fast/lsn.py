@@ -9,7 +9,9 @@ recomposition constraint built into the parametrization:
     layers_k = D · p_k                        so  soft + upper + lower == D  (float rounding only)
 
 so the separated layers always add up to the network's own denoised image and are never
-negative. Two extra output channels are bone-segmentation logits (upper, lower) used for
+negative. With ``config.refine_channels > 0`` a small full-resolution CNN (:class:`DenoiseRefiner`)
+corrects the denoised image before the split, ``D = relu(D0 + R([y, D0, p]))`` with
+``D0 = relu(y + r)``; the fractions p and the identity ``soft + upper + lower == D`` are unchanged. Two extra output channels are bone-segmentation logits (upper, lower) used for
 supervision (masks are "layer > small threshold").
 
 Architecture: a U-Net with ``depth`` (default 4) stride-2 downsamplings, GroupNorm/SiLU residual
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
@@ -46,7 +49,8 @@ TRAIN_COMMAND = (
     "--out runs/lsn_s1 && cp runs/lsn_s1/model.safetensors lsn_fast/weights/lsn_default.safetensors"
 )
 
-__all__ = ["LSNConfig", "LSN", "LSNOutput", "separate", "save_weights", "load_weights", "DEFAULT_WEIGHTS"]
+__all__ = ["LSNConfig", "LSN", "LSNOutput", "DenoiseRefiner", "with_refiner", "separate", "save_weights", "load_weights",
+           "DEFAULT_WEIGHTS"]
 
 
 # ------------------------------------------------------------------------------ config
@@ -65,6 +69,9 @@ class LSNConfig:
         groups: GroupNorm groups (reduced to a divisor of the channel count where needed).
         rope_base: rotary-encoding base (wavelengths in bottleneck tokens).
         input_scale: the input is multiplied by this before the first convolution.
+        refine_channels: width of the full-resolution :class:`DenoiseRefiner` of the denoised
+            image (0: none, the layout of the v1/v2 weights).
+        refine_layers: its number of 3×3 convolutions (>= 2).
     """
 
     base_channels: int = 32
@@ -75,6 +82,8 @@ class LSNConfig:
     groups: int = 8
     rope_base: float = 100.0
     input_scale: float = 2.0
+    refine_channels: int = 0
+    refine_layers: int = 6
 
     def __post_init__(self):
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -83,6 +92,9 @@ class LSNConfig:
         c = self.base_channels * self.channel_mults[-1]
         if self.attn_layers > 0 and (c % self.heads or (c // self.heads) % 4):
             raise ValueError(f"config: bottleneck channels {c} must split into {self.heads} heads of a multiple of 4")
+        if self.refine_channels < 0 or self.refine_layers < 2:
+            raise ValueError(f"config: refine_channels must be >= 0 and refine_layers >= 2, got "
+                             f"{self.refine_channels}, {self.refine_layers}")
 
     @property
     def depth(self) -> int:
@@ -139,6 +151,30 @@ def _norm_silu(norm: nn.GroupNorm, x: torch.Tensor, fused: bool) -> torch.Tensor
 
         return group_norm_act(x, norm)
     return F.silu(norm(x))
+
+
+class DenoiseRefiner(nn.Module):
+    """Full-resolution residual CNN that corrects the U-Net's denoised image D0.
+
+    Input (B,5,H,W): the attenuation image y, D0 and the three layer fractions p; output
+    (B,1,H,W), a correction added to D0. The U-Net has only ``base_channels`` at full resolution,
+    which limits how sharply it can undo the detector blur at edges (where most of the
+    recomposition error sits); this adds width there. The last convolution starts at zero, so a
+    new refiner leaves a trained model's output unchanged.
+    """
+
+    def __init__(self, channels: int, layers: int):
+        super().__init__()
+        mods: list[nn.Module] = [nn.Conv2d(5, channels, 3, padding=1), nn.SiLU()]
+        for _ in range(layers - 2):
+            mods += [nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU()]
+        mods.append(nn.Conv2d(channels, 1, 3, padding=1))
+        self.net = nn.Sequential(*mods)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, y: torch.Tensor, d0: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([y, d0, frac], dim=1))
 
 
 class ResBlock(nn.Module):
@@ -266,6 +302,7 @@ class LSN(nn.Module):
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():  # start as "identity denoiser, all soft tissue, no bone"
             self.head.bias.copy_(torch.tensor([0.0, 2.0, 0.0, 0.0, -2.0, -2.0]))
+        self.refine = DenoiseRefiner(cfg.refine_channels, cfg.refine_layers) if cfg.refine_channels > 0 else None
 
     # ------------------------------------------------------------------ factories
     @classmethod
@@ -316,13 +353,15 @@ class LSN(nn.Module):
             h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = dec(torch.cat([h, skips.pop()], dim=1))
         out = self.head(_norm_silu(self.head_norm, h, self.fused)).float()
-        if self.fused:
+        if self.fused and self.refine is None:
             from .fused import recompose_head
 
             layers, denoised = recompose_head(x, out)
             return LSNOutput(layers=layers, denoised=denoised, seg_logits=out[:, 4:6])
         denoised = F.relu(x.float() + out[:, 0:1])
         frac = torch.softmax(out[:, 1:4], dim=1)
+        if self.refine is not None:
+            denoised = F.relu(denoised + self.refine(x.float(), denoised, frac).float())
         return LSNOutput(layers=denoised * frac, denoised=denoised, seg_logits=out[:, 4:6])
 
     def fuse(self, enable: bool = True) -> "LSN":
@@ -338,6 +377,22 @@ class LSN(nn.Module):
             if isinstance(m, ResBlock):
                 m.fused = self.fused
         return self
+
+
+def with_refiner(model: LSN, channels: int, layers: int = 6) -> LSN:
+    """``model`` with a new (zero-output) :class:`DenoiseRefiner` of ``channels`` × ``layers``:
+    a copy holding the same weights, whose outputs equal ``model``'s until the refiner is trained.
+    A model that already has a refiner of that size is returned as is; another size raises."""
+    cfg = model.config
+    if cfg.refine_channels:
+        if (cfg.refine_channels, cfg.refine_layers) != (channels, layers):
+            raise ValueError(f"refine_channels: the model already has a {cfg.refine_channels}x{cfg.refine_layers} refiner, "
+                             f"asked for {channels}x{layers}")
+        return model
+    new = LSN(dataclasses.replace(cfg, refine_channels=int(channels), refine_layers=int(layers)))
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("refine.") for k in missing), (missing, unexpected)
+    return new.to(next(model.parameters()).device)
 
 
 # ------------------------------------------------------------------------------ weights I/O

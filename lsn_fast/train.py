@@ -52,15 +52,14 @@ import torch.nn.functional as F
 from .compose import compose
 from .detector import Detector
 from .layers import LayerStack
-from .lsn import LSN, LSNConfig, load_weights, save_weights
+from .lsn import LSN, LSNConfig, load_weights, save_weights, with_refiner
 
 MASK_THRESHOLD = 0.01  # bone mask = bone layer > this (dimensionless line integral)
 LOSS_SCALE = 10.0  # layers are ~0.1–0.6; scale L1 terms to O(0.1–1)
 # Default weights of the loss terms (``--loss-weight NAME=W`` overrides them). ``recon_rel`` is
 # the evaluation's recomposition metric; off by default, the shipped weights' recipe did not use it.
 STAGE1_LOSS_WEIGHTS = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "counts": 1.0, "recon_rel": 0.0}
-STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01,
-                       "smooth": 0.0}
+STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01}
 RECON_TARGETS = ("input", "teacher")  # stage 2: what S+U+L is reconstructed towards
 DETECTOR_RANGES = {  # stage-1 randomization (issue 4)
     "n0": (2.0e3, 1.0e5),  # log-uniform
@@ -271,16 +270,6 @@ class SoftDiscriminator(nn.Module):
         return self.net(hp * LOSS_SCALE * 10.0)
 
 
-def soft_roughness(soft: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Mean |5-point Laplacian| (× ``LOSS_SCALE``) of the soft layer (B,1,H,W) under the bone masks
-    (B,2,H,W): zero for soft tissue that is smooth under the bones, as a finger's is (the phantom's
-    soft layer fills the bone voxels with soft tissue), positive when bone texture leaks into it."""
-    k = soft.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
-    lap = F.conv2d(F.pad(soft, (1, 1, 1, 1), mode="replicate"), k)
-    m = masks.amax(1, keepdim=True).to(soft.dtype)
-    return LOSS_SCALE * (lap.abs() * m).sum() / m.sum().clamp_min(1.0)
-
-
 def _patch_labels(masks: torch.Tensor, image: torch.Tensor):
     under = (F.avg_pool2d(masks.amax(1, keepdim=True), 4) > 0.5).float()
     tissue = (F.avg_pool2d((image > 0.05).float(), 4) > 0.5).float()
@@ -319,7 +308,6 @@ def stage2_losses(model: LSN, disc: SoftDiscriminator | None, batch: dict, g: to
         "seg": F.binary_cross_entropy_with_logits(out.seg_logits, masks),
         "outside": LOSS_SCALE * (P[:, 1:3] * (1.0 - masks)).mean(),
         "shift": shift_consistency_loss(P, lambda im: model(im, validate=False).layers, shift),
-        "smooth": soft_roughness(P[:, 0:1], masks),
     }
     if anchor > 0:
         terms["anchor"] = LOSS_SCALE * (P - t_out.layers.to(P.dtype)).abs().mean()
@@ -472,6 +460,11 @@ class TrainConfig:
     # stage 1: per-sample multipliers of the bone / soft-tissue layers (attenuation randomization)
     bone_scale: tuple = (1.0, 1.0)
     soft_scale: tuple = (1.0, 1.0)
+    # a full-resolution DenoiseRefiner (0: none; added to an --init model that lacks one) and
+    # which parameters train: "all", or "refine" (the rest frozen: sharpen a trained model's D)
+    refine_channels: int = 0
+    refine_layers: int = 6
+    train_only: str = "all"
 
     def validate(self):
         if self.stage not in (1, 2):
@@ -499,6 +492,10 @@ class TrainConfig:
             v = getattr(self, k)
             if not (len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and 0 < v[0] <= v[1]):
                 raise ValueError(f"{k}: expected (lo, hi) with 0 < lo <= hi, got {v!r}")
+        if int(self.refine_channels) < 0 or int(self.refine_layers) < 2:
+            raise ValueError(f"refine_channels: must be >= 0 (and refine_layers >= 2), got {self.refine_channels}, {self.refine_layers}")
+        if self.train_only not in ("all", "refine"):
+            raise ValueError(f"train_only: expected 'all' or 'refine', got {self.train_only!r}")
         known = STAGE1_LOSS_WEIGHTS if self.stage == 1 else STAGE2_LOSS_WEIGHTS
         for k, v in dict(self.loss_weights).items():
             if k not in known:
@@ -547,8 +544,19 @@ class Trainer:
                 model = load_weights(p)
             else:
                 model = LSN(LSNConfig.named(cfg.model))
+        if cfg.refine_channels:
+            model = with_refiner(model, cfg.refine_channels, cfg.refine_layers)
         self.model = model.to(self.device).train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        params = list(self.model.parameters())
+        if cfg.train_only == "refine":
+            if self.model.refine is None:
+                raise ValueError("train_only: 'refine' needs a model with a refiner (--refine-channels C)")
+            for p in self.model.parameters():
+                p.requires_grad_(False)
+            params = list(self.model.refine.parameters())
+            for p in params:
+                p.requires_grad_(True)
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
         self.disc = self.dopt = None
         self.teacher = None
         if cfg.stage == 2:
@@ -757,6 +765,12 @@ def add_train_arguments(p) -> None:
                    help="stage 1: multiply each sample's bone layers by U(LO, HI) (bone-density randomization; default 1 1 = off)")
     p.add_argument("--soft-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
                    help="stage 1: multiply each sample's soft-tissue layer by U(LO, HI) (thickness randomization; default off)")
+    p.add_argument("--refine-channels", type=int, default=0, metavar="C",
+                   help="add a full-resolution refiner of the denoised image, C channels wide (0: none; added to an "
+                        "--init model that has none, its output starting unchanged)")
+    p.add_argument("--refine-layers", type=int, default=6, metavar="L", help="the refiner's 3x3 convolutions (default 6)")
+    p.add_argument("--train-only", choices=("all", "refine"), default="all",
+                   help="'refine': train only the refiner, the rest frozen (sharpen a trained model's denoised image)")
     add_loss_arguments(p, stages=(1, 2))
 
 
@@ -797,7 +811,8 @@ def run_train(args) -> int:
                       phantom_size=args.phantom_size, refresh=args.refresh, ckpt_every=args.ckpt_every, warmup=args.warmup,
                       device=args.device, progress=not args.no_progress, ema=args.ema, log_every=args.log_every,
                       recon_target=args.recon_target, anchor=args.anchor, loss_weights=dict(args.loss_weight),
-                      bone_scale=tuple(args.bone_scale), soft_scale=tuple(args.soft_scale))
+                      bone_scale=tuple(args.bone_scale), soft_scale=tuple(args.soft_scale),
+                      refine_channels=args.refine_channels, refine_layers=args.refine_layers, train_only=args.train_only)
     t0 = time.perf_counter()
     tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     last = tr.history[-1] if tr.history else {}

@@ -233,3 +233,21 @@ def test_fused_lsn_matches_unfused_model(monkeypatch):
         run(torch.rand(4, 1, 32, 48))
     with pytest.raises(ValueError, match="height/width"):
         FastSeparator(model, 1, 30, 48)
+
+
+def test_fused_lsn_with_refiner_matches_unfused():
+    """A model with a DenoiseRefiner keeps the eager head when fused (the refiner needs the
+    fractions before the multiply) and gives the unfused outputs."""
+    from lsn_fast.lsn import LSN, with_refiner
+
+    torch.manual_seed(1)
+    model = with_refiner(LSN.tiny(), 8, 3).eval()
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = torch.rand(1, 1, 32, 32) * 2
+    with torch.no_grad():
+        want = model(x)
+        got = model.to(DEVICE).fuse()(x.to(DEVICE))
+    model.fuse(False).cpu()
+    torch.testing.assert_close(got.layers.cpu(), want.layers, atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(got.denoised.cpu(), want.denoised, atol=2e-5, rtol=2e-5)

@@ -439,3 +439,47 @@ def test_score_recomposition_floors_against_an_independent_blur():
     want = nrm(images[:, 0] - noiseless[:, 0]) / nrm(noiseless[:, 0])
     assert res["input_noise_rel"] == pytest.approx(float(want.mean()), rel=1e-4)
     assert "recomposition_detector_rel" not in E.score(st, st, info["jsw_mm"], images)  # needs the detector
+
+
+def test_refiner_starts_as_identity_then_trains_alone(tmp_path):
+    """with_refiner adds a zero-output DenoiseRefiner (same outputs as the model it extends); the
+    weights round-trip with the refiner in the config; train_only='refine' moves only the refiner,
+    and the layers still add up to D."""
+    from lsn_fast.lsn import with_refiner
+
+    torch.manual_seed(0)
+    base = LSN.tiny().eval()
+    for p in base.parameters():  # the zero-initialized head would hide the layer fractions
+        p.data.add_(0.05 * torch.randn_like(p))
+    ref = with_refiner(base, 8, 3).eval()
+    x = torch.rand(2, 1, 32, 48) * 2
+    with torch.no_grad():
+        a, b = base(x), ref(x)
+    torch.testing.assert_close(b.layers, a.layers, atol=0, rtol=0)
+    assert ref.config.refine_channels == 8 and base.config.refine_channels == 0 and base.refine is None
+    assert with_refiner(ref, 8, 3) is ref
+    with pytest.raises(ValueError, match="refine_channels"):
+        with_refiner(ref, 16, 3)
+    with pytest.raises(ValueError, match="refine_channels"):
+        LSNConfig(refine_channels=-1)
+    save_weights(base, tmp_path / "base.safetensors")
+    tr = T.Trainer(_cfg(init=str(tmp_path / "base.safetensors"), refine_channels=8, refine_layers=3, train_only="refine", steps=3))
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    for _ in range(3):
+        tr.step()
+    after = tr.model.state_dict()
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("refine.") for k in changed), changed
+    with torch.no_grad():
+        o = tr.model.eval()(x)
+    torch.testing.assert_close(o.layers.sum(1, keepdim=True), o.denoised, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(o.denoised, a.denoised)  # the trained refiner changes D
+    save_weights(tr.model, tmp_path / "ref.safetensors")
+    back = load_weights(tmp_path / "ref.safetensors")
+    assert back.config.refine_channels == 8
+    with torch.no_grad():
+        torch.testing.assert_close(back(x).layers, o.layers)
+    with pytest.raises(ValueError, match="train_only"):
+        T.Trainer(_cfg(train_only="refine"))  # no refiner
+    with pytest.raises(ValueError, match="train_only"):
+        _cfg(train_only="head").validate()
