@@ -781,7 +781,8 @@ def add_loss_arguments(p, stages=(1, 2)) -> None:
                    help="stage 2: reconstruct S+U+L towards the frozen initial model's denoised image (default) or the "
                         "observed image ('input': fits its noise and scatter, measured to undo stage 1's denoising)")
     p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of an L1 anchor to the initial model's layers (0: off). Measured on the 'ra' "
-                        "setting: 0.3 keeps a model that is already good there from being pulled down, but holds back "
+                        "setting: 0.3 keeps a model that is already good there from being pulled down (by the discriminator, whose "
+                        "optimum is not the truth: benchmarks/results/2026-12-01-stage2-disc-premise), but holds back "
                         "most of the gain from a weak start (benchmarks/results/2026-12-01-stage2-ra)")
     terms = {1: STAGE1_LOSS_WEIGHTS, 2: STAGE2_LOSS_WEIGHTS}
     p.add_argument("--loss-weight", action="append", default=[], metavar="NAME=W", type=_loss_weight,
