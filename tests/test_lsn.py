@@ -420,7 +420,7 @@ def test_stage2_rejects_tiny_images_for_every_recon_target(tmp_path, recon_targe
     assert not hasattr(tr, "pool") and (tr.teacher is not None) == (recon_target == "teacher")
 
 
-def test_score_recomposition_floors_against_an_independent_blur():
+def test_score_recomposition_floors_against_an_independent_blur(tmp_path):
     """score(detector=...): the no-deblur floor is ‖−log(G*exp(−A)) − A‖/‖A‖ computed here with the
     reference blur; the true layers score 0 through the detector; the noise level is the input's."""
     from lsn_fast import evaluate as E
@@ -438,7 +438,13 @@ def test_score_recomposition_floors_against_an_independent_blur():
     noiseless = E.compose(st, detector=det.replace(noise="none", electronic_sigma=0.0))
     want = nrm(images[:, 0] - noiseless[:, 0]) / nrm(noiseless[:, 0])
     assert res["input_noise_rel"] == pytest.approx(float(want.mean()), rel=1e-4)
-    assert "recomposition_detector_rel" not in E.score(st, st, info["jsw_mm"], images)  # needs the detector
+    bare = E.score(st, st, info["jsw_mm"], images)
+    assert "recomposition_detector_rel" not in bare  # needs the detector
+    torch.testing.assert_close(torch.tensor(res["detector_per_sample"]["n0"]), det.n0.float(), rtol=1e-5, atol=0.01)
+    png = E.plot_recomposition(res, str(tmp_path / "recomposition.png"))
+    assert os.path.getsize(png) > 10_000
+    with pytest.raises(ValueError, match="detector_per_sample"):
+        E.plot_recomposition(bare, str(tmp_path / "no.png"))
 
 
 def test_refiner_starts_as_identity_then_trains_alone(tmp_path):
