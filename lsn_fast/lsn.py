@@ -361,7 +361,8 @@ class LSN(nn.Module):
         denoised = F.relu(x.float() + out[:, 0:1])
         frac = torch.softmax(out[:, 1:4], dim=1)
         if self.refine is not None:
-            denoised = F.relu(denoised + self.refine(x.float(), denoised, frac).float())
+            rd = self.refine.net[0].weight.dtype  # a bf16/fp16 model without autocast runs the refiner in its dtype
+            denoised = F.relu(denoised + self.refine(x.to(rd), denoised.to(rd), frac.to(rd)).float())
         return LSNOutput(layers=denoised * frac, denoised=denoised, seg_logits=out[:, 4:6])
 
     def fuse(self, enable: bool = True) -> "LSN":

@@ -485,6 +485,9 @@ def test_refiner_starts_as_identity_then_trains_alone(tmp_path):
     assert back.config.refine_channels == 8
     with torch.no_grad():
         torch.testing.assert_close(back(x).layers, o.layers)
+    with torch.no_grad():  # a bf16 model (no autocast) runs, refiner included
+        bf = load_weights(tmp_path / "ref.safetensors").to(torch.bfloat16)(x.to(torch.bfloat16))
+    torch.testing.assert_close(bf.layers.float(), o.layers, atol=0.05, rtol=0.05)
     with pytest.raises(ValueError, match="train_only"):
         T.Trainer(_cfg(train_only="refine"))  # no refiner
     with pytest.raises(ValueError, match="train_only"):
