@@ -428,8 +428,8 @@ def load_weights(path: str | os.PathLike, map_location="cpu") -> LSN:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"LSN weights not found: {path}. Train them with `{TRAIN_COMMAND}` "
-            f"and the two fine-tunes after it in lsn_fast/weights/README.md (v2: attenuation randomization, "
-            f"v3: --refine-channels 16 --train-only refine)"
+            f"and the three fine-tunes after it in lsn_fast/weights/README.md (v2: attenuation randomization, "
+            f"v3: --refine-channels 16 --train-only refine, v4: all weights)"
         )
     from safetensors.torch import load_file
 
