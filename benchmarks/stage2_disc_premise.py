@@ -41,7 +41,8 @@ def patch_auc(logits: torch.Tensor, under: torch.Tensor, valid: torch.Tensor) ->
     order = s.argsort()
     ranks = torch.empty_like(s)
     ranks[order] = torch.arange(1, s.numel() + 1, dtype=s.dtype)
-    for v in s.unique()[s.unique(return_counts=True)[1] > 1]:  # average rank over ties
+    values, counts = s.unique(return_counts=True)
+    for v in values[counts > 1]:  # average rank over ties
         ranks[s == v] = ranks[s == v].mean()
     npos = float(y.sum())
     nneg = y.numel() - npos

@@ -38,6 +38,7 @@ import time
 import torch
 
 from .compose import compose
+from .detector import PARAM_COLUMNS
 from .layers import LayerStack
 from .lsn import LSN, separate
 
@@ -145,9 +146,8 @@ def score(pred: LayerStack, truth: LayerStack, jsw_true_mm: torch.Tensor, images
         per["input_noise_rel"] = nrm(images[:, 0] - denoised) / nrm(denoised).clamp_min(1e-12)
         blurred = compose(truth, detector=det.replace(scatter=0.0))[:, 0]
         per["recomposition_noblur_floor_rel"] = nrm(blurred - clean) / nrm(clean).clamp_min(1e-12)
-        B = clean.shape[0]
-        res["detector_per_sample"] = {k: [round(float(v), 5) for v in det.params(B)[:, i]]
-                                      for i, k in enumerate(("n0", "scatter", "scatter_sigma_px", "blur_sigma_px", "electronic_sigma"))}
+        params = det.params(clean.shape[0])  # (B,5), columns PARAM_COLUMNS
+        res["detector_per_sample"] = {k: [round(float(v), 5) for v in params[:, i]] for i, k in enumerate(PARAM_COLUMNS)}
     from .jsw import measure_jsw
 
     jsw_true = torch.as_tensor(jsw_true_mm).float()

@@ -29,8 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import dataclasses
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable
 
 import torch
@@ -390,7 +389,7 @@ def with_refiner(model: LSN, channels: int, layers: int = 6) -> LSN:
             raise ValueError(f"refine_channels: the model already has a {cfg.refine_channels}x{cfg.refine_layers} refiner, "
                              f"asked for {channels}x{layers}")
         return model
-    new = LSN(dataclasses.replace(cfg, refine_channels=int(channels), refine_layers=int(layers)))
+    new = LSN(replace(cfg, refine_channels=int(channels), refine_layers=int(layers)))
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("refine.") for k in missing), (missing, unexpected)
     return new.to(next(model.parameters()).device)

@@ -61,6 +61,7 @@ LOSS_SCALE = 10.0  # layers are ~0.1–0.6; scale L1 terms to O(0.1–1)
 STAGE1_LOSS_WEIGHTS = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "counts": 1.0, "recon_rel": 0.0}
 STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01}
 RECON_TARGETS = ("input", "teacher")  # stage 2: what S+U+L is reconstructed towards
+TRAIN_ONLY = ("all", "refine")  # which parameters train (TrainConfig.train_only)
 DETECTOR_RANGES = {  # stage-1 randomization (issue 4)
     "n0": (2.0e3, 1.0e5),  # log-uniform
     "blur_sigma_px": (0.3, 1.2),
@@ -494,8 +495,8 @@ class TrainConfig:
                 raise ValueError(f"{k}: expected (lo, hi) with 0 < lo <= hi, got {v!r}")
         if int(self.refine_channels) < 0 or int(self.refine_layers) < 2:
             raise ValueError(f"refine_channels: must be >= 0 (and refine_layers >= 2), got {self.refine_channels}, {self.refine_layers}")
-        if self.train_only not in ("all", "refine"):
-            raise ValueError(f"train_only: expected 'all' or 'refine', got {self.train_only!r}")
+        if self.train_only not in TRAIN_ONLY:
+            raise ValueError(f"train_only: expected one of {TRAIN_ONLY}, got {self.train_only!r}")
         known = STAGE1_LOSS_WEIGHTS if self.stage == 1 else STAGE2_LOSS_WEIGHTS
         for k, v in dict(self.loss_weights).items():
             if k not in known:
@@ -769,7 +770,7 @@ def add_train_arguments(p) -> None:
                    help="add a full-resolution refiner of the denoised image, C channels wide (0: none; added to an "
                         "--init model that has none, its output starting unchanged)")
     p.add_argument("--refine-layers", type=int, default=6, metavar="L", help="the refiner's 3x3 convolutions (default 6)")
-    p.add_argument("--train-only", choices=("all", "refine"), default="all",
+    p.add_argument("--train-only", choices=TRAIN_ONLY, default="all",
                    help="'refine': train only the refiner, the rest frozen (sharpen a trained model's denoised image)")
     add_loss_arguments(p, stages=(1, 2))
 
