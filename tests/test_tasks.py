@@ -205,6 +205,36 @@ def test_svdh_classifier(small_set):
 
 
 # ----------------------------------------------------------------------------- experiment (plumbing, not the claim)
+def test_synthesizer_layer_pose_keeps_the_label(phantoms):
+    """(c4)'s re-posed joints: after the move to the target JSW, the repositioning and the
+    flip/rotation, the layers' measured JSW is the label (true layers as the bank: within
+    0.02 mm), and the two visits of a JSN pair share one pose."""
+    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+
+    st, info = phantoms
+    syn = Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), rotate_deg=12.0, hflip=0.5)
+    g = torch.Generator().manual_seed(1)
+    idx = torch.tensor([0, 3, 5, 7, 2])
+    target = torch.tensor([0.3, 1.1, 2.0, 2.9, 0.05])
+    angle, flip = syn._draw_pose(5, g)
+    assert bool(flip.any()) and not bool(flip.all()) and float(angle.abs().max()) <= 12.0
+    rep = torch.tensor([[1.5, -2.0], [0.0, 1.0], [-1.0, 0.5], [2.0, 2.0], [0.0, 0.0]])
+    out = syn.posed_layers(idx, target, angle, flip, reposition=rep)
+    torch.testing.assert_close(lf.measure_jsw(out), target, atol=0.02, rtol=0)
+    plain = Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny())
+    assert syn.reposes and not plain.reposes
+    seen = []
+    orig = syn._render
+    syn._render = lambda idx, t, g, reposition=None: seen.append(syn._pose) or orig(idx, t, g, reposition)
+    a, b, d = syn.pair_batch(4, torch.Generator().manual_seed(2))
+    assert a.shape == b.shape == (4, 1, 96, 96) and d.shape == (4,)
+    assert seen[0] is seen[1] and syn._pose is None
+    with pytest.raises(ValueError, match="rotate_deg"):
+        Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), rotate_deg=-1.0)
+    with pytest.raises(ValueError, match="hflip"):
+        Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), hflip=2.0)
+
+
 def test_five_percent_tiny(tmp_path):
     from lsn_fast.tasks.experiment import FivePercentConfig, run_five_percent
 
@@ -216,6 +246,7 @@ def test_five_percent_tiny(tmp_path):
             assert (task, arm) in arms
         assert any(t == task and "synth (mixed)" in a for t, a in arms)
         assert any(t == task and "pretrain→finetune" in a for t, a in arms)
+        assert any(t == task and "layer pose (mixed)" in a for t, a in arms)
     assert ("jsn", "POC (no training)") in arms
     for a in agg:
         keys = ("accuracy", "qwk") if a["task"] == "svdh" else ("mae", "rmse")
@@ -258,7 +289,7 @@ def test_five_percent_quick_runs_under_ten_minutes(tmp_path):
     agg = {(a["task"], a["arm"]): a for a in summary["aggregate"]}
     for task in ("jsw", "jsn", "svdh"):
         for arm in ("real 5%", "real 100%", "5% + naive aug", "5% + LSN synth (mixed)", "5% + LSN synth + aug (mixed)",
-                    "5% + LSN synth (pretrain→finetune)"):
+                    "5% + LSN synth (pretrain→finetune)", "5% + LSN synth + layer pose (mixed)"):
             assert (task, arm) in agg, (task, arm)
             assert agg[(task, arm)]["n_seeds"] == 2
     assert agg[("jsn", "5% + LSN synth (mixed)")]["mae"] < agg[("jsn", "real 5%")]["mae"]

@@ -24,6 +24,9 @@ Arms, for each task (JSW regression, JSN, SvdH grade) and seed:
 * ``5% + naive aug`` — (d): the 5 % with flips, ±8° rotation, ±3 px translation;
 * ``5% + LSN synth + aug (mixed)`` — (c3): the batches of (c1) with the augmentation of (d)
   applied to real and synthesized images alike (what a practitioner would run);
+* ``5% + LSN synth + layer pose (mixed)`` — (c4): the batches of (c1), the synthesized joints
+  re-posed *as layers* before the detector (:meth:`LayerStack.rotated`: flips and rotations in
+  the ranges of (d)), so the new poses carry the detector's own noise; real images unchanged;
 * ``5% + oracle synth (mixed)`` — like (c1) but with the phantoms' *true* layers instead of the
   LSN separation: the upper bound of the approach (labelled "oracle", it is not achievable on
   real data). If the shipped LSN cannot be loaded, (c1)/(c2) use the oracle separation too and
@@ -80,6 +83,8 @@ class FivePercentConfig:
     reposition_px: float = 2.0
     reference_jsw_mm: float = 2.0
     oracle: bool = True
+    pose_rotate_deg: float = 8.0  # the layer-pose arm: the same range as the naive augmentation
+    pose_hflip: float = 0.5
     realism_n: int = 400
     realism_steps: int = 300
     train_tilt: tuple = (-10.0, 10.0)
@@ -152,10 +157,24 @@ class Synthesizer:
     ``labels`` are the annotated JSWs of the bank entries; a new image at target JSW ``t`` moves
     the upper bone by ``(t − label)/spacing`` px along the bank's axis and is labelled ``t``.
     Uses :func:`lsn_fast.synthesize` where the bank's JSW is measurable and the move is legal
-    for it; otherwise ``LayerStack.shifted`` + :func:`lsn_fast.compose` (same physics)."""
+    for it; otherwise ``LayerStack.shifted`` + :func:`lsn_fast.compose` (same physics).
 
-    def __init__(self, bank, labels: torch.Tensor, cfg: FivePercentConfig, det_ranges=TRAIN_DETECTOR):
+    ``rotate_deg`` / ``hflip`` re-pose the joint at the layer level before the detector
+    (:meth:`LayerStack.rotated`: rotation uniform in ±``rotate_deg``, a left–right flip with
+    probability ``hflip``), so the new poses get the detector's own noise and blur. Both visits of
+    a JSN pair share the pose (the real follow-ups differ from their baselines only by the
+    repositioning shift)."""
+
+    def __init__(self, bank, labels: torch.Tensor, cfg: FivePercentConfig, det_ranges=TRAIN_DETECTOR,
+                 rotate_deg: float = 0.0, hflip: float = 0.0):
         import lsn_fast as lf
+
+        if not (isinstance(rotate_deg, (int, float)) and 0.0 <= rotate_deg <= 45.0):
+            raise ValueError(f"rotate_deg: must lie in [0, 45], got {rotate_deg!r}")
+        if not (isinstance(hflip, (int, float)) and 0.0 <= hflip <= 1.0):
+            raise ValueError(f"hflip: must be a probability in [0, 1], got {hflip!r}")
+        self.rotate_deg, self.hflip = float(rotate_deg), float(hflip)
+        self._pose = None  # a drawn (angle, flip) shared by both visits of a pair
 
         axis = bank.resolved_axis() if bank.axis is None else bank.axis
         axis = torch.where(torch.isfinite(axis).all(dim=1, keepdim=True), axis, torch.tensor([[-1.0, 0.0]]))
@@ -166,6 +185,21 @@ class Synthesizer:
         self.j0 = lf.measure_jsw(self.bank)
         self.n_measurable = int(torch.isfinite(self.j0).sum())
 
+    @property
+    def reposes(self) -> bool:
+        return self.rotate_deg > 0 or self.hflip > 0
+
+    def _draw_pose(self, B: int, g: torch.Generator):
+        return (torch.rand(B, generator=g) * 2 - 1) * self.rotate_deg, torch.rand(B, generator=g) < self.hflip
+
+    def posed_layers(self, idx, target, angle_deg, flip, reposition=None):
+        """The layers of bank entries ``idx`` (B,) moved to JSW ``target`` (B,) mm, translated by
+        ``reposition`` (B,2) px if given, then flipped/rotated (:meth:`LayerStack.rotated`)."""
+        st = self.bank[idx].shifted((target - self.labels[idx]) / self.bank.spacing_mm)
+        if reposition is not None:
+            st = _translate_stack(st, reposition)
+        return st.rotated(angle_deg, flip=flip)
+
     def _render(self, idx, target, g, reposition=None):
         import lsn_fast as lf
 
@@ -175,6 +209,10 @@ class Synthesizer:
         params = _detector_params(g, B, self.ranges)
         seed = int(torch.randint(0, 2**62, (1,), generator=g))
         si = torch.arange(B, dtype=torch.int64)
+        if self.reposes:
+            angle, flip = self._pose if self._pose is not None else self._draw_pose(B, g)
+            st = self.posed_layers(idx, target, angle, flip, reposition)
+            return lf.compose(st, detector=_detector(params), seed=seed, sample_index=si)
         j0 = self.j0[idx]
         fast = torch.isfinite(j0) & (j0 + shift * sp >= 0) if reposition is None else torch.zeros(B, dtype=torch.bool)
         out = torch.empty(B, 1, *self.bank.shape[1:])
@@ -208,7 +246,11 @@ class Synthesizer:
         d = torch.minimum(_uniform(g, batch, *self.cfg.jsn_range), ja)
         jb = (ja - d).clamp_min(0.0)
         rep = (torch.rand(batch, 2, generator=g) * 2 - 1) * self.cfg.reposition_px
-        return self._render(idx, ja, g), self._render(idx, jb, g, reposition=rep), (ja - jb)
+        self._pose = self._draw_pose(batch, g) if self.reposes else None
+        try:
+            return self._render(idx, ja, g), self._render(idx, jb, g, reposition=rep), (ja - jb)
+        finally:
+            self._pose = None
 
 
 # ----------------------------------------------------------------------------- arms
@@ -308,10 +350,13 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     if lsn is not None:
         bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
         synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg)
+        posed = Synthesizer(bank, train["jsw"][low], cfg, rotate_deg=cfg.pose_rotate_deg, hflip=cfg.pose_hflip)
         log(f"[seed {seed}] LSN-separated {n_low} images; JSW measurable on {synths['lsn'].n_measurable}/{n_low} "
             "separated stacks (the rest re-synthesized via shifted+compose)")
     if cfg.oracle or lsn is None:
         synths["oracle"] = Synthesizer(oracle_bank, train["jsw"][low], cfg)
+    if lsn is None:
+        posed = Synthesizer(oracle_bank, train["jsw"][low], cfg, rotate_deg=cfg.pose_rotate_deg, hflip=cfg.pose_hflip)
     main = "lsn" if lsn is not None else "oracle"
     main_name = "LSN synth" if lsn is not None else "oracle-separation synth"
 
@@ -351,6 +396,10 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
         mixed = mixed_source(real_low, _synth_fn(task, synths[main]), cfg.synth_frac)
         m = _train_task(task, mixed, cfg, seed, augment=aug)
         add(task, f"{low_pct} + {main_name} + aug (mixed)", _evaluate(task, m, test, cfg)[0])
+        # (c4) the same flips/rotations applied to the layers before the detector, not to the images
+        mixed = mixed_source(real_low, _synth_fn(task, posed), cfg.synth_frac)
+        m = _train_task(task, mixed, cfg, seed)
+        add(task, f"{low_pct} + {main_name} + layer pose (mixed)", _evaluate(task, m, test, cfg)[0])
         if main != "oracle" and "oracle" in synths:
             mixed = mixed_source(real_low, _synth_fn(task, synths["oracle"]), cfg.synth_frac)
             m = _train_task(task, mixed, cfg, seed)
