@@ -257,7 +257,7 @@ def test_unlabelled_arm_labels_come_from_the_layers_not_the_hidden_truth():
     leaked["jsw"][order[n_low:]] += 5.0
     syn2, (d0, d1, mae2) = _unlabelled_synthesizer(leaked, order, n_low, lsn, cfg)
     torch.testing.assert_close(syn2.labels, syn.labels)
-    assert (d0, d1) == (c0, c1) and mae2 > 4.0
+    assert abs(d0 - c0) < 1e-9 and abs(d1 - c1) < 1e-9 and mae2 > 4.0  # lstsq: last-bit differences by thread count
 
 
 def test_five_percent_tiny(tmp_path):
@@ -294,6 +294,9 @@ def test_experiment_cli_arguments(tmp_path):
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--no-plots", "--no-oracle", "--threads", "0"])
     assert run_experiment(args) == 0
     assert (tmp_path / "table.md").exists() and not (tmp_path / "error_vs_fraction.png").exists()
+    args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synth-frac", "1.5"])
+    with pytest.raises(ValueError, match="--synth-frac"):
+        run_experiment(args)
 
 
 @pytest.mark.slow

@@ -651,6 +651,8 @@ def add_experiment_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the optimizer steps per arm")
     parser.add_argument("--n-train", type=int, default=None, help="override the size of the labelled pool")
     parser.add_argument("--n-test", type=int, default=None, help="override the size of the test set")
+    parser.add_argument("--synth-frac", type=float, default=None,
+                        help="share of synthesized samples in each mixed batch, in (0, 1] (default 0.5)")
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle-separation arm")
     parser.add_argument("--no-unlabelled", action="store_true",
                         help="skip arm (e) (LSN families from all training images, labels measured on the layers)")
@@ -679,10 +681,14 @@ def run_experiment(args) -> int:
         over["n_test"] = args.n_test
     if getattr(args, "no_oracle", False):
         over["oracle"] = False
+    if getattr(args, "synth_frac", None) is not None:
+        if not 0.0 < args.synth_frac <= 1.0:
+            raise ValueError(f"--synth-frac: must lie in (0, 1], got {args.synth_frac}")
+        over["synth_frac"] = float(args.synth_frac)
     if getattr(args, "no_unlabelled", False):
         over["unlabelled"] = False
     for k, v in over.items():
-        if k not in ("oracle", "unlabelled") and v < 1:
+        if k not in ("oracle", "unlabelled", "synth_frac") and v < 1:
             raise ValueError(f"--{k.replace('_', '-')}: must be >= 1")
     cfg = replace(cfg, **over)
     seeds = args.seeds if args.seeds else ((0,) if getattr(args, "tiny", False) else (0, 1) if args.quick else (0, 1, 2))
