@@ -262,10 +262,12 @@ class LayerStack:
             A new LayerStack (bilinear, border padding, computed in float32, same dtype), with
             the transformed axis stored on it.
         """
-        B, H, W = self.shape
+        from .reference import rotate_about_centre
+
+        B = self.batch_size
         dev = self.device
-        a = torch.deg2rad(per_sample(angle_deg, "angle_deg", B, device=dev))
-        if not bool(torch.isfinite(a).all()):
+        ang = per_sample(angle_deg, "angle_deg", B, device=dev)
+        if not bool(torch.isfinite(ang).all()):
             raise ValueError("angle_deg: contains NaN or Inf")
         if isinstance(flip, bool):
             fl = torch.full((B,), flip, device=dev)
@@ -274,21 +276,11 @@ class LayerStack:
             if fl.dtype != torch.bool or fl.ndim != 1 or fl.shape[0] not in (1, B):
                 raise ValueError(f"flip: expected a bool or a ({B},) bool tensor, got {fl.dtype} {tuple(fl.shape)}")
             fl = fl.expand(B)
-        c, s = torch.cos(a), torch.sin(a)
-        sx = torch.where(fl, -1.0, 1.0).to(torch.float32)
-        # output pixel -> input pixel in normalized coordinates: the inverse rotation, then the
-        # flip (x -> -x); H/W factors keep the rotation rigid on non-square images
-        theta = torch.zeros(B, 2, 3, device=dev, dtype=torch.float32)
-        theta[:, 0, 0] = sx * c
-        theta[:, 0, 1] = sx * s * (H / W)
-        theta[:, 1, 0] = -s * (W / H)
-        theta[:, 1, 1] = c
-        grid = torch.nn.functional.affine_grid(theta, [B, 3, H, W], align_corners=False)
         L = torch.stack([self.soft, self.upper, self.lower], 1).to(torch.float32)
-        L = torch.nn.functional.grid_sample(L, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        L = rotate_about_centre(L, -ang, fl)  # the helper turns counter-clockwise for positive angles
         L = L.clamp_min(0.0).to(self.dtype)  # bilinear weights are >= 0; clamp guards rounding
         tilt = angle_from_axis(self.resolved_axis().to(dev))
-        axis = axis_from_angle(torch.where(fl, -tilt, tilt) + torch.rad2deg(a)).to(dev)
+        axis = axis_from_angle(torch.where(fl, -tilt, tilt) + ang).to(dev)
         return LayerStack(L[:, 0], L[:, 1], L[:, 2], self.spacing_mm, axis, validate=False)
 
     def with_jsw(self, jsw_mm, *, bone: str = "upper", interp: str = "linear") -> "LayerStack":

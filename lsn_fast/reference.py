@@ -82,6 +82,35 @@ def translate(layer: torch.Tensor, disp: torch.Tensor, interp: str = "linear") -
     return _resample_axis(x, -disp[:, 1], 2, interp)
 
 
+def rotate_about_centre(x: torch.Tensor, angle_deg: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotate (B,C,H,W) images about their centres, optionally mirrored left–right first.
+
+    Bilinear, border padding (``grid_sample``, ``align_corners=False``); the H/W factors keep the
+    rotation rigid on non-square images.
+
+    Args:
+        x: (B,C,H,W) float32.
+        angle_deg: (B,) degrees; positive turns the content counter-clockwise on screen (y down).
+        flip: None or (B,) bool: mirror the content left–right before the rotation.
+    Returns:
+        (B,C,H,W) float32.
+    """
+    B, C, H, W = x.shape
+    a = torch.deg2rad(angle_deg.to(x.device, torch.float32))
+    c, s = torch.cos(a), torch.sin(a)
+    # output pixel -> input pixel in normalized coordinates (x right, y down)
+    ar = W / H
+    theta = torch.zeros(B, 2, 3, device=x.device, dtype=torch.float32)
+    theta[:, 0, 0] = c
+    theta[:, 0, 1] = -s / ar
+    theta[:, 1, 0] = s * ar
+    theta[:, 1, 1] = c
+    if flip is not None:  # x -> -x on the input side: the content is mirrored, then rotated
+        theta[:, 0, :2] *= torch.where(flip.to(x.device), -1.0, 1.0).view(B, 1)
+    grid = torch.nn.functional.affine_grid(theta, [B, C, H, W], align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def gaussian_weights(sigma: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Normalized 1-D Gaussian taps per sample.
 

@@ -97,6 +97,7 @@ import torch
 from .detector import PARAM_COLUMNS, Detector
 from .layers import LayerStack
 from .philox import MASK32, philox4x32, split_seed
+from .reference import rotate_about_centre
 
 __all__ = ["JSWStream", "Augment", "GRADE_EDGES", "bank_from_phantoms", "make_bank", "bank_memory_bytes", "BONES"]
 
@@ -339,22 +340,6 @@ def _as_augment(augment) -> Augment | None:
         except TypeError as e:
             raise ValueError(f"augment: {e}") from None
     raise TypeError(f"augment: expected None, True, an Augment or a dict, got {type(augment).__name__}")
-
-
-def _rotate(x: torch.Tensor, angle_deg: torch.Tensor) -> torch.Tensor:
-    """Rotate (B,1,H,W) float32 images about their centres (bilinear, border padding)."""
-    B, _, H, W = x.shape
-    a = torch.deg2rad(angle_deg.to(x.device, torch.float32))
-    c, s = torch.cos(a), torch.sin(a)
-    # normalized coords (x right, y down); account for the aspect ratio so the rotation is rigid
-    ar = W / H
-    theta = torch.zeros(B, 2, 3, device=x.device, dtype=torch.float32)
-    theta[:, 0, 0] = c
-    theta[:, 0, 1] = -s / ar
-    theta[:, 1, 0] = s * ar
-    theta[:, 1, 1] = c
-    grid = torch.nn.functional.affine_grid(theta, [B, 1, H, W], align_corners=False)
-    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 # ----------------------------------------------------------------------------------- stream
@@ -746,7 +731,7 @@ class JSWStream(torch.utils.data.IterableDataset):
         flip = self._to_device(a["hflip"]).view(-1, 1, 1, 1)
         x = torch.where(flip, x.flip(-1), x)
         if self.augment.rotate_deg > 0:
-            x = _rotate(x, self._to_device(a["rotate_deg"]))
+            x = rotate_about_centre(x, self._to_device(a["rotate_deg"]))
         scale = self._to_device(a["intensity_scale"]).view(-1, 1, 1, 1)
         shift = self._to_device(a["intensity_shift"]).view(-1, 1, 1, 1)
         return x * scale + shift
