@@ -212,7 +212,6 @@ class Synthesizer:
 
         B = idx.shape[0]
         sp = self.bank.spacing_mm
-        shift = (target - self.labels[idx]) / sp
         params = _detector_params(g, B, self.ranges)
         seed = int(torch.randint(0, 2**62, (1,), generator=g))
         si = torch.arange(B, dtype=torch.int64)
@@ -220,6 +219,7 @@ class Synthesizer:
             angle, flip = self._pose if self._pose is not None else self._draw_pose(B, g)
             st = self.posed_layers(idx, target, angle, flip, reposition)
             return lf.compose(st, detector=_detector(params), seed=seed, sample_index=si)
+        shift = (target - self.labels[idx]) / sp
         j0 = self.j0[idx]
         fast = torch.isfinite(j0) & (j0 + shift * sp >= 0) if reposition is None else torch.zeros(B, dtype=torch.bool)
         out = torch.empty(B, 1, *self.bank.shape[1:])
@@ -370,15 +370,24 @@ def _realism(real: torch.Tensor, synth: Synthesizer, cfg, seed) -> float:
     return float((pred == yte).float().mean())
 
 
-def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep_preds: bool) -> tuple[list, dict, dict]:
-    import lsn_fast as lf
+def experiment_data(cfg: FivePercentConfig, seed: int) -> tuple[dict, dict, torch.Tensor, int]:
+    """One seed's data, exactly as the experiment draws it: ``(train, test, order, n_low)``.
 
-    t0 = time.perf_counter()
+    ``train``/``test``: dicts of :func:`_make_set` (``stack``, ``base``, ``follow``, ``jsw``,
+    ``jsn``, ``grade``); ``order`` (n_train,) a permutation whose first ``f·n_train`` entries are
+    the nested labelled subsets; ``order[:n_low]`` is the low-label subset."""
     g = torch.Generator().manual_seed(10_007 * (seed + 1))
     train = _make_set(cfg, cfg.n_train, 100_000 + 1000 * seed, cfg.train_tilt, TRAIN_DETECTOR, g)
     test = _make_set(cfg, cfg.n_test, 900_000 + 1000 * seed, cfg.test_tilt, TEST_DETECTOR, g)
     order = torch.randperm(cfg.n_train, generator=g)
-    n_low = max(2, int(round(cfg.low_fraction * cfg.n_train)))
+    return train, test, order, max(2, int(round(cfg.low_fraction * cfg.n_train)))
+
+
+def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep_preds: bool) -> tuple[list, dict, dict]:
+    import lsn_fast as lf
+
+    t0 = time.perf_counter()
+    train, test, order, n_low = experiment_data(cfg, seed)
     low = order[:n_low]
     log(f"[seed {seed}] data: {cfg.n_train} train / {cfg.n_test} test phantoms at {cfg.size}² px, "
         f"{cfg.spacing_mm} mm; low-label subset {n_low} ({time.perf_counter() - t0:.1f} s)")
@@ -388,13 +397,10 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     if lsn is not None:
         bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
         synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg)
-        posed = Synthesizer(bank, train["jsw"][low], cfg, rotate_deg=cfg.pose_rotate_deg, hflip=cfg.pose_hflip)
         log(f"[seed {seed}] LSN-separated {n_low} images; JSW measurable on {synths['lsn'].n_measurable}/{n_low} "
             "separated stacks (the rest re-synthesized via shifted+compose)")
     if cfg.oracle or lsn is None:
         synths["oracle"] = Synthesizer(oracle_bank, train["jsw"][low], cfg)
-    if lsn is None:
-        posed = Synthesizer(oracle_bank, train["jsw"][low], cfg, rotate_deg=cfg.pose_rotate_deg, hflip=cfg.pose_hflip)
     unlab = None
     if lsn is not None and cfg.unlabelled:
         tu = time.perf_counter()
@@ -404,6 +410,7 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
             f"unlabelled (not used, truth known only here): {fit[2]:.4f} mm ({time.perf_counter() - tu:.1f} s)")
     main = "lsn" if lsn is not None else "oracle"
     main_name = "LSN synth" if lsn is not None else "oracle-separation synth"
+    posed = Synthesizer(synths[main].bank, synths[main].labels, cfg, rotate_deg=cfg.pose_rotate_deg, hflip=cfg.pose_hflip)
 
     rows, preds = [], {}
     low_pct = f"{100 * cfg.low_fraction:g}%"

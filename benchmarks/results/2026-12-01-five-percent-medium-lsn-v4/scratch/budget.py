@@ -2,13 +2,10 @@ import torch, time, sys
 torch.set_num_threads(1)
 import lsn_fast as lf
 from lsn_fast.tasks import experiment as E
-from lsn_fast.tasks._common import tensor_source, mixed_source, naive_augment
+from lsn_fast.tasks._common import tensor_source, mixed_source
 seed = int(sys.argv[1]); steps = int(sys.argv[2]); task = sys.argv[3] if len(sys.argv) > 3 else "jsw"
 cfg = E.replace(E.FivePercentConfig.quick(), n_train=2000, n_test=400, steps=steps)
-g = torch.Generator().manual_seed(10_007 * (seed + 1))
-train = E._make_set(cfg, cfg.n_train, 100_000 + 1000 * seed, cfg.train_tilt, E.TRAIN_DETECTOR, g)
-test = E._make_set(cfg, cfg.n_test, 900_000 + 1000 * seed, cfg.test_tilt, E.TEST_DETECTOR, g)
-order = torch.randperm(cfg.n_train, generator=g); n_low = 100; low = order[:n_low]
+train, test, order, n_low = E.experiment_data(cfg, seed); low = order[:n_low]  # n_low = 100 here
 lsn = lf.LSN.pretrained()
 syn = E.Synthesizer(lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm), train["jsw"][low], cfg)
 orc = E.Synthesizer(train["stack"][low], train["jsw"][low], cfg)

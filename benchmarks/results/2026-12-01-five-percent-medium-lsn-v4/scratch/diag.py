@@ -1,4 +1,4 @@
-import torch, time, sys
+import torch, time
 torch.set_num_threads(1)
 import lsn_fast as lf
 from lsn_fast.tasks import experiment as E
@@ -10,11 +10,8 @@ def rec_params(g, n, ranges):
 E._detector_params = rec_params
 cfg = E.FivePercentConfig.quick(); cfg = E.replace(cfg, n_train=2000, n_test=400, steps=400)
 seed = 0
-g = torch.Generator().manual_seed(10_007 * (seed + 1))
-train = E._make_set(cfg, cfg.n_train, 100_000 + 1000 * seed, cfg.train_tilt, E.TRAIN_DETECTOR, g)
-test = E._make_set(cfg, cfg.n_test, 900_000 + 1000 * seed, cfg.test_tilt, E.TEST_DETECTOR, g)
+train, test, order, n_low = E.experiment_data(cfg, seed); low = order[:n_low]  # n_low = 100 here
 tp = [p for t, p in rec if t][0]  # baseline image's detector
-order = torch.randperm(cfg.n_train, generator=g); low = order[:100]
 lsn = lf.LSN.pretrained()
 bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
 syn = E.Synthesizer(bank, train["jsw"][low], cfg)

@@ -1,4 +1,4 @@
-import torch, time, sys, math
+import torch, time, sys
 import torch.nn.functional as F
 torch.set_num_threads(1)
 import lsn_fast as lf
@@ -6,10 +6,7 @@ from lsn_fast.tasks import experiment as E
 from lsn_fast.tasks._common import tensor_source, mixed_source, naive_augment
 cfg = E.FivePercentConfig.quick(); cfg = E.replace(cfg, n_train=2000, n_test=400, steps=400)
 seed = int(sys.argv[1]); variants = sys.argv[2].split(","); tasks = sys.argv[3].split(",") if len(sys.argv) > 3 else ["jsw","jsn","svdh"]
-g = torch.Generator().manual_seed(10_007 * (seed + 1))
-train = E._make_set(cfg, cfg.n_train, 100_000 + 1000 * seed, cfg.train_tilt, E.TRAIN_DETECTOR, g)
-test = E._make_set(cfg, cfg.n_test, 900_000 + 1000 * seed, cfg.test_tilt, E.TEST_DETECTOR, g)
-order = torch.randperm(cfg.n_train, generator=g); low = order[:100]
+train, test, order, n_low = E.experiment_data(cfg, seed); low = order[:n_low]  # n_low = 100 here
 lsn = lf.LSN.pretrained()
 bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
 

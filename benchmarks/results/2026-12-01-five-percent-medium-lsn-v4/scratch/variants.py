@@ -7,10 +7,7 @@ from lsn_fast.tasks._common import tensor_source, mixed_source, naive_augment
 cfg = E.FivePercentConfig.quick(); cfg = E.replace(cfg, n_train=2000, n_test=400, steps=400)
 seed = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 variants = sys.argv[2].split(",") if len(sys.argv) > 2 else ["base","soft","rot","scale","lower","all"]
-g = torch.Generator().manual_seed(10_007 * (seed + 1))
-train = E._make_set(cfg, cfg.n_train, 100_000 + 1000 * seed, cfg.train_tilt, E.TRAIN_DETECTOR, g)
-test = E._make_set(cfg, cfg.n_test, 900_000 + 1000 * seed, cfg.test_tilt, E.TEST_DETECTOR, g)
-order = torch.randperm(cfg.n_train, generator=g); low = order[:100]
+train, test, order, n_low = E.experiment_data(cfg, seed); low = order[:n_low]  # n_low = 100 here
 lsn = lf.LSN.pretrained()
 bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
 syn = E.Synthesizer(bank, train["jsw"][low], cfg)
