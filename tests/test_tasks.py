@@ -297,6 +297,26 @@ def test_experiment_cli_arguments(tmp_path):
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synth-frac", "1.5"])
     with pytest.raises(ValueError, match="--synth-frac"):
         run_experiment(args)
+    args = p.parse_args(["--tiny", "--out", str(tmp_path), "--jobs", "-1"])
+    with pytest.raises(ValueError, match="--jobs"):
+        run_experiment(args)
+
+
+def test_five_percent_seeds_in_processes_give_the_same_rows():
+    """``jobs=2`` runs each seed in its own spawned process; a seed's rows must not depend on the
+    process or on the seeds run before it (each seed owns its generators)."""
+    from lsn_fast.tasks.experiment import FivePercentConfig, default_jobs, run_five_percent
+
+    cfg, quiet = FivePercentConfig.tiny(), (lambda *a: None)
+    one = run_five_percent(config=cfg, seeds=(0, 1), out_dir=None, log=quiet, jobs=1)
+    two = run_five_percent(config=cfg, seeds=(0, 1), out_dir=None, log=quiet, jobs=2)
+    assert len(one["rows"]) > 20
+    assert two["rows"] == one["rows"] and two["realism"] == one["realism"]
+    alone = run_five_percent(config=cfg, seeds=(1,), out_dir=None, log=quiet, jobs=1)
+    assert alone["rows"] == [r for r in one["rows"] if r["seed"] == 1]
+    with pytest.raises(ValueError, match="jobs"):
+        run_five_percent(config=cfg, seeds=(0,), out_dir=None, log=quiet, jobs=0)
+    assert default_jobs(3, 1) >= 1 and default_jobs(1, 1) == 1 and default_jobs(3, 10_000) == 1
 
 
 @pytest.mark.slow

@@ -573,7 +573,8 @@ def _plots(out_dir, agg, cfg, extra0) -> list[str]:
 
 # ----------------------------------------------------------------------------- entry points
 def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "five_percent_out",
-                     config: FivePercentConfig | None = None, plots: bool = True, log=print, **overrides) -> dict:
+                     config: FivePercentConfig | None = None, plots: bool = True, log=print, jobs: int = 1,
+                     **overrides) -> dict:
     """Run the experiment; returns ``{"rows", "aggregate", "table", "realism", "lsn", "files", "config", "seconds"}``.
 
     Args:
@@ -582,7 +583,12 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         out_dir: where to write tables and plots (None: write nothing).
         config: an explicit config (overrides ``quick``); ``overrides``: fields to replace.
         plots: write the PNGs.
-        log: a print-like callable for progress lines.
+        log: a print-like callable for progress lines. With ``jobs > 1`` the workers' per-seed lines
+            go to stdout when ``log`` is ``print`` and are dropped otherwise.
+        jobs: seeds run at once, each in its own process with this process's torch thread count
+            (the rows are the same as with ``jobs=1``; memory grows with ``jobs``). The workers are
+            spawned, so a script that calls this with ``jobs > 1`` needs the usual
+            ``if __name__ == "__main__":`` guard (as for a DataLoader with workers).
     """
     cfg = config if config is not None else (FivePercentConfig.quick() if quick else FivePercentConfig())
     if overrides:
@@ -594,17 +600,22 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         raise ValueError("seeds: need at least one seed")
     if not 0 < cfg.low_fraction < 1:
         raise ValueError(f"low_fraction: must be in (0, 1), got {cfg.low_fraction}")
+    jobs = int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs: must be >= 1, got {jobs}")
+    jobs = min(jobs, len(seeds))
     t0 = time.perf_counter()
     lsn, lsn_status = _load_lsn(log)
-    log(f"five-percent experiment: seeds {list(seeds)}, LSN {lsn_status}; config {asdict(cfg)}")
-    rows, realism, extra0 = [], {}, {}
-    for i, s in enumerate(seeds):
-        r, re, ex = _one_seed(cfg, s, lsn, lsn_status, log, keep_preds=(i == 0))
+    log(f"five-percent experiment: seeds {list(seeds)}, LSN {lsn_status}, {jobs} process(es); config {asdict(cfg)}")
+    if jobs == 1:
+        results = [_one_seed(cfg, s, lsn, lsn_status, log, keep_preds=(i == 0)) for i, s in enumerate(seeds)]
+    else:
+        results = _seeds_in_processes(cfg, seeds, jobs, torch.get_num_threads(), quiet=log is not print)
+    rows, realism, extra0 = [], {}, results[0][2]
+    for r, re, _ in results:
         rows += r
         for k, v in re.items():
             realism.setdefault(k, []).append(v)
-        if i == 0:
-            extra0 = ex
     agg = _aggregate(rows)
     table = format_table(agg)
     real_txt = "; ".join(f"{'LSN' if k == 'lsn' else 'oracle'}-synthesized vs real: held-out accuracy "
@@ -641,6 +652,36 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
             "config": cfg, "seconds": secs}
 
 
+def _seed_worker(cfg: FivePercentConfig, seed: int, keep_preds: bool, threads: int, quiet: bool):
+    """One seed in a worker process (spawned: no inherited thread pools). The LSN is loaded here."""
+    torch.set_num_threads(threads)
+    log = (lambda *a, **k: None) if quiet else (lambda *a, **k: print(*a, **k, flush=True))
+    lsn, lsn_status = _load_lsn(log)
+    return _one_seed(cfg, seed, lsn, lsn_status, log, keep_preds)
+
+
+def _seeds_in_processes(cfg: FivePercentConfig, seeds: tuple, jobs: int, threads: int, quiet: bool) -> list:
+    """``_one_seed`` for every seed, ``jobs`` seeds at a time in separate processes; results in seed order.
+
+    Every seed draws its data, subsets, initializations and noise from its own generators, so a
+    seed's rows do not depend on which process runs it or on what ran before (tested)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futs = [pool.submit(_seed_worker, cfg, s, i == 0, threads, quiet) for i, s in enumerate(seeds)]
+        return [f.result() for f in futs]
+
+
+def default_jobs(n_seeds: int, threads: int) -> int:
+    """Processes for ``n_seeds`` seeds at ``threads`` torch threads each: as many as the CPUs allow."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(n_seeds, cpus // max(1, threads)))
+
+
 def _config_label(cfg: FivePercentConfig, quick: bool) -> str:
     """'quick', 'full', or the preset plus the fields that differ from it ('quick; n_train=2000')."""
     name = "quick" if quick else "full"
@@ -664,6 +705,9 @@ def add_experiment_arguments(parser) -> None:
     parser.add_argument("--no-unlabelled", action="store_true",
                         help="skip arm (e) (LSN families from all training images, labels measured on the layers)")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNGs")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="seeds run at once, one process each (0, the default: as many as CPUs / --threads allow; "
+                             "results do not depend on it)")
     parser.add_argument("--tiny", action="store_true", help=argparse_suppress())
 
 
@@ -699,5 +743,10 @@ def run_experiment(args) -> int:
             raise ValueError(f"--{k.replace('_', '-')}: must be >= 1")
     cfg = replace(cfg, **over)
     seeds = args.seeds if args.seeds else ((0,) if getattr(args, "tiny", False) else (0, 1) if args.quick else (0, 1, 2))
-    run_five_percent(quick=args.quick, seeds=seeds, out_dir=args.out, config=cfg, plots=not args.no_plots)
+    jobs = getattr(args, "jobs", 1)
+    if jobs < 0:
+        raise ValueError(f"--jobs: must be >= 0, got {jobs}")
+    if jobs == 0:
+        jobs = default_jobs(len(seeds), torch.get_num_threads())
+    run_five_percent(quick=args.quick, seeds=seeds, out_dir=args.out, config=cfg, plots=not args.no_plots, jobs=jobs)
     return 0
