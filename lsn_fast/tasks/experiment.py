@@ -40,10 +40,12 @@ Arms, for each task (JSW regression, JSN, SvdH grade) and seed:
 * JSN also has ``POC (no training)``, the classical phase-only-correlation baseline.
 
 Every trained arm gets the same number of optimizer steps (``steps``, batch ``batch_size``)
-except (c2), which gets 1.5×. Realism check: a small CNN is trained to tell real training-pool
+except (c2), which gets 1.5×. Realism check: a small CNN (:class:`RealismCritic`) is trained to tell real training-pool
 images (not in the 5 %) from LSN-synthesized ones (and from oracle-synthesized ones); its
 held-out accuracy is reported (0.5 = indistinguishable); held-out synthesized images come from
-other low-label joints than the classifier's training ones.
+other low-label joints than the classifier's training ones. Its positive control is the same
+classifier and budget on real vs Gaussian-blurred (σ = 1 px) real images: if that is not well
+above 0.5, the classifier has not learned to see anything and the realism number means nothing.
 
 Outputs in ``out_dir``: ``table.md``, ``table.csv`` (mean ± std over seeds), ``raw.csv`` (one
 row per seed), ``error_vs_fraction.png``, ``pred_vs_true_jsw.png``, ``summary.json``.
@@ -59,12 +61,14 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-from ._common import mixed_source, naive_augment, tensor_source
+from ._common import fit, mixed_source, naive_augment, normalize_images, tensor_source
 from .jsn import quantify_jsn, train_jsn_model
 from .jsw_regression import predict_jsw, train_jsw_regressor
 from .metrics import regression_metrics
-from .svdh import SvdHClassifier, evaluate_svdh, svdh_grade, train_svdh_classifier
+from .svdh import evaluate_svdh, svdh_grade, train_svdh_classifier
 
 __all__ = ["FivePercentConfig", "run_five_percent", "add_experiment_arguments", "run_experiment", "format_table"]
 
@@ -342,6 +346,10 @@ def _synth_fn(task, synth):
     return {"jsw": synth.jsw_batch, "jsn": synth.pair_batch, "svdh": synth.grade_batch}[task]
 
 
+REALISM_NAMES = {"lsn": "LSN-synthesized", "oracle": "oracle-synthesized",
+                 "control": "positive control (σ = 1 px blurred real; must be well above 0.5)"}
+
+
 def _realism(real: torch.Tensor, synth: Synthesizer, cfg, seed) -> float:
     """Held-out accuracy of a small CNN telling real from synthesized images (0.5 = indistinguishable).
 
@@ -358,13 +366,65 @@ def _realism(real: torch.Tensor, synth: Synthesizer, cfg, seed) -> float:
     ent_tr, ent_te = ent[:kb], (ent[kb:] if nb > 1 else ent)
     fake_tr, _ = synth.jsw_batch(k, g, ent_tr)
     fake_te, _ = synth.jsw_batch(n - k, g, ent_te)
-    xtr = torch.cat([real[:k], fake_tr])
-    ytr = torch.cat([torch.zeros(k, dtype=torch.int64), torch.ones(k, dtype=torch.int64)])
-    xte = torch.cat([real[k:], fake_te])
-    yte = torch.cat([torch.zeros(n - k, dtype=torch.int64), torch.ones(n - k, dtype=torch.int64)])
-    model = SvdHClassifier(num_classes=2)
-    train_svdh_classifier(source=tensor_source(xtr, ytr), model=model, steps=cfg.realism_steps,
-                          batch_size=cfg.batch_size, lr=cfg.lr, seed=seed)
+    return _two_sample_accuracy(real[:k], fake_tr, real[k:], fake_te, cfg, seed)
+
+
+def _realism_control(real: torch.Tensor, cfg, seed, sigma_px: float = 1.0) -> float:
+    """The realism classifier's positive control: the same split, classifier and budget, but the
+    "synthesized" class is the real images (shuffled) blurred by a Gaussian of ``sigma_px``: a
+    flaw a human reader sees. If this is not well above 0.5, the realism number means nothing."""
+    from lsn_fast.reference import gaussian_blur
+
+    g = torch.Generator().manual_seed(seed + 78)
+    n = real.shape[0]
+    k = max(1, min(n - 1, int(round(0.7 * n))))
+    blurred = gaussian_blur(real[:, 0].float(), torch.full((n,), float(sigma_px))).unsqueeze(1)
+    tr, te = torch.randperm(k, generator=g), k + torch.randperm(n - k, generator=g)
+    return _two_sample_accuracy(real[:k], blurred[tr], real[k:], blurred[te], cfg, seed)
+
+
+class RealismCritic(nn.Module):
+    """Real-vs-synthesized classifier, (B,1,H,W) -> (B,2) logits.
+
+    Input channels: the per-image standardized image and its high-pass residual ``x − box3(x)``
+    divided by the image's std (×20, so noise of ~2 % of the contrast is O(1)); 4 convolutions
+    3×3 (the first at full resolution), SiLU, no normalization layers (GroupNorm would divide out
+    the texture energy that tells renderings apart), global mean and std pooling, a linear head.
+    A task CNN (:class:`SvdHClassifier`) did not separate even σ = 1 px blurred real images from
+    real ones (0.50 held-out accuracy); this one does (0.98–1.0 at 64² px, 80 steps)."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(2, w, 3, padding=1), nn.SiLU(), nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(4 * w, 4 * w, 3, stride=2, padding=1),
+            nn.SiLU())
+        self.head = nn.Linear(8 * w, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        sd = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+        high = (x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)) / sd
+        h = self.net(torch.cat([normalize_images(x), 20.0 * high], dim=1))
+        return self.head(torch.cat([h.mean(dim=(2, 3)), h.flatten(2).std(dim=2)], dim=1))
+
+
+def _critic_loss(model, batch):
+    return F.cross_entropy(model(batch[0]), batch[1])
+
+
+def _two_sample_accuracy(real_tr, fake_tr, real_te, fake_te, cfg, seed) -> float:
+    """Held-out accuracy of a :class:`RealismCritic` trained on real (0) vs fake (1)."""
+    k, m = real_tr.shape[0], real_te.shape[0]
+    xtr = torch.cat([real_tr, fake_tr])
+    ytr = torch.cat([torch.zeros(k, dtype=torch.int64), torch.ones(fake_tr.shape[0], dtype=torch.int64)])
+    xte = torch.cat([real_te, fake_te])
+    yte = torch.cat([torch.zeros(m, dtype=torch.int64), torch.ones(fake_te.shape[0], dtype=torch.int64)])
+    torch.manual_seed(seed)
+    model = RealismCritic()
+    fit(model, tensor_source(xtr, ytr), _critic_loss, steps=cfg.realism_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        seed=seed)
     with torch.no_grad():
         pred = model(xte).argmax(dim=1)
     return float((pred == yte).float().mean())
@@ -469,6 +529,7 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     pool = order[n_low:][: cfg.realism_n]
     for name, s in synths.items():
         realism[name] = _realism(train["base"][pool], s, cfg, seed)
+    realism["control"] = _realism_control(train["base"][pool], cfg, seed)
     log(f"[seed {seed}] realism (real vs synthesized, held-out accuracy; 0.5 = indistinguishable): "
         + ", ".join(f"{k} {v:.3f}" for k, v in realism.items()) + f"  ({time.perf_counter() - t0:.1f} s total)")
     extra = {"test_jsw": test["jsw"], "preds": preds, "n_low": n_low}
@@ -618,7 +679,7 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
             realism.setdefault(k, []).append(v)
     agg = _aggregate(rows)
     table = format_table(agg)
-    real_txt = "; ".join(f"{'LSN' if k == 'lsn' else 'oracle'}-synthesized vs real: held-out accuracy "
+    real_txt = "; ".join(f"{REALISM_NAMES.get(k, k)} vs real: held-out accuracy "
                          f"{sum(v) / len(v):.3f}" + (f" ± {float(torch.tensor(v).std()):.3f}" if len(v) > 1 else "")
                          for k, v in realism.items())
     log("\n" + table + "\n")
