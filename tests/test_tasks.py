@@ -193,6 +193,33 @@ def test_jsn_model_and_learned_quantify(small_set):
     assert out.shape == (12,) and bool(torch.isfinite(out).all())
 
 
+def test_jsn_collapse_guard_restarts_a_constant_model(small_set):
+    """A model that ignores its input (here: lr ~ 0, so the init's near-constant output stays) is
+    retrained from new initializations, with a warning; one that tracks its labels is not."""
+    import warnings
+
+    from lsn_fast.tasks.jsn import COLLAPSE_SPREAD, output_spread
+
+    img, _ = small_set
+    y = torch.linspace(-0.2, 0.8, 12)
+    with pytest.warns(UserWarning, match="collapsed"):
+        m = train_jsn_model(img, img.flip(0), y, steps=1, batch_size=4, lr=1e-12, restarts=2)
+    assert m.restarts == 2
+    src = lambda n, g: (img[:n], img.flip(0)[:n], y[:n])  # noqa: E731
+    assert output_spread(m, src) < COLLAPSE_SPREAD
+    # labels whose spread the untrained output already exceeds: no restart, no warning
+    tiny = 1e-4 * torch.linspace(-1.0, 1.0, 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m2 = train_jsn_model(img, img.flip(0), tiny, steps=1, batch_size=4, lr=1e-12, restarts=2)
+    assert m2.restarts == 0
+    # restarts=0 is the unguarded trainer: same model as the first attempt above
+    m0 = train_jsn_model(img, img.flip(0), tiny, steps=1, batch_size=4, lr=1e-12, restarts=0)
+    assert all(torch.equal(a, b) for a, b in zip(m0.state_dict().values(), m2.state_dict().values()))
+    with pytest.raises(ValueError, match="restarts"):
+        train_jsn_model(img, img.flip(0), y, steps=1, restarts=-1)
+
+
 def test_svdh_classifier(small_set):
     img, jsw = small_set
     grades = svdh_grade(jsw, 2.0)

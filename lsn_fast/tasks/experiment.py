@@ -329,7 +329,8 @@ def _evaluate(task, model, test, cfg):
         return regression_metrics(pred, test["jsw"]), pred
     if task == "jsn":
         pred = quantify_jsn(test["base"], test["follow"], cfg.spacing_mm, method="learned", model=model)
-        return regression_metrics(pred, test["jsn"]), pred
+        # restarts of the collapse guard (train_jsn_model), recorded per row in raw.csv
+        return {**regression_metrics(pred, test["jsn"]), "restarts": getattr(model, "restarts", 0)}, pred
     m = evaluate_svdh(model, test["base"], test["grade"])
     return m, None
 
