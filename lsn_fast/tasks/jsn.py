@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._validation import check_positive_float
-from ._common import ConvEncoder, as_source, check_images, fit, model_device, normalize_images, pool_features
+from ._common import ConvEncoder, as_source, batched_apply, check_images, fit, model_device, normalize_images, pool_features
 from .metrics import regression_metrics
 
 __all__ = ["quantify_jsn", "poc_displacement", "joint_line", "region_windows", "SiameseJSN", "train_jsn_model",
@@ -315,7 +315,7 @@ def output_spread(model: SiameseJSN, source, n: int = 256, seed: int = 0) -> flo
     dev = model_device(model)
     was_training = model.training
     model.eval()
-    pred = torch.cat([model(a.to(dev), b.to(dev)).cpu() for a, b in zip(batch[0].split(64), batch[1].split(64))])
+    pred = batched_apply(lambda a, b: model(a.to(dev), b.to(dev)).cpu(), batch[0], batch[1])
     model.train(was_training)
     y = torch.as_tensor(batch[2]).float().reshape(-1)
     return float(pred.std() / y.std().clamp_min(1e-6))
@@ -419,11 +419,9 @@ def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: flo
             raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
         dev = model_device(model)
         model.eval()
-        outs = []
         with torch.no_grad():
-            for s in range(0, baseline.shape[0], batch_size):
-                outs.append(model(baseline[s:s + batch_size].to(dev), followup[s:s + batch_size].to(dev)).float().to(baseline.device))
-        return torch.cat(outs)
+            return batched_apply(lambda a, b: model(a.to(dev), b.to(dev)).float().to(baseline.device), baseline, followup,
+                                 batch_size=batch_size)
     raise ValueError(f"method: expected 'poc' or 'learned', got {method!r}")
 
 
