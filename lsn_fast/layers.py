@@ -214,6 +214,45 @@ class LayerStack:
         """Total attenuation ``A = soft + upper + lower``, (B,H,W), in the layers' dtype."""
         return self.soft + self.upper + self.lower
 
+    def with_residual(self, image, *, air: float = 1e-4) -> "LayerStack":
+        """The layers plus their share of what they do not explain in ``image``.
+
+        A separation (:func:`lsn_fast.separate`) returns denoised layers: the detector noise and
+        fine texture the network could not attribute are left in the residual
+        ``R = image − attenuation()``. This splits ``R`` between the layers by their fractions
+        ``layer / attenuation()`` (pixels with attenuation below ``air``, where there is no
+        tissue to share it, give it all to the soft layer), so the result sums to ``image``
+        exactly and a moved bone takes its own texture and noise along. Re-synthesizing from it
+        *without* a detector (``compose(stack.with_residual(y).shifted(s))``) keeps the source
+        image's noise, blur and texture; rendering the plain layers through a
+        :class:`Detector` gives new noise on too-smooth anatomy instead.
+
+        Args:
+            image: (B,H,W) or (B,1,H,W) attenuation, the image the layers were separated from.
+            air: attenuation (dimensionless) below which a pixel counts as air, > 0.
+        Returns:
+            A LayerStack (same dtype, spacing and axis). Its layers carry noise, so they can be
+            slightly negative; it is built without validation.
+        """
+        if not isinstance(image, torch.Tensor):
+            raise TypeError(f"image: expected a tensor, got {type(image).__name__}")
+        img = image[:, 0] if image.ndim == 4 and image.shape[1] == 1 else image
+        if img.ndim == 2:
+            img = img.unsqueeze(0)
+        if tuple(img.shape) != self.shape:
+            raise ValueError(f"image: shape {tuple(image.shape)} does not match the stack's (B,H,W) = {self.shape}")
+        if not bool(torch.isfinite(img).all()):
+            raise ValueError("image: must be finite")
+        air = check_positive_float(air, "air")
+        total = self.attenuation().float()
+        resid = img.to(device=self.device, dtype=torch.float32) - total
+        is_air = total < air
+        share = resid / total.clamp_min(air)
+        soft = self.soft.float() + torch.where(is_air, resid, self.soft.float() * share)
+        upper = self.upper.float() + torch.where(is_air, torch.zeros_like(resid), self.upper.float() * share)
+        lower = self.lower.float() + torch.where(is_air, torch.zeros_like(resid), self.lower.float() * share)
+        return self._replace(*(t.to(self.dtype) for t in (soft, upper, lower)))
+
     def resolved_axis(self) -> torch.Tensor:
         """The axis (B,2) float32: the given one, or estimated from the bone layers."""
         if self.axis is not None:

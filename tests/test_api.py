@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lsn_fast as lf
 from lsn_fast.reference import synthesize_reference
@@ -94,6 +96,63 @@ def test_layerstack_load_rejects_garbage(tmp_path):
         lf.LayerStack.load(p)
     with pytest.raises(FileNotFoundError):
         lf.LayerStack.load(tmp_path / "missing.safetensors")
+
+
+# --------------------------------------------------------------------------- with_residual
+@settings(max_examples=25)
+@given(B=st.integers(1, 3), H=st.integers(3, 19), W=st.integers(3, 17), noise=st.floats(0.0, 0.3),
+       transpose=st.booleans(), seed=st.integers(0, 2**16))
+def test_with_residual_sums_to_the_image_and_keeps_the_fractions(B, H, W, noise, transpose, seed):
+    """The carried stack sums to the image exactly (float32 rounding); where there is tissue
+    each layer keeps its share of the total; air pixels give everything to the soft layer;
+    odd sizes, non-contiguous images and B = 1 included."""
+    g = torch.Generator().manual_seed(seed)
+    s, u, l = (torch.rand(B, H, W, generator=g) for _ in range(3))
+    u[:, :, : W // 2] = 0.0
+    s[:, 0, :], u[:, 0, :], l[:, 0, :] = 0.0, 0.0, 0.0  # an air row
+    stack = lf.LayerStack(s, u, l, 0.2, axis=7.0)
+    img = stack.attenuation() + noise * torch.randn(B, H, W, generator=g)
+    if transpose:  # the same values through a non-contiguous view
+        img = img.transpose(1, 2).contiguous().transpose(1, 2)
+        assert not img.is_contiguous()
+    out = stack.with_residual(img.unsqueeze(1) if seed % 2 else img)
+    torch.testing.assert_close(out.attenuation(), img, atol=1e-5, rtol=1e-5)
+    tissue = stack.attenuation() > 1e-3
+    for new, old in ((out.soft, s), (out.upper, u), (out.lower, l)):
+        frac_new = new / out.attenuation()
+        frac_old = old / stack.attenuation()
+        ok = tissue & (img.abs() > 1e-3)
+        torch.testing.assert_close(frac_new[ok], frac_old[ok], atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(out.soft[:, 0], img[:, 0], atol=1e-6, rtol=0)
+    assert float(out.upper[:, 0].abs().max()) == 0.0 and float(out.lower[:, 0].abs().max()) == 0.0
+    assert torch.equal(out.axis, stack.axis) and out.spacing_mm == 0.2 and out.dtype == stack.dtype
+
+
+def test_with_residual_texture_moves_with_the_bone(small_stack):
+    """What a moved bone takes along: a texture added only inside the upper bone shows up,
+    after a 3 px shift, 3 px further along the axis; without the residual it is gone."""
+    tex = torch.zeros_like(small_stack.upper)
+    tex[:, 6:12:2, 10:30:3] = 0.05
+    tex = tex * (small_stack.upper > 0)
+    img = small_stack.attenuation() + tex
+    moved = lf.compose(small_stack.with_residual(img), shift_px=3.0)[:, 0]
+    plain = lf.compose(small_stack, shift_px=3.0)[:, 0]
+    frac = small_stack.upper / small_stack.attenuation()
+    # the bone's share moves up by 3 rows (axis (-1, 0)); the soft tissue's share stays
+    expected = torch.roll(tex * frac, -3, dims=1) + tex * (1 - frac)
+    torch.testing.assert_close((moved - plain)[:, :-3], expected[:, :-3], atol=1e-5, rtol=0)
+    assert float(torch.roll(tex * frac, -3, dims=1).abs().max()) > 0.02
+
+
+def test_with_residual_bad_input(small_stack):
+    with pytest.raises(TypeError, match="image"):
+        small_stack.with_residual(small_stack.attenuation().numpy())
+    with pytest.raises(ValueError, match="image"):
+        small_stack.with_residual(torch.zeros(2, 47, 40))
+    with pytest.raises(ValueError, match="image"):
+        small_stack.with_residual(small_stack.attenuation() * float("nan"))
+    with pytest.raises(ValueError, match="air"):
+        small_stack.with_residual(small_stack.attenuation(), air=0.0)
 
 
 # --------------------------------------------------------------------------- compose API

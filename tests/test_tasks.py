@@ -262,6 +262,30 @@ def test_synthesizer_layer_pose_keeps_the_label(phantoms):
         Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), hflip=2.0)
 
 
+def test_synthesizer_texture_carry_keeps_the_source_noise(phantoms):
+    """Texture carry (the experiment's default LSN synthesis): at the annotated JSW a family
+    member *is* its source image; moved, it keeps the source's noise level (no new detector,
+    no smoothing beyond the moved bone's interpolation), and JSN pairs still come out."""
+    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+
+    st, info = phantoms
+    img = lf.compose(st, detector=lf.Detector(n0=5e3, blur_sigma_px=0.6), seed=3)
+    cfg = FivePercentConfig.tiny()
+    syn = Synthesizer(st, info["jsw_mm"], cfg, images=img)
+    assert syn.carries_texture and not Synthesizer(st, info["jsw_mm"], cfg).carries_texture
+    idx = torch.tensor([1, 4, 6])
+    g = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(syn._render(idx, syn.labels[idx], g), img[idx], atol=1e-5, rtol=0)
+    target = syn.labels[idx] + torch.tensor([0.4, -0.2, 0.3]).clamp_min(-syn.labels[idx])
+    out = syn._render(idx, target, g)
+    clean = lf.compose(st[idx].shifted((target - syn.labels[idx]) / st.spacing_mm))
+    noise_src = (img - lf.compose(st)).std()
+    noise_out = (out - clean).std()
+    assert 0.85 < float(noise_out / noise_src) < 1.1, (float(noise_out), float(noise_src))
+    a, b, d = syn.pair_batch(3, torch.Generator().manual_seed(2))
+    assert a.shape == b.shape == (3, 1, 96, 96) and bool(torch.isfinite(a).all() & torch.isfinite(b).all())
+
+
 def test_unlabelled_arm_labels_come_from_the_layers_not_the_hidden_truth():
     """Arm (e): labelled images keep their annotations; the others get the line fitted on the
     labelled ones applied to the JSW measured on their separated layers. Changing the hidden

@@ -96,6 +96,10 @@ class FivePercentConfig:
     pose_rotate_deg: float = 8.0  # the layer-pose arm: the same range as the naive augmentation
     pose_hflip: float = 0.5
     unlabelled: bool = True  # arm (e): LSN families from every training image, 5 % of the labels
+    # how LSN families are made: "carry" = the separated layers keep their share of the residual
+    # (noise, texture) and are composed without a detector; "render" = the denoised layers go
+    # through a newly drawn detector (Synthesizer)
+    synthesis: str = "carry"
     realism_n: int = 400
     realism_steps: int = 300
     train_tilt: tuple = (-10.0, 10.0)
@@ -174,10 +178,17 @@ class Synthesizer:
     (:meth:`LayerStack.rotated`: rotation uniform in ±``rotate_deg``, a left–right flip with
     probability ``hflip``), so the new poses get the detector's own noise and blur. Both visits of
     a JSN pair share the pose (the real follow-ups differ from their baselines only by the
-    repositioning shift)."""
+    repositioning shift).
+
+    ``images`` (N,1,H,W), the images the bank was separated from, switch on *texture carry*:
+    the bank becomes :meth:`LayerStack.with_residual` of them (each layer takes its share of
+    the noise and texture the separation left in the residual) and new images are composed
+    **without** a detector, so they keep their source's noise, blur and fine texture instead of
+    getting new noise on too-smooth layers. ``j0`` (what is measurable, which moves are legal)
+    is measured on the plain layers."""
 
     def __init__(self, bank, labels: torch.Tensor, cfg: FivePercentConfig, det_ranges=TRAIN_DETECTOR,
-                 rotate_deg: float = 0.0, hflip: float = 0.0):
+                 rotate_deg: float = 0.0, hflip: float = 0.0, images: torch.Tensor | None = None):
         import lsn_fast as lf
 
         if not (isinstance(rotate_deg, (int, float)) and 0.0 <= rotate_deg <= 45.0):
@@ -195,6 +206,9 @@ class Synthesizer:
         self.ranges = det_ranges
         self.j0 = lf.measure_jsw(self.bank)
         self.n_measurable = int(torch.isfinite(self.j0).sum())
+        self.carries_texture = images is not None
+        if self.carries_texture:
+            self.bank = self.bank.with_residual(images)
 
     @property
     def reposes(self) -> bool:
@@ -219,6 +233,15 @@ class Synthesizer:
         params = _detector_params(g, B, self.ranges)
         seed = int(torch.randint(0, 2**62, (1,), generator=g))
         si = torch.arange(B, dtype=torch.int64)
+        if self.carries_texture:  # the source's own noise and texture ride on the layers: no detector
+            if self.reposes:
+                angle, flip = self._pose if self._pose is not None else self._draw_pose(B, g)
+                st = self.posed_layers(idx, target, angle, flip, reposition)
+            else:
+                st = self.bank[idx].shifted((target - self.labels[idx]) / sp)
+                if reposition is not None:
+                    st = _translate_stack(st, reposition)
+            return lf.compose(st).float()
         if self.reposes:
             angle, flip = self._pose if self._pose is not None else self._draw_pose(B, g)
             st = self.posed_layers(idx, target, angle, flip, reposition)
@@ -264,6 +287,9 @@ class Synthesizer:
             self._pose = None
 
 
+SYNTHESIS_MODES = ("carry", "render")
+
+
 def _unlabelled_synthesizer(train: dict, order: torch.Tensor, n_low: int, lsn, cfg: FivePercentConfig):
     """Arm (e): a bank of *every* training image separated by the LSN, labelled without
     annotations: the JSW measured on the separated layers (:func:`lsn_fast.measure_jsw`),
@@ -275,7 +301,8 @@ def _unlabelled_synthesizer(train: dict, order: torch.Tensor, n_low: int, lsn, c
     truth of the unlabelled images is reported for the record, never used."""
     import lsn_fast as lf
 
-    bank = lf.separate(train["base"][order], lsn, spacing_mm=cfg.spacing_mm)
+    images = train["base"][order]
+    bank = lf.separate(images, lsn, spacing_mm=cfg.spacing_mm)
     bank = lf.LayerStack(bank.soft, bank.upper, bank.lower, bank.spacing_mm, bank.resolved_axis(), validate=False)
     measured = lf.measure_jsw(bank).double()
     truth = train["jsw"][order].double()
@@ -292,7 +319,9 @@ def _unlabelled_synthesizer(train: dict, order: torch.Tensor, n_low: int, lsn, c
     keep = ok | lab
     hidden = keep & ~lab
     mae = float((labels[hidden] - truth[hidden]).abs().mean()) if bool(hidden.any()) else float("nan")
-    return Synthesizer(bank[torch.nonzero(keep).flatten()], labels[keep].float(), cfg), (float(coef[0]), float(coef[1]), mae)
+    kept = torch.nonzero(keep).flatten()
+    carry = images[kept] if cfg.synthesis == "carry" else None
+    return Synthesizer(bank[kept], labels[keep].float(), cfg, images=carry), (float(coef[0]), float(coef[1]), mae)
 
 
 # ----------------------------------------------------------------------------- arms
@@ -347,7 +376,8 @@ def _synth_fn(task, synth):
     return {"jsw": synth.jsw_batch, "jsn": synth.pair_batch, "svdh": synth.grade_batch}[task]
 
 
-REALISM_NAMES = {"lsn": "LSN-synthesized", "oracle": "oracle-synthesized",
+REALISM_NAMES = {"lsn": "LSN-synthesized", "lsn_rendered": "LSN layers through a new detector (not carried)",
+                 "oracle": "oracle-synthesized",
                  "control": "positive control (σ = 1 px blurred real; must be well above 0.5)"}
 
 
@@ -454,13 +484,17 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
         f"{cfg.spacing_mm} mm; low-label subset {n_low} ({time.perf_counter() - t0:.1f} s)")
 
     oracle_bank = train["stack"][low]
-    synths = {}
+    synths, rendered = {}, None
+    carry = train["base"][low] if cfg.synthesis == "carry" else None
     if lsn is not None:
         bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
-        synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg)
+        synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg, images=carry)
+        if carry is not None:  # for the realism record: the same layers through a new detector
+            rendered = Synthesizer(bank, train["jsw"][low], cfg)
         log(f"[seed {seed}] LSN-separated {n_low} images; JSW measurable on {synths['lsn'].n_measurable}/{n_low} "
             "separated stacks (the rest re-synthesized via shifted+compose)")
     if cfg.oracle or lsn is None:
+        # the true layers have no residual to carry: always rendered through a detector
         synths["oracle"] = Synthesizer(oracle_bank, train["jsw"][low], cfg)
     unlab = None
     if lsn is not None and cfg.unlabelled:
@@ -471,7 +505,9 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
             f"unlabelled (not used, truth known only here): {fit[2]:.4f} mm ({time.perf_counter() - tu:.1f} s)")
     main = "lsn" if lsn is not None else "oracle"
     main_name = "LSN synth" if lsn is not None else "oracle-separation synth"
-    posed = Synthesizer(synths[main].bank, synths[main].labels, cfg, rotate_deg=cfg.pose_rotate_deg, hflip=cfg.pose_hflip)
+    main_bank = bank if lsn is not None else oracle_bank
+    posed = Synthesizer(main_bank, synths[main].labels, cfg, rotate_deg=cfg.pose_rotate_deg, hflip=cfg.pose_hflip,
+                        images=carry if main == "lsn" else None)
 
     rows, preds = [], {}
     low_pct = f"{100 * cfg.low_fraction:g}%"
@@ -530,6 +566,8 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     pool = order[n_low:][: cfg.realism_n]
     for name, s in synths.items():
         realism[name] = _realism(train["base"][pool], s, cfg, seed)
+    if rendered is not None:
+        realism["lsn_rendered"] = _realism(train["base"][pool], rendered, cfg, seed)
     realism["control"] = _realism_control(train["base"][pool], cfg, seed)
     log(f"[seed {seed}] realism (real vs synthesized, held-out accuracy; 0.5 = indistinguishable): "
         + ", ".join(f"{k} {v:.3f}" for k, v in realism.items()) + f"  ({time.perf_counter() - t0:.1f} s total)")
@@ -662,6 +700,8 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         raise ValueError("seeds: need at least one seed")
     if not 0 < cfg.low_fraction < 1:
         raise ValueError(f"low_fraction: must be in (0, 1), got {cfg.low_fraction}")
+    if cfg.synthesis not in SYNTHESIS_MODES:
+        raise ValueError(f"synthesis: expected one of {SYNTHESIS_MODES}, got {cfg.synthesis!r}")
     jobs = int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs: must be >= 1, got {jobs}")
@@ -766,6 +806,9 @@ def add_experiment_arguments(parser) -> None:
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle-separation arm")
     parser.add_argument("--no-unlabelled", action="store_true",
                         help="skip arm (e) (LSN families from all training images, labels measured on the layers)")
+    parser.add_argument("--synthesis", choices=SYNTHESIS_MODES, default=None,
+                        help="LSN families: 'carry' (default: the layers keep the separation's residual, noise and "
+                             "texture, composed without a detector) or 'render' (denoised layers through a new detector)")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNGs")
     parser.add_argument("--jobs", type=int, default=0,
                         help="seeds run at once, one process each (0, the default: as many as CPUs / --threads allow; "
@@ -800,8 +843,10 @@ def run_experiment(args) -> int:
         over["synth_frac"] = float(args.synth_frac)
     if getattr(args, "no_unlabelled", False):
         over["unlabelled"] = False
+    if getattr(args, "synthesis", None):
+        over["synthesis"] = args.synthesis
     for k, v in over.items():
-        if k not in ("oracle", "unlabelled", "synth_frac") and v < 1:
+        if k not in ("oracle", "unlabelled", "synth_frac", "synthesis") and v < 1:
             raise ValueError(f"--{k.replace('_', '-')}: must be >= 1")
     cfg = replace(cfg, **over)
     seeds = args.seeds if args.seeds else ((0,) if getattr(args, "tiny", False) else (0, 1) if args.quick else (0, 1, 2))
