@@ -231,8 +231,11 @@ class LayerStack:
             image: (B,H,W) or (B,1,H,W) attenuation, the image the layers were separated from.
             air: attenuation (dimensionless) below which a pixel counts as air, > 0.
         Returns:
-            A LayerStack (same dtype, spacing and axis). Its layers carry noise, so they can be
-            slightly negative; it is built without validation.
+            A LayerStack (same dtype and spacing) with the axis resolved on *these* layers
+            (:meth:`resolved_axis`; the noisy ones would give a slightly different estimate), so
+            its moves go where the plain stack's would. Its layers carry noise, so they can be
+            slightly negative; it is built without validation. Use the plain stack to measure
+            (``shift_for_jsw``, :func:`lsn_fast.measure_jsw`) and this one to compose.
         """
         if not isinstance(image, torch.Tensor):
             raise TypeError(f"image: expected a tensor, got {type(image).__name__}")
@@ -251,7 +254,7 @@ class LayerStack:
         soft = self.soft.float() + torch.where(is_air, resid, self.soft.float() * share)
         upper = self.upper.float() + torch.where(is_air, torch.zeros_like(resid), self.upper.float() * share)
         lower = self.lower.float() + torch.where(is_air, torch.zeros_like(resid), self.lower.float() * share)
-        return self._replace(*(t.to(self.dtype) for t in (soft, upper, lower)))
+        return self._replace(*(t.to(self.dtype) for t in (soft, upper, lower)), axis=self.resolved_axis())
 
     def resolved_axis(self) -> torch.Tensor:
         """The axis (B,2) float32: the given one, or estimated from the bone layers."""

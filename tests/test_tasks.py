@@ -351,6 +351,13 @@ def test_experiment_cli_arguments(tmp_path):
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--jobs", "-1"])
     with pytest.raises(ValueError, match="--jobs"):
         run_experiment(args)
+    for bad in ("tpu", "not a device") + (() if torch.cuda.is_available() else ("cuda", "cuda:0")):
+        args = p.parse_args(["--tiny", "--out", str(tmp_path), "--device", bad])
+        with pytest.raises(ValueError, match="device"):
+            run_experiment(args)
+    args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synthesis", "render", "--device", "cpu", "--no-plots"])
+    assert args.synthesis == "render" and run_experiment(args) == 0
+    assert "synthesis=render" in (tmp_path / "table.md").read_text()
 
 
 def test_five_percent_seeds_in_processes_give_the_same_rows():

@@ -100,6 +100,9 @@ class FivePercentConfig:
     # (noise, texture) and are composed without a detector; "render" = the denoised layers go
     # through a newly drawn detector (Synthesizer)
     synthesis: str = "carry"
+    # where the task models and the realism critic train ("cpu", "cuda", "cuda:1"); data,
+    # separation and synthesis stay on the CPU (the LSN separates each bank once)
+    device: str = "cpu"
     realism_n: int = 400
     realism_steps: int = 300
     train_tilt: tuple = (-10.0, 10.0)
@@ -338,7 +341,8 @@ def _load_lsn(log):
 
 
 def _train_task(task, data, cfg, seed, augment=None, model=None, steps=None, lr=None):
-    kw = dict(steps=steps or cfg.steps, batch_size=cfg.batch_size, lr=lr or cfg.lr, seed=seed, augment=augment, model=model)
+    kw = dict(steps=steps or cfg.steps, batch_size=cfg.batch_size, lr=lr or cfg.lr, seed=seed, augment=augment, model=model,
+              device=None if model is not None else cfg.device)
     if task == "jsw":
         if callable(data):
             return train_jsw_regressor(source=data, **kw)
@@ -453,11 +457,11 @@ def _two_sample_accuracy(real_tr, fake_tr, real_te, fake_te, cfg, seed) -> float
     xte = torch.cat([real_te, fake_te])
     yte = torch.cat([torch.zeros(m, dtype=torch.int64), torch.ones(fake_te.shape[0], dtype=torch.int64)])
     torch.manual_seed(seed)
-    model = RealismCritic()
+    model = RealismCritic().to(cfg.device)
     fit(model, tensor_source(xtr, ytr), _critic_loss, steps=cfg.realism_steps, batch_size=cfg.batch_size, lr=cfg.lr,
         seed=seed)
     with torch.no_grad():
-        pred = model(xte).argmax(dim=1)
+        pred = model(xte.to(cfg.device)).argmax(dim=1).cpu()
     return float((pred == yte).float().mean())
 
 
@@ -702,6 +706,7 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         raise ValueError(f"low_fraction: must be in (0, 1), got {cfg.low_fraction}")
     if cfg.synthesis not in SYNTHESIS_MODES:
         raise ValueError(f"synthesis: expected one of {SYNTHESIS_MODES}, got {cfg.synthesis!r}")
+    cfg = replace(cfg, device=_check_device(cfg.device))
     jobs = int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs: must be >= 1, got {jobs}")
@@ -752,6 +757,22 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         log("wrote " + ", ".join(files))
     return {"rows": rows, "aggregate": agg, "table": table, "realism": realism, "lsn": lsn_status, "files": files,
             "config": cfg, "seconds": secs}
+
+
+def _check_device(device) -> str:
+    """A torch device string that exists here (``"cuda"`` without a GPU is an error, not a fallback)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device: not a torch device: {device!r} ({e})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {device!r}, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type != "cpu":
+        raise ValueError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
+    return str(dev)
 
 
 def _seed_worker(cfg: FivePercentConfig, seed: int, keep_preds: bool, threads: int, quiet: bool):
@@ -809,6 +830,9 @@ def add_experiment_arguments(parser) -> None:
     parser.add_argument("--synthesis", choices=SYNTHESIS_MODES, default=None,
                         help="LSN families: 'carry' (default: the layers keep the separation's residual, noise and "
                              "texture, composed without a detector) or 'render' (denoised layers through a new detector)")
+    parser.add_argument("--device", default=None,
+                        help="where the task models and the realism critic train: 'cpu' (default) or 'cuda[:N]'; "
+                             "data, separation and synthesis stay on the CPU")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNGs")
     parser.add_argument("--jobs", type=int, default=0,
                         help="seeds run at once, one process each (0, the default: as many as CPUs / --threads allow; "
@@ -845,8 +869,10 @@ def run_experiment(args) -> int:
         over["unlabelled"] = False
     if getattr(args, "synthesis", None):
         over["synthesis"] = args.synthesis
+    if getattr(args, "device", None):
+        over["device"] = _check_device(args.device)
     for k, v in over.items():
-        if k not in ("oracle", "unlabelled", "synth_frac", "synthesis") and v < 1:
+        if k not in ("oracle", "unlabelled", "synth_frac", "synthesis", "device") and v < 1:
             raise ValueError(f"--{k.replace('_', '-')}: must be >= 1")
     cfg = replace(cfg, **over)
     seeds = args.seeds if args.seeds else ((0,) if getattr(args, "tiny", False) else (0, 1) if args.quick else (0, 1, 2))
