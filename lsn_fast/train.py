@@ -58,7 +58,7 @@ MASK_THRESHOLD = 0.01  # bone mask = bone layer > this (dimensionless line integ
 LOSS_SCALE = 10.0  # layers are ~0.1–0.6; scale L1 terms to O(0.1–1)
 # Default weights of the loss terms (``--loss-weight NAME=W`` overrides them). ``recon_rel`` is
 # the evaluation's recomposition metric; off by default, the shipped weights' recipe did not use it.
-STAGE1_LOSS_WEIGHTS = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "counts": 1.0, "recon_rel": 0.0}
+STAGE1_LOSS_WEIGHTS = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "counts": 1.0, "recon_rel": 0.0, "lap": 0.0}
 STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01}
 RECON_TARGETS = ("input", "teacher")  # stage 2: what S+U+L is reconstructed towards
 TRAIN_ONLY = ("all", "refine")  # which parameters train (TrainConfig.train_only)
@@ -121,6 +121,14 @@ def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     dy = (a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])
     dx = (a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])
     return dy.abs().mean() + dx.abs().mean()
+
+
+def _lap_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean |Δa − Δb| with the 5-point Laplacian on interior pixels: the fine texture (the
+    highest spatial frequencies), which L1 on values and first differences lets smooth away."""
+    def lap(t):
+        return t[..., :-2, 1:-1] + t[..., 2:, 1:-1] + t[..., 1:-1, :-2] + t[..., 1:-1, 2:] - 4 * t[..., 1:-1, 1:-1]
+    return (lap(a) - lap(b)).abs().mean()
 
 
 _COUNTS = Detector(n0=1.0, noise="none", blur_sigma_px=0.0, electronic_sigma=0.0, scatter=0.0, output="counts")
@@ -202,7 +210,7 @@ class PhantomPool:
 def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device) -> dict:
     g = _gen(cfg.seed, step, 2)
     layers, axis = pool.batch(step, cfg.batch, cfg.crop, g, bone_scale=cfg.bone_scale, soft_scale=cfg.soft_scale)
-    det = random_detector(cfg.batch, g)
+    det = random_detector(cfg.batch, g, None if cfg.scatter is None else {"scatter": tuple(cfg.scatter)})
     st = _stack(layers, pool.spacing_mm, axis)
     image = compose(st, detector=det, seed=_mix(cfg.seed, step, 3))
     return {"image": image.to(device), "layers": layers.to(device), "axis": axis.to(device)}
@@ -224,6 +232,8 @@ def stage1_losses(model: LSN, batch: dict, weights: dict | None = None) -> tuple
         "counts": LOSS_SCALE * (recompose(P, counts=True) - torch.exp(-clean)).abs().mean(),
         # the evaluation's recomposition metric itself (relative L2, so edges weigh more than in the L1 terms)
         "recon_rel": LOSS_SCALE * (nrm(rec - clean) / nrm(clean).clamp_min(1e-6)).mean(),
+        # the layers' fine texture (off by default; what the recomposition error is mostly made of)
+        "lap": LOSS_SCALE * _lap_l1(P, T),
     }
     total = sum(w[k] * v for k, v in terms.items() if w[k])
     return total, {k: float(v.detach()) for k, v in terms.items()}
@@ -461,6 +471,9 @@ class TrainConfig:
     # stage 1: per-sample multipliers of the bone / soft-tissue layers (attenuation randomization)
     bone_scale: tuple = (1.0, 1.0)
     soft_scale: tuple = (1.0, 1.0)
+    # stage 1: the scatter-to-primary range of the random detector (None: DETECTOR_RANGES' 0–0.1);
+    # the same uniform draws are scaled, so the other detector parameters are unchanged
+    scatter: tuple | None = None
     # a full-resolution DenoiseRefiner (0: none; added to an --init model that lacks one) and
     # which parameters train: "all", or "refine" (the rest frozen: sharpen a trained model's D)
     refine_channels: int = 0
@@ -493,6 +506,10 @@ class TrainConfig:
             v = getattr(self, k)
             if not (len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and 0 < v[0] <= v[1]):
                 raise ValueError(f"{k}: expected (lo, hi) with 0 < lo <= hi, got {v!r}")
+        if self.scatter is not None:
+            v = self.scatter
+            if not (len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and 0 <= v[0] <= v[1] < 1):
+                raise ValueError(f"scatter: expected (lo, hi) with 0 <= lo <= hi < 1, got {v!r}")
         if int(self.refine_channels) < 0 or int(self.refine_layers) < 2:
             raise ValueError(f"refine_channels: must be >= 0 (and refine_layers >= 2), got {self.refine_channels}, {self.refine_layers}")
         if self.train_only not in TRAIN_ONLY:
@@ -766,6 +783,8 @@ def add_train_arguments(p) -> None:
                    help="stage 1: multiply each sample's bone layers by U(LO, HI) (bone-density randomization; default 1 1 = off)")
     p.add_argument("--soft-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
                    help="stage 1: multiply each sample's soft-tissue layer by U(LO, HI) (thickness randomization; default off)")
+    p.add_argument("--scatter", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="stage 1: scatter-to-primary range of the random detector (default 0 0.1)")
     p.add_argument("--refine-channels", type=int, default=0, metavar="C",
                    help="add a full-resolution refiner of the denoised image, C channels wide (0: none; added to an "
                         "--init model that has none, its output starting unchanged)")
@@ -814,6 +833,7 @@ def run_train(args) -> int:
                       device=args.device, progress=not args.no_progress, ema=args.ema, log_every=args.log_every,
                       recon_target=args.recon_target, anchor=args.anchor, loss_weights=dict(args.loss_weight),
                       bone_scale=tuple(args.bone_scale), soft_scale=tuple(args.soft_scale),
+                      scatter=None if args.scatter is None else tuple(args.scatter),
                       refine_channels=args.refine_channels, refine_layers=args.refine_layers, train_only=args.train_only)
     t0 = time.perf_counter()
     tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)

@@ -350,6 +350,48 @@ def test_bone_and_soft_scale_randomization():
             _cfg(bone_scale=bad).validate()
 
 
+def test_laplacian_loss_term_sees_texture_that_the_others_barely_do():
+    """The stage-1 ``lap`` term is LOSS_SCALE × mean |Δ(pred) − Δ(true)| (5-point stencil, hand
+    check): a ±0.01 checkerboard error gives 8 × 0.01, a constant offset nothing; it is off by
+    default and enters the total with its weight."""
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 9, 11, generator=g), torch.rand(2, 3, 9, 11, generator=g)
+    lap = lambda t: (t[..., :-2, 1:-1] + t[..., 2:, 1:-1] + t[..., 1:-1, :-2] + t[..., 1:-1, 2:]  # noqa: E731
+                     - 4 * t[..., 1:-1, 1:-1])
+    assert abs(float(T._lap_l1(a, b)) - float((lap(a) - lap(b)).abs().mean())) < 1e-6
+    yy, xx = torch.meshgrid(torch.arange(9), torch.arange(11), indexing="ij")
+    checker = 0.01 * (2.0 * ((yy + xx) % 2) - 1.0)
+    assert abs(float(T._lap_l1(a + checker, a)) - 0.08) < 1e-5  # |Δ checker| = 8 × 0.01
+    assert float(T._lap_l1(a + 0.01, a)) < 1e-6  # a constant offset has no texture
+    cfg = _cfg(steps=1)
+    tr = T.Trainer(cfg)
+    batch = T.stage1_batch(tr.pool, 0, cfg, "cpu")
+    base, terms = T.stage1_losses(tr.model.eval(), batch)
+    assert terms["lap"] > 0 and T.STAGE1_LOSS_WEIGHTS["lap"] == 0.0
+    more, _ = T.stage1_losses(tr.model.eval(), batch, {"lap": 3.0})
+    assert abs(float(more - base) - 3.0 * terms["lap"]) < 1e-4 * max(1.0, float(more))
+
+
+def test_scatter_range_scales_only_the_scatter_draws():
+    """--scatter LO HI: the same uniform draws, rescaled; the other detector parameters and the
+    layers are unchanged; bad ranges are named."""
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    d0 = T.random_detector(5, g1)
+    d1 = T.random_detector(5, g2, {"scatter": (0.0, 0.15)})
+    torch.testing.assert_close(torch.as_tensor(d1.scatter), 1.5 * torch.as_tensor(d0.scatter), rtol=1e-6, atol=1e-7)
+    for k in ("n0", "blur_sigma_px", "electronic_sigma"):
+        assert torch.equal(torch.as_tensor(getattr(d0, k)), torch.as_tensor(getattr(d1, k)))
+    cfg0 = _cfg()
+    pool = T.PhantomPool(cfg0.seed, cfg0.pool, cfg0.phantom_size, cfg0.refresh)
+    a = T.stage1_batch(pool, 2, cfg0, "cpu")
+    b = T.stage1_batch(pool, 2, _cfg(scatter=(0.0, 0.15)), "cpu")
+    assert torch.equal(a["layers"], b["layers"]) and not torch.equal(a["image"], b["image"])
+    for bad in ((0.2, 0.1), (-0.1, 0.1), (0.0, 1.0), (0.1,)):
+        with pytest.raises(ValueError, match="scatter"):
+            _cfg(scatter=bad).validate()
+
+
 def test_stage2_transfer_rejects_bad_options_before_writing(tmp_path):
     from lsn_fast.stage2_transfer import run_stage2_transfer
 
