@@ -1,3 +1,19 @@
+"""Realism of five ways to make LSN families, before texture carry became the experiment's default.
+
+    OMP_NUM_THREADS=1 python realism_variants.py quick SEED   # FivePercentConfig.quick() data
+    OMP_NUM_THREADS=1 python realism_variants.py full SEED    # 128² px at 0.1 mm, 2000 train, realism on 400
+
+Same data, split, RealismCritic and budget as the experiment's realism check (``_realism``), one
+seed per call. Variants (the synthesized class):
+  lsn_detector     the plain LSN layers, moved, through a new training-range detector (the old way);
+  oracle           the phantoms' true layers through a new detector;
+  y_layers_linear  layers carrying their share of the residual (image − layers), moved with linear
+                   interpolation, composed without a detector (what LayerStack.with_residual does);
+  y_layers_cubic   the same with Keys cubic interpolation;
+  D_linear+r_int   plain layers moved sub-pixel, their residual shares moved by the rounded shift;
+  control          σ = 1 px blurred real images (must be near 1).
+Results in README.md beside this file.
+"""
 import sys, time, torch
 import lsn_fast as lf
 from lsn_fast.tasks import experiment as ex
