@@ -235,7 +235,11 @@ class LayerStack:
             (:meth:`resolved_axis`; the noisy ones would give a slightly different estimate), so
             its moves go where the plain stack's would. Its layers carry noise, so they can be
             slightly negative; it is built without validation. Use the plain stack to measure
-            (``shift_for_jsw``, :func:`lsn_fast.measure_jsw`) and this one to compose.
+            (``shift_for_jsw``, :func:`lsn_fast.measure_jsw`) and this one to compose. The plain
+            layers' axis and JSW are also cached on the result, so :func:`lsn_fast.synthesize`
+            and :class:`lsn_fast.JSWStream` fed with it label by the plain layers' geometry
+            (noise in the bone layers would move a measured JSW by ~0.01 mm). A new stack made
+            from it (``.to()``, indexing) measures its own layers again.
         """
         if not isinstance(image, torch.Tensor):
             raise TypeError(f"image: expected a tensor, got {type(image).__name__}")
@@ -254,7 +258,12 @@ class LayerStack:
         soft = self.soft.float() + torch.where(is_air, resid, self.soft.float() * share)
         upper = self.upper.float() + torch.where(is_air, torch.zeros_like(resid), self.upper.float() * share)
         lower = self.lower.float() + torch.where(is_air, torch.zeros_like(resid), self.lower.float() * share)
-        return self._replace(*(t.to(self.dtype) for t in (soft, upper, lower)), axis=self.resolved_axis())
+        from .stream import _bank_geometry
+
+        geometry = _bank_geometry(self)  # (axis, jsw0) of the plain layers, cached on self too
+        out = self._replace(*(t.to(self.dtype) for t in (soft, upper, lower)), axis=geometry[0])
+        out._geometry_cache = geometry
+        return out
 
     def resolved_axis(self) -> torch.Tensor:
         """The axis (B,2) float32: the given one, or estimated from the bone layers."""

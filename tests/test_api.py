@@ -144,6 +144,28 @@ def test_with_residual_texture_moves_with_the_bone(small_stack):
     assert float(torch.roll(tex * frac, -3, dims=1).abs().max()) > 0.02
 
 
+def test_with_residual_labels_by_the_plain_layers_geometry():
+    """Fed a carried stack, ``synthesize`` and ``JSWStream`` use the plain layers' axis and JSW
+    (noisy bone layers would measure differently): the labels equal the plain stream's, and the
+    images differ from the plain ones only by the residual the layers carry."""
+    st, _ = lf.phantom.generate(3, size=64, spacing_mm=0.2, seed=11, tilt_deg=0.0)
+    noise = 0.03 * torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(2))
+    carried = st.with_residual(st.attenuation() + noise)
+    jsw0 = lf.measure_jsw(st)
+    assert float((lf.measure_jsw(lf.LayerStack(carried.soft, carried.upper, carried.lower, 0.2, carried.axis,
+                                              validate=False)) - jsw0).abs().max()) > 1e-4  # the noise moves it
+    imgs, lab = lf.synthesize(carried, torch.tensor([0, 1, 2]), jsw_mm=torch.tensor([1.0, 2.0, 0.5]))
+    plain_imgs, plain_lab = lf.synthesize(st, torch.tensor([0, 1, 2]), jsw_mm=torch.tensor([1.0, 2.0, 0.5]))
+    torch.testing.assert_close(lab, plain_lab)
+    x0, y0, i0 = next(iter(lf.JSWStream(st, batch_size=4, seed=5)))
+    x1, y1, i1 = next(iter(lf.JSWStream(carried, batch_size=4, seed=5)))
+    torch.testing.assert_close(y1, y0)
+    torch.testing.assert_close(i1["jsw0_mm"], jsw0[i1["bank_index"]])
+    same = torch.tensor([0.0, 0.0, 0.0])  # no move: the carried image is the noisy source
+    back, _ = lf.synthesize(carried, torch.tensor([0, 1, 2]), shift_px=same)
+    torch.testing.assert_close(back[:, 0], st.attenuation() + noise, atol=1e-5, rtol=0)
+
+
 def test_with_residual_bad_input(small_stack):
     with pytest.raises(TypeError, match="image"):
         small_stack.with_residual(small_stack.attenuation().numpy())
