@@ -64,6 +64,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lsn_fast.stream import _bank_geometry
+
 from ._common import fit, mixed_source, naive_augment, normalize_images, tensor_source
 from .jsn import quantify_jsn, train_jsn_model
 from .jsw_regression import predict_jsw, train_jsw_regressor
@@ -207,7 +209,8 @@ class Synthesizer:
         self.labels = labels.float()
         self.cfg = cfg
         self.ranges = det_ranges
-        self.j0 = lf.measure_jsw(self.bank)
+        # measured once and cached on the bank: with_residual reuses it for the carried layers
+        self.j0 = _bank_geometry(self.bank)[1]
         self.n_measurable = int(torch.isfinite(self.j0).sum())
         self.carries_texture = images is not None
         if self.carries_texture:
@@ -236,22 +239,21 @@ class Synthesizer:
         params = _detector_params(g, B, self.ranges)
         seed = int(torch.randint(0, 2**62, (1,), generator=g))
         si = torch.arange(B, dtype=torch.int64)
-        if self.carries_texture:  # the source's own noise and texture ride on the layers: no detector
-            if self.reposes:
-                angle, flip = self._pose if self._pose is not None else self._draw_pose(B, g)
-                st = self.posed_layers(idx, target, angle, flip, reposition)
-            else:
-                st = self.bank[idx].shifted((target - self.labels[idx]) / sp)
-                if reposition is not None:
-                    st = _translate_stack(st, reposition)
-            return lf.compose(st).float()
+
+        def detector(sel=None):  # carried layers hold their source's own noise and texture: no detector
+            return None if self.carries_texture else _detector(params, sel)
+
         if self.reposes:
             angle, flip = self._pose if self._pose is not None else self._draw_pose(B, g)
             st = self.posed_layers(idx, target, angle, flip, reposition)
-            return lf.compose(st, detector=_detector(params), seed=seed, sample_index=si)
+            return lf.compose(st, detector=detector(), seed=seed, sample_index=si)
         shift = (target - self.labels[idx]) / sp
         j0 = self.j0[idx]
-        fast = torch.isfinite(j0) & (j0 + shift * sp >= 0) if reposition is None else torch.zeros(B, dtype=torch.bool)
+        # the fused path where it is legal; carried banks always take the reference path (the one
+        # their committed results were made with)
+        fast = torch.isfinite(j0) & (j0 + shift * sp >= 0)
+        if reposition is not None or self.carries_texture:
+            fast = torch.zeros(B, dtype=torch.bool)
         out = torch.empty(B, 1, *self.bank.shape[1:])
         if bool(fast.any()):
             imgs, _ = lf.synthesize(self.bank, idx[fast], shift_px=shift[fast], detector=_detector(params, fast),
@@ -262,7 +264,7 @@ class Synthesizer:
             st = self.bank[idx[slow]].shifted(shift[slow])
             if reposition is not None:
                 st = _translate_stack(st, reposition[slow])
-            out[slow] = lf.compose(st, detector=_detector(params, slow), seed=seed, sample_index=si[slow])
+            out[slow] = lf.compose(st, detector=detector(slow), seed=seed, sample_index=si[slow])
         return out
 
     def jsw_batch(self, batch: int, g: torch.Generator, entries: torch.Tensor | None = None):
@@ -870,9 +872,9 @@ def run_experiment(args) -> int:
     if getattr(args, "synthesis", None):
         over["synthesis"] = args.synthesis
     if getattr(args, "device", None):
-        over["device"] = _check_device(args.device)
-    for k, v in over.items():
-        if k not in ("oracle", "unlabelled", "synth_frac", "synthesis", "device") and v < 1:
+        over["device"] = args.device  # checked by run_five_percent
+    for k in ("steps", "n_train", "n_test"):
+        if k in over and over[k] < 1:
             raise ValueError(f"--{k.replace('_', '-')}: must be >= 1")
     cfg = replace(cfg, **over)
     seeds = args.seeds if args.seeds else ((0,) if getattr(args, "tiny", False) else (0, 1) if args.quick else (0, 1, 2))
