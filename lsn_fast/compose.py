@@ -64,15 +64,22 @@ def _sample_index(sample_index, batch: int, device) -> torch.Tensor:
     return si.to(device=device, dtype=torch.int64)
 
 
-def _bank_geometry(bank: LayerStack) -> tuple[torch.Tensor, torch.Tensor]:
-    """(axis (N,2), jsw0 (N,) mm) of a bank, measured once and cached on the object."""
+def _bank_geometry(bank: LayerStack, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """(axis (N,2), jsw0 (N,) mm) float32 on the bank's device, measured in chunks once and
+    cached on the object. The one place a bank's geometry is measured: :func:`synthesize`,
+    :class:`lsn_fast.JSWStream`, :meth:`LayerStack.with_residual` and the exporters share it."""
     cache = getattr(bank, "_geometry_cache", None)
     if cache is None:
         from .jsw import measure_jsw
 
-        axis = bank.resolved_axis()
-        with_axis = LayerStack(bank.soft, bank.upper, bank.lower, bank.spacing_mm, axis, validate=False)
-        cache = (axis, measure_jsw(with_axis).to(torch.float32))
+        axes, jsws = [], []
+        for b0 in range(0, bank.batch_size, chunk):
+            sub = bank[b0:b0 + chunk]
+            ax = sub.resolved_axis()
+            axes.append(ax)
+            jsws.append(measure_jsw(LayerStack(sub.soft, sub.upper, sub.lower, sub.spacing_mm, ax, validate=False))
+                        .to(torch.float32))
+        cache = (torch.cat(axes), torch.cat(jsws))
         bank._geometry_cache = cache
     return cache
 

@@ -47,7 +47,7 @@ def _sha256(path: str) -> str:
 
 def _bank_fingerprint(stream: JSWStream) -> str:
     """sha256 of the bank's shape, dtype, spacing, measured geometry and a strided subsample."""
-    from .stream import _bank_geometry
+    from .compose import _bank_geometry
 
     bank = stream.bank
     h = hashlib.sha256()

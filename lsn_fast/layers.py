@@ -174,12 +174,21 @@ class LayerStack:
             yield self[i]
 
     def to(self, *args, **kwargs) -> "LayerStack":
-        """Like ``Tensor.to``: device and/or dtype for the layers (the axis stays float32)."""
+        """Like ``Tensor.to``: device and/or dtype for the layers (the axis stays float32).
+
+        A geometry already measured on this stack (axis and JSW, cached by
+        :func:`lsn_fast.synthesize`, :class:`lsn_fast.JSWStream` and :meth:`with_residual`) goes
+        along, moved to the new device and kept in float32: it describes the anatomy, not the
+        storage, so a carried stack converted to bf16 still labels by its plain layers."""
         s, u, l = (t.to(*args, **kwargs) for t in (self.soft, self.upper, self.lower))
         if s.dtype not in _LAYER_DTYPES:
             raise TypeError(f"dtype: layers must be floating point, got {s.dtype}")
         axis = None if self.axis is None else self.axis.to(device=s.device)
-        return LayerStack(s, u, l, self.spacing_mm, axis, validate=False)
+        out = LayerStack(s, u, l, self.spacing_mm, axis, validate=False)
+        cache = getattr(self, "_geometry_cache", None)
+        if cache is not None:
+            out._geometry_cache = tuple(t.to(device=s.device) for t in cache)
+        return out
 
     def contiguous(self) -> "LayerStack":
         return self._replace(*(t.contiguous() for t in (self.soft, self.upper, self.lower)))
@@ -238,8 +247,8 @@ class LayerStack:
             (``shift_for_jsw``, :func:`lsn_fast.measure_jsw`) and this one to compose. The plain
             layers' axis and JSW are also cached on the result, so :func:`lsn_fast.synthesize`
             and :class:`lsn_fast.JSWStream` fed with it label by the plain layers' geometry
-            (noise in the bone layers would move a measured JSW by ~0.01 mm). A new stack made
-            from it (``.to()``, indexing) measures its own layers again.
+            (noise in the bone layers would move a measured JSW by ~0.01 mm). ``.to()`` keeps
+            that cache; a stack made from it otherwise (indexing, moves) measures its own layers.
         """
         if not isinstance(image, torch.Tensor):
             raise TypeError(f"image: expected a tensor, got {type(image).__name__}")
@@ -258,7 +267,7 @@ class LayerStack:
         soft = self.soft.float() + torch.where(is_air, resid, self.soft.float() * share)
         upper = self.upper.float() + torch.where(is_air, torch.zeros_like(resid), self.upper.float() * share)
         lower = self.lower.float() + torch.where(is_air, torch.zeros_like(resid), self.lower.float() * share)
-        from .stream import _bank_geometry
+        from .compose import _bank_geometry
 
         geometry = _bank_geometry(self)  # (axis, jsw0) of the plain layers, cached on self too
         out = self._replace(*(t.to(self.dtype) for t in (soft, upper, lower)), axis=geometry[0])
@@ -311,7 +320,7 @@ class LayerStack:
             flip: bool or (B,) bool tensor: mirror left–right first (the tilt changes sign).
         Returns:
             A new LayerStack (bilinear, border padding, computed in float32, same dtype), with
-            the transformed axis stored on it.
+            the transformed axis stored on it. Values are not clamped (see :meth:`stretched`).
         """
         from .reference import rotate_about_centre
 
@@ -329,10 +338,55 @@ class LayerStack:
             fl = fl.expand(B)
         L = torch.stack([self.soft, self.upper, self.lower], 1).to(torch.float32)
         L = rotate_about_centre(L, -ang, fl)  # the helper turns counter-clockwise for positive angles
-        L = L.clamp_min(0.0).to(self.dtype)  # bilinear weights are >= 0; clamp guards rounding
+        # no clamp: bilinear weights are >= 0, so plain layers stay >= 0, and carried layers
+        # (with_residual) keep their negative noise
+        L = L.to(self.dtype)
         tilt = angle_from_axis(self.resolved_axis().to(dev))
         axis = axis_from_angle(torch.where(fl, -tilt, tilt) + ang).to(dev)
         return LayerStack(L[:, 0], L[:, 1], L[:, 2], self.spacing_mm, axis, validate=False)
+
+    def stretched(self, scale) -> "LayerStack":
+        """Scale the joint across its axis: bone and finger widths × ``scale``, about the image
+        centre, with distances along the axis (and so the JSW) unchanged up to interpolation.
+
+        With :meth:`scaled`, a way to make anatomies the source images do not contain (wider or
+        narrower bones) while the JSW label stays known.
+
+        Args:
+            scale: float or (B,) tensor, > 0 (e.g. 0.9–1.1).
+        Returns:
+            A new LayerStack (bilinear, border padding, computed in float32, same dtype) with the
+            resolved axis stored on it. Values are not clamped: carried layers
+            (:meth:`with_residual`) may hold negative noise.
+        """
+        from .reference import stretch_across_axis
+
+        s = per_sample(scale, "scale", self.batch_size, device=self.device, min_value=0.0, min_inclusive=False)
+        if not bool(torch.isfinite(s).all()):
+            raise ValueError("scale: contains NaN or Inf")
+        axis = self.resolved_axis().to(self.device)
+        L = torch.stack([self.soft, self.upper, self.lower], 1).to(torch.float32)
+        L = stretch_across_axis(L, axis, s).to(self.dtype)
+        return LayerStack(L[:, 0], L[:, 1], L[:, 2], self.spacing_mm, axis, validate=False)
+
+    def scaled(self, soft=1.0, upper=1.0, lower=1.0) -> "LayerStack":
+        """Multiply each layer by its own factor: denser or lighter bones (e.g. periarticular
+        osteopenia: ``upper`` and ``lower`` < 1), thicker or thinner soft tissue. The geometry
+        and the axis are kept, so is the JSW (:func:`lsn_fast.measure_jsw` normalizes each bone's
+        profile).
+
+        Args:
+            soft, upper, lower: float or (B,) tensor, >= 0, dimensionless factors.
+        Returns:
+            A new LayerStack (same dtype, axis kept).
+        """
+        f = [per_sample(v, n, self.batch_size, device=self.device, min_value=0.0)
+             for v, n in ((soft, "soft"), (upper, "upper"), (lower, "lower"))]
+        for t, n in zip(f, ("soft", "upper", "lower")):
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{n}: contains NaN or Inf")
+        return self._replace(*((layer.float() * t[:, None, None]).to(self.dtype)
+                               for layer, t in zip((self.soft, self.upper, self.lower), f)))
 
     def with_jsw(self, jsw_mm, *, bone: str = "upper", interp: str = "linear") -> "LayerStack":
         """Move a bone along the axis so that :func:`lsn_fast.measure_jsw` gives ``jsw_mm``.

@@ -111,6 +111,34 @@ def rotate_about_centre(x: torch.Tensor, angle_deg: torch.Tensor, flip: torch.Te
     return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def stretch_across_axis(x: torch.Tensor, axis: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Scale (B,C,H,W) images by ``scale`` perpendicular to ``axis`` about their centres.
+
+    Distances along ``axis`` are unchanged, so a gap measured along the axis (the JSW) is kept
+    while the widths across it (bones, finger) become ``scale`` times as large. Bilinear, border
+    padding (``grid_sample``, ``align_corners=False``), like :func:`rotate_about_centre`.
+
+    Args:
+        x: (B,C,H,W) float32.
+        axis: (B,2) unit vectors ``(dy, dx)``.
+        scale: (B,) > 0; 1 returns the input up to grid rounding.
+    Returns:
+        (B,C,H,W) float32.
+    """
+    B, C, H, W = x.shape
+    ax = axis.to(x.device, torch.float32)
+    nx, ny = ax[:, 0], -ax[:, 1]  # the unit normal to (dx, dy) = (ax[:, 1], ax[:, 0]), as (x, y)
+    k = 1.0 / scale.to(x.device, torch.float32) - 1.0
+    # output pixel p -> input p + k (p·n) n, in pixels about the centre; normalized: D^-1 M D
+    theta = torch.zeros(B, 2, 3, device=x.device, dtype=torch.float32)
+    theta[:, 0, 0] = 1.0 + k * nx * nx
+    theta[:, 0, 1] = k * nx * ny * (H / W)
+    theta[:, 1, 0] = k * nx * ny * (W / H)
+    theta[:, 1, 1] = 1.0 + k * ny * ny
+    grid = torch.nn.functional.affine_grid(theta, [B, C, H, W], align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def gaussian_weights(sigma: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Normalized 1-D Gaussian taps per sample.
 

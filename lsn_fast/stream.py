@@ -94,6 +94,7 @@ from typing import Iterator
 
 import torch
 
+from .compose import _bank_geometry
 from .detector import PARAM_COLUMNS, Detector
 from .layers import LayerStack
 from .philox import MASK32, philox4x32, split_seed
@@ -277,24 +278,6 @@ def make_bank(source=None, *, n: int | None = None, size=256, spacing_mm: float 
             kw["device"] = device
         bank = bank.to(**kw)
     return bank
-
-
-def _bank_geometry(bank: LayerStack, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """(axis (N,2), jsw0 (N,)) float32 on the bank's device, measured in chunks and cached on the
-    bank exactly as :func:`lsn_fast.synthesize` caches it (so both agree)."""
-    cache = getattr(bank, "_geometry_cache", None)
-    if cache is None:
-        from .jsw import measure_jsw
-
-        axes, jsws = [], []
-        for b0 in range(0, bank.batch_size, chunk):
-            sub = bank[b0:b0 + chunk]
-            ax = sub.resolved_axis()
-            axes.append(ax)
-            jsws.append(measure_jsw(LayerStack(sub.soft, sub.upper, sub.lower, sub.spacing_mm, ax, validate=False)).to(torch.float32))
-        cache = (torch.cat(axes), torch.cat(jsws))
-        bank._geometry_cache = cache
-    return cache
 
 
 # ----------------------------------------------------------------------------------- augment

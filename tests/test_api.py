@@ -161,6 +161,12 @@ def test_with_residual_labels_by_the_plain_layers_geometry():
     x1, y1, i1 = next(iter(lf.JSWStream(carried, batch_size=4, seed=5)))
     torch.testing.assert_close(y1, y0)
     torch.testing.assert_close(i1["jsw0_mm"], jsw0[i1["bank_index"]])
+    # the cache follows .to(): a bf16 carried bank still labels by the plain float32 geometry
+    # (measured on its own noisy bf16 layers, jsw0 would be up to ~0.05 mm off here)
+    half = carried.to(torch.bfloat16)
+    x2, y2, i2 = next(iter(lf.JSWStream(half, batch_size=4, seed=5)))
+    torch.testing.assert_close(y2, y0)
+    torch.testing.assert_close(i2["jsw0_mm"], jsw0[i2["bank_index"]])
     same = torch.tensor([0.0, 0.0, 0.0])  # no move: the carried image is the noisy source
     back, _ = lf.synthesize(carried, torch.tensor([0, 1, 2]), shift_px=same)
     torch.testing.assert_close(back[:, 0], st.attenuation() + noise, atol=1e-5, rtol=0)

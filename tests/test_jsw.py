@@ -277,6 +277,86 @@ def test_rotated_keeps_jsw_and_moves_the_estimated_axis(angle, rot, flip, gap_px
     assert abs(float(measure_jsw(out)[0]) - float(measure_jsw(stk)[0])) < 0.15 * 0.1
 
 
+def test_rotated_keeps_negative_carried_values():
+    """Carried layers (``with_residual``) hold negative noise; re-posing must not clip it (a
+    clamp would bias the noise of every re-posed carried family)."""
+    g = torch.Generator().manual_seed(3)
+    L = torch.randn(2, 3, 21, 21, generator=g)
+    stk = LayerStack(L[:, 0], L[:, 1], L[:, 2], 0.1, axis=axis_from_angle(torch.tensor([0.0, 5.0])), validate=False)
+    torch.testing.assert_close(_layers(stk.rotated(0.0, flip=True)), L.flip(-1), atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------- stretched / scaled
+@settings(max_examples=30, deadline=None)
+@given(angle=st.floats(-40, 40), scale=st.floats(0.8, 1.25), H=st.integers(21, 40), W=st.integers(21, 40),
+       B=st.integers(1, 3), transpose=st.booleans())
+def test_stretched_maps_linear_fields_exactly(angle, scale, H, W, B, transpose):
+    """Independent reference: bilinear resampling is exact on linear fields. A ramp along the
+    normal to the axis, ``f = (p − c)·n``, becomes ``f / scale``; a ramp along the axis is
+    unchanged (distances along the axis are kept). Checked away from the borders (edge
+    clamping), on odd, non-square, non-contiguous inputs and B = 1."""
+    ax = axis_from_angle(torch.full((B,), angle))
+    dy, dx = ax[:, 0].view(B, 1, 1).double(), ax[:, 1].view(B, 1, 1).double()
+    y = torch.arange(H, dtype=torch.float64).view(1, H, 1) + 0.5 - H / 2
+    x = torch.arange(W, dtype=torch.float64).view(1, 1, W) + 0.5 - W / 2
+    across = (x * dy - y * dx).float()  # (p − c)·n with n ⟂ (dy, dx)
+    along = (y * dy + x * dx).float()
+    if transpose:  # same values, non-contiguous memory
+        across, along = across.transpose(1, 2).contiguous().transpose(1, 2), along.transpose(1, 2).contiguous().transpose(1, 2)
+        assert not across.is_contiguous() or H == 1
+    stk = LayerStack(across, along, torch.zeros_like(along), 0.1, axis=ax, validate=False)
+    out = stk.stretched(scale)
+    assert out.shape == stk.shape and out.dtype == stk.dtype
+    torch.testing.assert_close(out.axis, ax)
+    r = 0.5 * min(H, W) * min(1.0, scale) - 2.0  # inner disc whose sources stay inside the image
+    inner = (x ** 2 + y ** 2).float() <= r * r
+    inner = inner.expand(B, H, W)
+    torch.testing.assert_close(out.soft[inner], (across / scale)[inner], atol=2e-4, rtol=0)
+    torch.testing.assert_close(out.upper[inner], along[inner], atol=2e-4, rtol=0)
+    torch.testing.assert_close(stk.stretched(1.0).soft, across, atol=1e-4, rtol=0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(angle=st.floats(-15, 15), scale=st.floats(0.85, 1.15), gap_px=st.floats(3.0, 12.0), H=st.integers(64, 81))
+def test_stretched_keeps_jsw_and_scales_the_width(angle, scale, gap_px, H):
+    """Bones of exact pixel coverage: the JSW is kept (within 0.05 px) and a bone's mass, which
+    is its width times its length along the axis, scales by ``scale`` (within 2 %)."""
+    stk = make_stack(H, H, angle, gap_px, 0.0, 0.0, 0.1, half_width=0.25 * H)
+    out = stk.stretched(scale)
+    assert abs(float(measure_jsw(out)[0]) - float(measure_jsw(stk)[0])) < 0.05 * 0.1
+    ratio = float(out.upper.sum() / stk.upper.sum())
+    assert abs(ratio / scale - 1) < 0.02
+
+
+def test_scaled_multiplies_each_layer_and_keeps_the_jsw():
+    stk = make_stack(48, 48, 7.0, 6.0, 0.0, 0.0, 0.1)
+    two = LayerStack.cat([stk, stk])
+    out = two.scaled(soft=torch.tensor([0.5, 1.0]), upper=1.2, lower=torch.tensor([0.8, 0.0]))
+    torch.testing.assert_close(out.soft, two.soft * torch.tensor([0.5, 1.0]).view(2, 1, 1))
+    torch.testing.assert_close(out.upper, two.upper * 1.2)
+    torch.testing.assert_close(out.lower[0], two.lower[0] * 0.8)
+    assert float(out.lower[1].abs().max()) == 0.0
+    torch.testing.assert_close(out.axis, two.axis)
+    assert abs(float(measure_jsw(out)[0]) - float(measure_jsw(two)[0])) < 1e-4
+    half = two.to(torch.bfloat16).scaled(upper=0.5)
+    assert half.dtype == torch.bfloat16
+
+
+def test_stretched_and_scaled_bad_input():
+    stk = make_stack(32, 32, 0.0, 4.0, 0.0, 0.0, 0.1)
+    for bad in (0.0, -1.0, torch.tensor([1.0, 1.0])):
+        with pytest.raises(ValueError, match="scale"):
+            stk.stretched(bad)
+    with pytest.raises(ValueError, match="scale"):
+        stk.stretched(float("nan"))
+    with pytest.raises(ValueError, match="upper"):
+        stk.scaled(upper=-0.1)
+    with pytest.raises(ValueError, match="soft"):
+        stk.scaled(soft=float("inf"))
+    with pytest.raises(TypeError, match="lower"):
+        stk.scaled(lower=True)
+
+
 def test_rotated_bad_input():
     stk = make_stack(32, 32, 0.0, 4.0, 0.0, 0.0, 0.1)
     with pytest.raises(ValueError, match="angle_deg"):

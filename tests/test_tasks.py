@@ -232,6 +232,39 @@ def test_svdh_classifier(small_set):
 
 
 # ----------------------------------------------------------------------------- experiment (plumbing, not the claim)
+def test_synthesizer_integer_moves_are_exact_copies_labelled_by_the_jsw_reached():
+    """``moves="integer"``: the upper bone moves by whole pixels only (an exact copy of the
+    layer, edge-clamped), the label is the JSW the move reaches (the true layers' measured JSW
+    agrees within 0.01 mm on tilted joints), no label is negative, and the other modes leave the
+    target alone."""
+    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+
+    st, info = lf.phantom.generate(6, size=64, spacing_mm=0.2, seed=21, tilt_deg=(-10.0, 10.0))
+    cfg = FivePercentConfig.tiny()
+    syn = Synthesizer(st, info["jsw_mm"], cfg, moves="integer")
+    idx = torch.tensor([0, 1, 2, 3, 4, 5, 2])
+    target = torch.tensor([0.0, 0.05, 0.7, 1.33, 2.2, 2.95, 0.0])
+    t, d = syn.snap(idx, target)
+    assert d.shape == (7, 2) and bool((d == torch.round(d)).all()) and bool((t >= 0).all())
+    assert float((t - target).abs().max()) <= 0.75 * 0.2 + 0.2 + 1e-6  # rounding, or one pixel wider
+    moved = syn.posed_layers(idx, t, None, None, disp=d)
+    for k in range(7):  # an exact copy: the layer read at whole-pixel offsets (interior)
+        dy, dx = int(d[k, 0]), int(d[k, 1])
+        src = st.upper[idx[k]]
+        want = src[max(0, -dy):64 - max(0, dy), max(0, -dx):64 - max(0, dx)]
+        got = moved.upper[k][max(0, dy):64 - max(0, -dy), max(0, dx):64 - max(0, -dx)]
+        assert torch.equal(got, want)
+    torch.testing.assert_close(lf.measure_jsw(moved), t, atol=0.01, rtol=0)
+    x, lab = syn.jsw_batch(5, torch.Generator().manual_seed(4))
+    assert x.shape == (5, 1, 64, 64) and bool((lab >= 0).all())
+    a, b, dj = syn.pair_batch(3, torch.Generator().manual_seed(5))
+    assert a.shape == b.shape == (3, 1, 64, 64) and dj.shape == (3,)
+    same = Synthesizer(st, info["jsw_mm"], cfg)
+    assert same.snap(idx, target)[1] is None and torch.equal(same.snap(idx, target)[0], target)
+    with pytest.raises(ValueError, match="moves"):
+        Synthesizer(st, info["jsw_mm"], cfg, moves="nearest")
+
+
 def test_synthesizer_layer_pose_keeps_the_label(phantoms):
     """(c4)'s re-posed joints: after the move to the target JSW, the repositioning and the
     flip/rotation, the layers' measured JSW is the label (true layers as the bank: within
@@ -243,16 +276,30 @@ def test_synthesizer_layer_pose_keeps_the_label(phantoms):
     g = torch.Generator().manual_seed(1)
     idx = torch.tensor([0, 3, 5, 7, 2])
     target = torch.tensor([0.3, 1.1, 2.0, 2.9, 0.05])
-    angle, flip = syn._draw_pose(5, g)
+    pose = syn._draw_pose(5, g)
+    angle, flip = pose["angle_deg"], pose["flip"]
+    assert set(pose) == {"angle_deg", "flip"}  # no anatomy draws: the pose-only stream is unchanged
     assert bool(flip.any()) and not bool(flip.all()) and float(angle.abs().max()) <= 12.0
     rep = torch.tensor([[1.5, -2.0], [0.0, 1.0], [-1.0, 0.5], [2.0, 2.0], [0.0, 0.0]])
     out = syn.posed_layers(idx, target, angle, flip, reposition=rep)
     torch.testing.assert_close(lf.measure_jsw(out), target, atol=0.02, rtol=0)
+    # new anatomies (stretch across the axis, per-layer density) keep the label too
+    ana = Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), rotate_deg=12.0, stretch=0.15, density=0.2)
+    pose = ana._draw_pose(5, g)
+    assert float((pose["stretch"] - 1).abs().max()) <= 0.15 and pose["density"].shape == (3, 5)
+    out = ana.posed_layers(idx, target, reposition=rep, **pose)
+    torch.testing.assert_close(lf.measure_jsw(out), target, atol=0.02, rtol=0)
+    plain_out = syn.posed_layers(idx, target, pose["angle_deg"], pose["flip"], reposition=rep)
+    ratio = out.upper.sum(dim=(1, 2)) / plain_out.upper.sum(dim=(1, 2))  # ≈ stretch × upper density
+    torch.testing.assert_close(ratio, pose["stretch"] * pose["density"][1], rtol=0.03, atol=0)
+    for bad in ({"stretch": 0.5}, {"density": -0.1}, {"stretch": True}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), **bad)
     plain = Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny())
     assert syn.reposes and not plain.reposes
     seen = []
     orig = syn._render
-    syn._render = lambda idx, t, g, reposition=None: seen.append(syn._pose) or orig(idx, t, g, reposition)
+    syn._render = lambda idx, t, g, reposition=None, disp=None: seen.append(syn._pose) or orig(idx, t, g, reposition, disp)
     a, b, d = syn.pair_batch(4, torch.Generator().manual_seed(2))
     assert a.shape == b.shape == (4, 1, 96, 96) and d.shape == (4,)
     assert seen[0] is seen[1] and syn._pose is None
@@ -355,9 +402,11 @@ def test_experiment_cli_arguments(tmp_path):
         args = p.parse_args(["--tiny", "--out", str(tmp_path), "--device", bad])
         with pytest.raises(ValueError, match="device"):
             run_experiment(args)
-    args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synthesis", "render", "--device", "cpu", "--no-plots"])
-    assert args.synthesis == "render" and run_experiment(args) == 0
+    args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synthesis", "render", "--device", "cpu", "--no-plots",
+                         "--moves", "integer"])
+    assert args.synthesis == "render" and args.moves == "integer" and run_experiment(args) == 0
     assert "synthesis=render" in (tmp_path / "table.md").read_text()
+    assert "moves=integer" in (tmp_path / "table.md").read_text()
 
 
 def test_five_percent_seeds_in_processes_give_the_same_rows():

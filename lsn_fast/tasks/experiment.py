@@ -64,7 +64,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lsn_fast.stream import _bank_geometry
+from lsn_fast.compose import _bank_geometry
 
 from ._common import fit, mixed_source, naive_augment, normalize_images, tensor_source
 from .jsn import quantify_jsn, train_jsn_model
@@ -102,6 +102,9 @@ class FivePercentConfig:
     # (noise, texture) and are composed without a detector; "render" = the denoised layers go
     # through a newly drawn detector (Synthesizer)
     synthesis: str = "carry"
+    # how a family's bone is moved (Synthesizer): "linear" / "cubic" sub-pixel moves along the
+    # axis, or "integer" whole-pixel moves (no interpolation blur; labels are the JSW reached)
+    moves: str = "linear"
     # where the task models and the realism critic train ("cpu", "cuda", "cuda:1"); data,
     # separation and synthesis stay on the CPU (the LSN separates each bank once)
     device: str = "cpu"
@@ -171,6 +174,9 @@ def _make_set(cfg: FivePercentConfig, n: int, seed: int, tilt, det_ranges, g: to
             "grade": svdh_grade(jsw0, cfg.reference_jsw_mm)}
 
 
+MOVE_MODES = ("linear", "cubic", "integer")
+
+
 class Synthesizer:
     """Re-synthesizes labelled images from a bank of separated joints (LSN or true layers).
 
@@ -185,6 +191,18 @@ class Synthesizer:
     a JSN pair share the pose (the real follow-ups differ from their baselines only by the
     repositioning shift).
 
+    ``stretch`` / ``density`` make anatomies the bank does not contain, at the layer level where
+    the JSW label stays known: the joint is scaled across its axis by a factor uniform in
+    ``1 ± stretch`` (:meth:`LayerStack.stretched`: bone and finger widths change, the JSW does
+    not) and each layer is multiplied by its own factor uniform in ``1 ± density``
+    (:meth:`LayerStack.scaled`: bone density, soft-tissue thickness). Both visits of a pair share
+    them (one anatomy).
+
+    ``moves``: how the upper bone is moved to a new JSW. ``"linear"`` / ``"cubic"``: along the
+    axis by the exact sub-pixel amount (:meth:`LayerStack.shifted`), which smooths the moved
+    bone's edge and its carried noise; ``"integer"``: whole-pixel moves only (:meth:`snap`), an
+    exact copy, with the label the JSW actually reached.
+
     ``images`` (N,1,H,W), the images the bank was separated from, switch on *texture carry*:
     the bank becomes :meth:`LayerStack.with_residual` of them (each layer takes its share of
     the noise and texture the separation left in the residual) and new images are composed
@@ -193,14 +211,23 @@ class Synthesizer:
     is measured on the plain layers."""
 
     def __init__(self, bank, labels: torch.Tensor, cfg: FivePercentConfig, det_ranges=TRAIN_DETECTOR,
-                 rotate_deg: float = 0.0, hflip: float = 0.0, images: torch.Tensor | None = None):
+                 rotate_deg: float = 0.0, hflip: float = 0.0, images: torch.Tensor | None = None,
+                 stretch: float = 0.0, density: float = 0.0, moves: str = "linear"):
         import lsn_fast as lf
 
         if not (isinstance(rotate_deg, (int, float)) and 0.0 <= rotate_deg <= 45.0):
             raise ValueError(f"rotate_deg: must lie in [0, 45], got {rotate_deg!r}")
         if not (isinstance(hflip, (int, float)) and 0.0 <= hflip <= 1.0):
             raise ValueError(f"hflip: must be a probability in [0, 1], got {hflip!r}")
+        for name, v in (("stretch", stretch), ("density", density)):
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v < 0.5):
+                raise ValueError(f"{name}: must be a relative half-range in [0, 0.5), got {v!r}")
         self.rotate_deg, self.hflip = float(rotate_deg), float(hflip)
+        self.stretch, self.density = float(stretch), float(density)
+        if moves not in MOVE_MODES:
+            raise ValueError(f"moves: expected one of {list(MOVE_MODES)}, got {moves!r}")
+        self.moves = moves
+        self.interp = "cubic" if moves == "cubic" else "linear"  # integer moves are exact copies
         self._pose = None  # a drawn (angle, flip) shared by both visits of a pair
 
         axis = bank.resolved_axis() if bank.axis is None else bank.axis
@@ -218,20 +245,66 @@ class Synthesizer:
 
     @property
     def reposes(self) -> bool:
-        return self.rotate_deg > 0 or self.hflip > 0
+        return self.rotate_deg > 0 or self.hflip > 0 or self.stretch > 0 or self.density > 0
 
-    def _draw_pose(self, B: int, g: torch.Generator):
-        return (torch.rand(B, generator=g) * 2 - 1) * self.rotate_deg, torch.rand(B, generator=g) < self.hflip
+    def _draw_pose(self, B: int, g: torch.Generator) -> dict:
+        pose = {"angle_deg": (torch.rand(B, generator=g) * 2 - 1) * self.rotate_deg,
+                "flip": torch.rand(B, generator=g) < self.hflip}
+        if self.stretch > 0 or self.density > 0:  # drawn only when used: the pose-only streams stay as they were
+            pose["stretch"] = 1 + (torch.rand(B, generator=g) * 2 - 1) * self.stretch
+            pose["density"] = 1 + (torch.rand(3, B, generator=g) * 2 - 1) * self.density
+        return pose
 
-    def posed_layers(self, idx, target, angle_deg, flip, reposition=None):
-        """The layers of bank entries ``idx`` (B,) moved to JSW ``target`` (B,) mm, translated by
-        ``reposition`` (B,2) px if given, then flipped/rotated (:meth:`LayerStack.rotated`)."""
-        st = self.bank[idx].shifted((target - self.labels[idx]) / self.bank.spacing_mm)
+    def snap(self, idx, target):
+        """``moves="integer"``: the nearest target JSW that a whole-pixel move of the upper bone
+        reaches. The move along the axis is rounded per component to whole pixels ``d`` (B,2),
+        an exact copy with no interpolation blur of the bone or of its carried noise; the JSW
+        changes by ``(d·axis)·spacing`` (the rest, ≤ 0.5 px per component, slides the bone across
+        the axis, which leaves the JSW as measured within ~0.002 mm on phantoms). A move that
+        would close the joint below 0 is rounded one pixel wider. Other modes: ``(target, None)``.
+
+        Returns ``(target (B,) mm, d (B,2) px or None)``."""
+        if self.moves != "integer":
+            return target, None
+        ax, lab, sp = self.bank.axis[idx], self.labels[idx], self.bank.spacing_mm
+        s = (target - lab) / sp
+        d = torch.round(s[:, None] * ax)
+        t = lab + (d * ax).sum(dim=1) * sp
+        wider = t < 0
+        if bool(wider.any()):
+            d = torch.where(wider[:, None], torch.round((s + 1)[:, None] * ax), d)
+            t = lab + (d * ax).sum(dim=1) * sp
+        return t.clamp_min(0.0), d
+
+    def _moved(self, idx, target, disp=None):
+        """Bank entries ``idx`` with the upper bone moved to JSW ``target``, or by the whole-pixel
+        displacement ``disp`` (B,2) from :meth:`snap`."""
+        import lsn_fast as lf
+        from lsn_fast.reference import translate
+
+        st = self.bank[idx]
+        if disp is None:
+            return st.shifted((target - self.labels[idx]) / self.bank.spacing_mm, interp=self.interp)
+        return lf.LayerStack(st.soft, translate(st.upper, disp).to(st.dtype), st.lower, st.spacing_mm, st.axis,
+                             validate=False)
+
+    def posed_layers(self, idx, target, angle_deg, flip, reposition=None, stretch=None, density=None, disp=None):
+        """The layers of bank entries ``idx`` (B,) moved to JSW ``target`` (B,) mm (by ``disp``
+        (B,2) px if given, see :meth:`snap`), translated by ``reposition`` (B,2) px if given,
+        stretched across the axis by ``stretch`` (B,) and each layer scaled by ``density`` (3,B)
+        (soft, upper, lower) if given, then flipped/rotated (:meth:`LayerStack.rotated`)."""
+        st = self._moved(idx, target, disp)
         if reposition is not None:
             st = _translate_stack(st, reposition)
+        if stretch is not None:
+            st = st.stretched(stretch)
+        if density is not None:
+            st = st.scaled(*density)
+        if self.rotate_deg == 0 and self.hflip == 0:  # nothing to turn: spare the resampling
+            return st
         return st.rotated(angle_deg, flip=flip)
 
-    def _render(self, idx, target, g, reposition=None):
+    def _render(self, idx, target, g, reposition=None, disp=None):
         import lsn_fast as lf
 
         B = idx.shape[0]
@@ -244,24 +317,24 @@ class Synthesizer:
             return None if self.carries_texture else _detector(params, sel)
 
         if self.reposes:
-            angle, flip = self._pose if self._pose is not None else self._draw_pose(B, g)
-            st = self.posed_layers(idx, target, angle, flip, reposition)
+            pose = self._pose if self._pose is not None else self._draw_pose(B, g)
+            st = self.posed_layers(idx, target, reposition=reposition, disp=disp, **pose)
             return lf.compose(st, detector=detector(), seed=seed, sample_index=si)
         shift = (target - self.labels[idx]) / sp
         j0 = self.j0[idx]
         # the fused path where it is legal; carried banks always take the reference path (the one
         # their committed results were made with)
         fast = torch.isfinite(j0) & (j0 + shift * sp >= 0)
-        if reposition is not None or self.carries_texture:
+        if reposition is not None or self.carries_texture or disp is not None:
             fast = torch.zeros(B, dtype=torch.bool)
         out = torch.empty(B, 1, *self.bank.shape[1:])
         if bool(fast.any()):
             imgs, _ = lf.synthesize(self.bank, idx[fast], shift_px=shift[fast], detector=_detector(params, fast),
-                                    seed=seed, sample_index=si[fast])
+                                    interp=self.interp, seed=seed, sample_index=si[fast])
             out[fast] = imgs
         slow = ~fast
         if bool(slow.any()):
-            st = self.bank[idx[slow]].shifted(shift[slow])
+            st = self._moved(idx[slow], target[slow], None if disp is None else disp[slow])
             if reposition is not None:
                 st = _translate_stack(st, reposition[slow])
             out[slow] = lf.compose(st, detector=detector(slow), seed=seed, sample_index=si[slow])
@@ -272,8 +345,8 @@ class Synthesizer:
             idx = torch.randint(0, self.bank.batch_size, (batch,), generator=g)
         else:
             idx = entries[torch.randint(0, entries.numel(), (batch,), generator=g)]
-        target = _uniform(g, batch, *self.cfg.jsw_range)
-        return self._render(idx, target, g), target
+        target, disp = self.snap(idx, _uniform(g, batch, *self.cfg.jsw_range))
+        return self._render(idx, target, g, disp=disp), target
 
     def grade_batch(self, batch: int, g: torch.Generator):
         x, t = self.jsw_batch(batch, g)
@@ -285,9 +358,12 @@ class Synthesizer:
         d = torch.minimum(_uniform(g, batch, *self.cfg.jsn_range), ja)
         jb = (ja - d).clamp_min(0.0)
         rep = (torch.rand(batch, 2, generator=g) * 2 - 1) * self.cfg.reposition_px
+        (ja, da), (jb, db) = self.snap(idx, ja), self.snap(idx, jb)
+        if self.moves == "integer":  # the repositioning too: no interpolation of the carried noise
+            rep = torch.round(rep)
         self._pose = self._draw_pose(batch, g) if self.reposes else None
         try:
-            return self._render(idx, ja, g), self._render(idx, jb, g, reposition=rep), (ja - jb)
+            return self._render(idx, ja, g, disp=da), self._render(idx, jb, g, reposition=rep, disp=db), (ja - jb)
         finally:
             self._pose = None
 
@@ -326,7 +402,8 @@ def _unlabelled_synthesizer(train: dict, order: torch.Tensor, n_low: int, lsn, c
     mae = float((labels[hidden] - truth[hidden]).abs().mean()) if bool(hidden.any()) else float("nan")
     kept = torch.nonzero(keep).flatten()
     carry = images[kept] if cfg.synthesis == "carry" else None
-    return Synthesizer(bank[kept], labels[keep].float(), cfg, images=carry), (float(coef[0]), float(coef[1]), mae)
+    return (Synthesizer(bank[kept], labels[keep].float(), cfg, images=carry, moves=cfg.moves),
+            (float(coef[0]), float(coef[1]), mae))
 
 
 # ----------------------------------------------------------------------------- arms
@@ -494,14 +571,14 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     carry = train["base"][low] if cfg.synthesis == "carry" else None
     if lsn is not None:
         bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
-        synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg, images=carry)
+        synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg, images=carry, moves=cfg.moves)
         if carry is not None:  # for the realism record: the same layers through a new detector
-            rendered = Synthesizer(bank, train["jsw"][low], cfg)
+            rendered = Synthesizer(bank, train["jsw"][low], cfg, moves=cfg.moves)
         log(f"[seed {seed}] LSN-separated {n_low} images; JSW measurable on {synths['lsn'].n_measurable}/{n_low} "
             "separated stacks (the rest re-synthesized via shifted+compose)")
     if cfg.oracle or lsn is None:
         # the true layers have no residual to carry: always rendered through a detector
-        synths["oracle"] = Synthesizer(oracle_bank, train["jsw"][low], cfg)
+        synths["oracle"] = Synthesizer(oracle_bank, train["jsw"][low], cfg, moves=cfg.moves)
     unlab = None
     if lsn is not None and cfg.unlabelled:
         tu = time.perf_counter()
@@ -513,7 +590,7 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     main_name = "LSN synth" if lsn is not None else "oracle-separation synth"
     main_bank = bank if lsn is not None else oracle_bank
     posed = Synthesizer(main_bank, synths[main].labels, cfg, rotate_deg=cfg.pose_rotate_deg, hflip=cfg.pose_hflip,
-                        images=carry if main == "lsn" else None)
+                        images=carry if main == "lsn" else None, moves=cfg.moves)
 
     rows, preds = [], {}
     low_pct = f"{100 * cfg.low_fraction:g}%"
@@ -708,6 +785,8 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         raise ValueError(f"low_fraction: must be in (0, 1), got {cfg.low_fraction}")
     if cfg.synthesis not in SYNTHESIS_MODES:
         raise ValueError(f"synthesis: expected one of {SYNTHESIS_MODES}, got {cfg.synthesis!r}")
+    if cfg.moves not in MOVE_MODES:
+        raise ValueError(f"moves: expected one of {MOVE_MODES}, got {cfg.moves!r}")
     cfg = replace(cfg, device=_check_device(cfg.device))
     jobs = int(jobs)
     if jobs < 1:
@@ -832,6 +911,9 @@ def add_experiment_arguments(parser) -> None:
     parser.add_argument("--synthesis", choices=SYNTHESIS_MODES, default=None,
                         help="LSN families: 'carry' (default: the layers keep the separation's residual, noise and "
                              "texture, composed without a detector) or 'render' (denoised layers through a new detector)")
+    parser.add_argument("--moves", choices=MOVE_MODES, default=None,
+                        help="how a family's bone is moved: 'linear' (default) or 'cubic' sub-pixel moves along the "
+                             "axis, or 'integer' whole-pixel moves (exact copies, no interpolation blur)")
     parser.add_argument("--device", default=None,
                         help="where the task models and the realism critic train: 'cpu' (default) or 'cuda[:N]'; "
                              "data, separation and synthesis stay on the CPU")
@@ -871,6 +953,8 @@ def run_experiment(args) -> int:
         over["unlabelled"] = False
     if getattr(args, "synthesis", None):
         over["synthesis"] = args.synthesis
+    if getattr(args, "moves", None):
+        over["moves"] = args.moves
     if getattr(args, "device", None):
         over["device"] = args.device  # checked by run_five_percent
     for k in ("steps", "n_train", "n_test"):
