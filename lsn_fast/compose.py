@@ -126,7 +126,9 @@ def synthesize(
         detector: :class:`Detector`, or None for the noiseless attenuation image.
         seed: noise seed in [0, 2**64).
         backend: ``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"`` or ``"cuda"``.
-        bone: which bone moves, ``"upper"`` or ``"lower"``.
+        bone: which bone moves, ``"upper"`` or ``"lower"``; ``"both"`` moves each by half the
+            shift, keeping the gap centred (:meth:`LayerStack.shifted`; the moves run in
+            PyTorch before the fused pass, which then only composes).
         interp: ``"linear"`` or ``"cubic"``.
         sample_index: (B,) int64 global sample indices for the noise (default ``arange(B)``).
         out_dtype: float32, float16 or bfloat16.
@@ -154,11 +156,23 @@ def synthesize(
         target = jsw0 + shift * bank.spacing_mm
         if bool((target < 0).any()):
             raise ValueError(f"shift_px: would make JSW < 0 (min {float(target.min()):.4f} mm); bones may not interpenetrate")
+    si = _sample_index(sample_index, B, bank.device)
+    if bone == "both":
+        moved = _both_moved(bank.soft.index_select(0, index), bank.upper.index_select(0, index),
+                            bank.lower.index_select(0, index), bank.spacing_mm, axis, shift, interp)
+        zero = torch.zeros(B, 2, device=bank.device)
+        images = _run(moved, torch.arange(B, device=bank.device), zero, detector, seed, si, False, interp, out_dtype, backend)
+        return images, target.to(torch.float32)
     sign = -1.0 if bone == "lower" else 1.0
     disp = sign * shift[:, None] * axis
-    si = _sample_index(sample_index, B, bank.device)
     images = _run(bank, index, disp, detector, seed, si, bone == "lower", interp, out_dtype, backend)
     return images, target.to(torch.float32)
+
+
+def _both_moved(soft, upper, lower, spacing_mm, axis, shift, interp) -> LayerStack:
+    """``bone="both"``: each bone moved by half the shift (the fused ops move one layer)."""
+    st = LayerStack(soft, upper, lower, spacing_mm, axis, validate=False)
+    return st.shifted(shift, bone="both", interp=interp)
 
 
 def compose(
@@ -216,8 +230,12 @@ def compose(
     else:
         shift = torch.zeros(B, device=stack.device)
         axis = stack.axis if stack.axis is not None else torch.tensor([[-1.0, 0.0]], device=stack.device).expand(B, 2)
-    sign = -1.0 if bone == "lower" else 1.0
-    disp = sign * shift[:, None] * axis.to(shift.device)
     index = torch.arange(B, device=stack.device, dtype=torch.int64)
     si = _sample_index(sample_index, B, stack.device)
+    if bone == "both":
+        moved = _both_moved(stack.soft, stack.upper, stack.lower, stack.spacing_mm, axis.to(shift.device), shift, interp)
+        zero = torch.zeros(B, 2, device=stack.device)
+        return _run(moved, index, zero, detector, seed, si, False, interp, out_dtype, backend)
+    sign = -1.0 if bone == "lower" else 1.0
+    disp = sign * shift[:, None] * axis.to(shift.device)
     return _run(stack, index, disp, detector, seed, si, bone == "lower", interp, out_dtype, backend)

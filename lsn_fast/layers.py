@@ -283,12 +283,16 @@ class LayerStack:
         return estimate_axis(self)
 
     def shifted(self, shift_px, *, bone: str = "upper", interp: str = "linear") -> "LayerStack":
-        """Move one bone layer by ``shift_px`` pixels along the joint axis.
+        """Move a bone layer by ``shift_px`` pixels along the joint axis.
 
         Args:
             shift_px: float or (B,) tensor, px. Positive opens the joint (the upper bone moves
                 along ``axis``, the lower bone against it).
-            bone: ``"upper"`` or ``"lower"``.
+            bone: ``"upper"``, ``"lower"`` or ``"both"``: each bone moves half the shift, so the
+                gap's centre stays where it was. Crops centred on the joint (what a joint
+                detector gives, and the phantoms) keep the gap at the centre whatever the JSW;
+                a one-bone move shifts the gap by half the change, a cue a model trained on
+                real crops reads as a different JSW.
             interp: ``"linear"`` or ``"cubic"`` (Keys, a = −0.5). Borders are edge-clamped.
         Returns:
             A new LayerStack (same dtype; interpolation is done in float32). The axis used is
@@ -298,7 +302,11 @@ class LayerStack:
 
         shift = per_sample(shift_px, "shift_px", self.batch_size, device=self.device)
         axis = self.resolved_axis()
-        disp = shift[:, None] * axis * (1.0 if _check_bone(bone) == "upper" else -1.0)
+        if _check_bone(bone) == "both":
+            half = 0.5 * shift[:, None] * axis
+            up = translate(self.upper, half, interp=interp).to(self.upper.dtype)
+            return self._replace(upper=up, lower=translate(self.lower, -half, interp=interp).to(self.lower.dtype), axis=axis)
+        disp = shift[:, None] * axis * (1.0 if bone == "upper" else -1.0)
         layer = self.upper if bone == "upper" else self.lower
         moved = translate(layer, disp, interp=interp).to(layer.dtype)
         if bone == "upper":
@@ -461,7 +469,10 @@ class LayerStack:
         return st if device is None else st.to(device)
 
 
+BONES = ("upper", "lower", "both")
+
+
 def _check_bone(bone: str) -> str:
-    if bone not in ("upper", "lower"):
-        raise ValueError(f"bone: expected 'upper' or 'lower', got {bone!r}")
+    if bone not in BONES:
+        raise ValueError(f"bone: expected 'upper', 'lower' or 'both', got {bone!r}")
     return bone

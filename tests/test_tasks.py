@@ -259,6 +259,17 @@ def test_synthesizer_integer_moves_are_exact_copies_labelled_by_the_jsw_reached(
     assert x.shape == (5, 1, 64, 64) and bool((lab >= 0).all())
     a, b, dj = syn.pair_batch(3, torch.Generator().manual_seed(5))
     assert a.shape == b.shape == (3, 1, 64, 64) and dj.shape == (3,)
+    both = Synthesizer(st, info["jsw_mm"], cfg, moves="integer", bone="both")  # each bone moves d, in opposite senses
+    t2, d2 = both.snap(idx, target)
+    assert bool((d2 == torch.round(d2)).all()) and bool((t2 >= 0).all())
+    moved2 = both.posed_layers(idx, t2, None, None, disp=d2)
+    torch.testing.assert_close(lf.measure_jsw(moved2), t2, atol=0.01, rtol=0)
+    lin = Synthesizer(st, info["jsw_mm"], cfg, bone="both")
+    torch.testing.assert_close(lf.measure_jsw(lin.posed_layers(idx, target, None, None)), target, atol=0.01, rtol=0)
+    x, lab = lin.jsw_batch(4, torch.Generator().manual_seed(6))
+    assert x.shape == (4, 1, 64, 64)
+    with pytest.raises(ValueError, match="bone"):
+        Synthesizer(st, info["jsw_mm"], cfg, bone="lower")
     same = Synthesizer(st, info["jsw_mm"], cfg)
     assert same.snap(idx, target)[1] is None and torch.equal(same.snap(idx, target)[0], target)
     with pytest.raises(ValueError, match="moves"):
@@ -403,10 +414,10 @@ def test_experiment_cli_arguments(tmp_path):
         with pytest.raises(ValueError, match="device"):
             run_experiment(args)
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synthesis", "render", "--device", "cpu", "--no-plots",
-                         "--moves", "integer"])
-    assert args.synthesis == "render" and args.moves == "integer" and run_experiment(args) == 0
+                         "--moves", "integer", "--bone", "both"])
+    assert args.synthesis == "render" and args.moves == "integer" and args.bone == "both" and run_experiment(args) == 0
     assert "synthesis=render" in (tmp_path / "table.md").read_text()
-    assert "moves=integer" in (tmp_path / "table.md").read_text()
+    assert "moves=integer, bone=both" in (tmp_path / "table.md").read_text()
 
 
 def test_five_percent_seeds_in_processes_give_the_same_rows():

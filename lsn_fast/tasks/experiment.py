@@ -105,6 +105,9 @@ class FivePercentConfig:
     # how a family's bone is moved (Synthesizer): "linear" / "cubic" sub-pixel moves along the
     # axis, or "integer" whole-pixel moves (no interpolation blur; labels are the JSW reached)
     moves: str = "linear"
+    # which bone a family moves: "upper", or "both" (half each: the gap stays centred in the crop,
+    # as in every real crop; a one-bone move shifts it by half the JSW change)
+    bone: str = "upper"
     # where the task models and the realism critic train ("cpu", "cuda", "cuda:1"); data,
     # separation and synthesis stay on the CPU (the LSN separates each bank once)
     device: str = "cpu"
@@ -175,6 +178,7 @@ def _make_set(cfg: FivePercentConfig, n: int, seed: int, tilt, det_ranges, g: to
 
 
 MOVE_MODES = ("linear", "cubic", "integer")
+BONE_MODES = ("upper", "both")
 
 
 class Synthesizer:
@@ -201,7 +205,9 @@ class Synthesizer:
     ``moves``: how the upper bone is moved to a new JSW. ``"linear"`` / ``"cubic"``: along the
     axis by the exact sub-pixel amount (:meth:`LayerStack.shifted`), which smooths the moved
     bone's edge and its carried noise; ``"integer"``: whole-pixel moves only (:meth:`snap`), an
-    exact copy, with the label the JSW actually reached.
+    exact copy, with the label the JSW actually reached. ``bone``: ``"upper"`` moves the upper
+    bone only; ``"both"`` moves each bone half (:meth:`LayerStack.shifted`), so the gap stays
+    where it is in the crop, as in real joint-centred crops.
 
     ``images`` (N,1,H,W), the images the bank was separated from, switch on *texture carry*:
     the bank becomes :meth:`LayerStack.with_residual` of them (each layer takes its share of
@@ -212,7 +218,7 @@ class Synthesizer:
 
     def __init__(self, bank, labels: torch.Tensor, cfg: FivePercentConfig, det_ranges=TRAIN_DETECTOR,
                  rotate_deg: float = 0.0, hflip: float = 0.0, images: torch.Tensor | None = None,
-                 stretch: float = 0.0, density: float = 0.0, moves: str = "linear"):
+                 stretch: float = 0.0, density: float = 0.0, moves: str = "linear", bone: str = "upper"):
         import lsn_fast as lf
 
         if not (isinstance(rotate_deg, (int, float)) and 0.0 <= rotate_deg <= 45.0):
@@ -227,6 +233,9 @@ class Synthesizer:
         if moves not in MOVE_MODES:
             raise ValueError(f"moves: expected one of {list(MOVE_MODES)}, got {moves!r}")
         self.moves = moves
+        if bone not in BONE_MODES:
+            raise ValueError(f"bone: expected one of {list(BONE_MODES)}, got {bone!r}")
+        self.bone = bone
         self.interp = "cubic" if moves == "cubic" else "linear"  # integer moves are exact copies
         self._pose = None  # a drawn (angle, flip) shared by both visits of a pair
 
@@ -267,13 +276,14 @@ class Synthesizer:
         if self.moves != "integer":
             return target, None
         ax, lab, sp = self.bank.axis[idx], self.labels[idx], self.bank.spacing_mm
+        k = 2.0 if self.bone == "both" else 1.0  # "both": each bone moves d, the gap changes by 2d
         s = (target - lab) / sp
-        d = torch.round(s[:, None] * ax)
-        t = lab + (d * ax).sum(dim=1) * sp
+        d = torch.round(s[:, None] * ax / k)
+        t = lab + k * (d * ax).sum(dim=1) * sp
         wider = t < 0
         if bool(wider.any()):
-            d = torch.where(wider[:, None], torch.round((s + 1)[:, None] * ax), d)
-            t = lab + (d * ax).sum(dim=1) * sp
+            d = torch.where(wider[:, None], torch.round((s + k)[:, None] * ax / k), d)
+            t = lab + k * (d * ax).sum(dim=1) * sp
         return t.clamp_min(0.0), d
 
     def _moved(self, idx, target, disp=None):
@@ -284,8 +294,9 @@ class Synthesizer:
 
         st = self.bank[idx]
         if disp is None:
-            return st.shifted((target - self.labels[idx]) / self.bank.spacing_mm, interp=self.interp)
-        return lf.LayerStack(st.soft, translate(st.upper, disp).to(st.dtype), st.lower, st.spacing_mm, st.axis,
+            return st.shifted((target - self.labels[idx]) / self.bank.spacing_mm, bone=self.bone, interp=self.interp)
+        lower = translate(st.lower, -disp).to(st.dtype) if self.bone == "both" else st.lower
+        return lf.LayerStack(st.soft, translate(st.upper, disp).to(st.dtype), lower, st.spacing_mm, st.axis,
                              validate=False)
 
     def posed_layers(self, idx, target, angle_deg, flip, reposition=None, stretch=None, density=None, disp=None):
@@ -330,7 +341,7 @@ class Synthesizer:
         out = torch.empty(B, 1, *self.bank.shape[1:])
         if bool(fast.any()):
             imgs, _ = lf.synthesize(self.bank, idx[fast], shift_px=shift[fast], detector=_detector(params, fast),
-                                    interp=self.interp, seed=seed, sample_index=si[fast])
+                                    interp=self.interp, seed=seed, sample_index=si[fast], bone=self.bone)
             out[fast] = imgs
         slow = ~fast
         if bool(slow.any()):
@@ -402,7 +413,7 @@ def _unlabelled_synthesizer(train: dict, order: torch.Tensor, n_low: int, lsn, c
     mae = float((labels[hidden] - truth[hidden]).abs().mean()) if bool(hidden.any()) else float("nan")
     kept = torch.nonzero(keep).flatten()
     carry = images[kept] if cfg.synthesis == "carry" else None
-    return (Synthesizer(bank[kept], labels[keep].float(), cfg, images=carry, moves=cfg.moves),
+    return (Synthesizer(bank[kept], labels[keep].float(), cfg, images=carry, moves=cfg.moves, bone=cfg.bone),
             (float(coef[0]), float(coef[1]), mae))
 
 
@@ -571,14 +582,14 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     carry = train["base"][low] if cfg.synthesis == "carry" else None
     if lsn is not None:
         bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
-        synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg, images=carry, moves=cfg.moves)
+        synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg, images=carry, moves=cfg.moves, bone=cfg.bone)
         if carry is not None:  # for the realism record: the same layers through a new detector
-            rendered = Synthesizer(bank, train["jsw"][low], cfg, moves=cfg.moves)
+            rendered = Synthesizer(bank, train["jsw"][low], cfg, moves=cfg.moves, bone=cfg.bone)
         log(f"[seed {seed}] LSN-separated {n_low} images; JSW measurable on {synths['lsn'].n_measurable}/{n_low} "
             "separated stacks (the rest re-synthesized via shifted+compose)")
     if cfg.oracle or lsn is None:
         # the true layers have no residual to carry: always rendered through a detector
-        synths["oracle"] = Synthesizer(oracle_bank, train["jsw"][low], cfg, moves=cfg.moves)
+        synths["oracle"] = Synthesizer(oracle_bank, train["jsw"][low], cfg, moves=cfg.moves, bone=cfg.bone)
     unlab = None
     if lsn is not None and cfg.unlabelled:
         tu = time.perf_counter()
@@ -590,7 +601,7 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     main_name = "LSN synth" if lsn is not None else "oracle-separation synth"
     main_bank = bank if lsn is not None else oracle_bank
     posed = Synthesizer(main_bank, synths[main].labels, cfg, rotate_deg=cfg.pose_rotate_deg, hflip=cfg.pose_hflip,
-                        images=carry if main == "lsn" else None, moves=cfg.moves)
+                        images=carry if main == "lsn" else None, moves=cfg.moves, bone=cfg.bone)
 
     rows, preds = [], {}
     low_pct = f"{100 * cfg.low_fraction:g}%"
@@ -787,6 +798,8 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         raise ValueError(f"synthesis: expected one of {SYNTHESIS_MODES}, got {cfg.synthesis!r}")
     if cfg.moves not in MOVE_MODES:
         raise ValueError(f"moves: expected one of {MOVE_MODES}, got {cfg.moves!r}")
+    if cfg.bone not in BONE_MODES:
+        raise ValueError(f"bone: expected one of {BONE_MODES}, got {cfg.bone!r}")
     cfg = replace(cfg, device=_check_device(cfg.device))
     jobs = int(jobs)
     if jobs < 1:
@@ -914,6 +927,9 @@ def add_experiment_arguments(parser) -> None:
     parser.add_argument("--moves", choices=MOVE_MODES, default=None,
                         help="how a family's bone is moved: 'linear' (default) or 'cubic' sub-pixel moves along the "
                              "axis, or 'integer' whole-pixel moves (exact copies, no interpolation blur)")
+    parser.add_argument("--bone", choices=BONE_MODES, default=None,
+                        help="which bone a family moves: 'upper' (default) or 'both' (half each, so the gap stays "
+                             "centred in the crop as in real crops)")
     parser.add_argument("--device", default=None,
                         help="where the task models and the realism critic train: 'cpu' (default) or 'cuda[:N]'; "
                              "data, separation and synthesis stay on the CPU")
@@ -955,6 +971,8 @@ def run_experiment(args) -> int:
         over["synthesis"] = args.synthesis
     if getattr(args, "moves", None):
         over["moves"] = args.moves
+    if getattr(args, "bone", None):
+        over["bone"] = args.bone
     if getattr(args, "device", None):
         over["device"] = args.device  # checked by run_five_percent
     for k in ("steps", "n_train", "n_test"):
