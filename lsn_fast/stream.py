@@ -102,7 +102,7 @@ from .reference import rotate_about_centre
 
 __all__ = ["JSWStream", "Augment", "GRADE_EDGES", "bank_from_phantoms", "make_bank", "bank_memory_bytes", "BONES"]
 
-BONES = ("upper", "lower", "random")
+BONES = ("upper", "lower", "random", "both")
 _STREAM_WORD = 1  # counter word 3: 0 = detector noise, 1 = the stream's per-sample draws
 _F_MAIN, _F_DET_A, _F_DET_B, _F_AUG, _F_GRADE = 0, 1, 2, 3, 4
 _N_FIELDS = 5
@@ -361,7 +361,10 @@ class JSWStream(torch.utils.data.IterableDataset):
         jsw_sampler: callable ``f(u) -> jsw_mm`` on (B,) float64 uniforms in (0, 1) (must act
             elementwise), or a ``torch.distributions.Distribution`` with ``icdf``.
         grade_balanced: targets uniform over JSN grades 0–4 relative to each entry's JSW0.
-        bone: ``"upper"``, ``"lower"`` or ``"random"`` (50/50 per sample).
+        bone: ``"upper"``, ``"lower"``, ``"random"`` (50/50 per sample) or ``"both"`` (each
+            bone moves half the shift, so the gap stays centred in the crop as in real
+            joint-centred crops; the two moves run in PyTorch before the fused pass, so this
+            mode moves about 2× the bytes of a one-bone mode).
         bank_index: None (entry uniform over the bank's entries with a measurable JSW), a 1-D
             int sequence/tensor (fixed order: sample k uses ``bank_index[k % len]``), or a
             callable ``f(u) -> (B,) int64`` entries from (B,) float64 uniforms.
@@ -378,7 +381,7 @@ class JSWStream(torch.utils.data.IterableDataset):
 
     Yields ``(images, jsw_mm, info)``; images and labels on ``device``, ``info`` on the CPU::
 
-        index (B,) int64 global sample indices      bank_index (B,) int64     bone (B,) int64: 0 upper, 1 lower
+        index (B,) int64 global sample indices      bank_index (B,) int64     bone (B,) int64: 0 upper, 1 lower, 2 both
         jsw0_mm (B,) baseline JSW of the entry       shift_px (B,) float32     grade (B,) int64 (0–4)
         detector: {field: (B,) float32} (if a detector is used)
         augment: {hflip (B,) bool, rotate_deg, intensity_scale, intensity_shift} (if augment)
@@ -596,7 +599,7 @@ class JSWStream(torch.utils.data.IterableDataset):
         if self.bone == "random":
             bone = _word(w, _F_MAIN, 1) >> 31
         else:
-            bone = torch.full((B,), 1 if self.bone == "lower" else 0, dtype=torch.int64)
+            bone = torch.full((B,), {"upper": 0, "lower": 1, "both": 2}[self.bone], dtype=torch.int64)
         jsw0 = self._jsw0_cpu[entry]
         # target JSW
         u = _uniform(_word(w, _F_MAIN, 2))
@@ -660,6 +663,7 @@ class JSWStream(torch.utils.data.IterableDataset):
         B = d["index"].shape[0]
         entry = d["bank_index"]
         disp_all = (torch.where(d["bone"] == 1, -1.0, 1.0) * d["shift_px"])[:, None] * self._axis_cpu[entry]
+        both = d["bone"] == 2
         bank = self.bank
         det = self.detector
         synth_dtype = torch.float32 if self.augment is not None else self.out_dtype
@@ -679,8 +683,11 @@ class JSWStream(torch.utils.data.IterableDataset):
             sel = torch.nonzero(mask).flatten() if len(groups) > 1 else None
             pick = (lambda t: t) if sel is None else (lambda t: t.index_select(0, sel))  # noqa: E731
             params = None if d["params"] is None else self._to_device(pick(d["params"]).contiguous())
+            src, disp, group_layers = pick(src_index), pick(disp_all), layers
+            if bool(pick(both).any()):  # a group is all-"both" or none: move both bones here, compose unmoved
+                group_layers, src, disp = self._both_moved(layers, src, disp)
             img = synthesize_op(
-                *layers, self._to_device(pick(src_index)), self._to_device(pick(disp_all).to(torch.float32).contiguous()),
+                *group_layers, self._to_device(src), self._to_device(disp.to(torch.float32).contiguous()),
                 params, self._to_device(pick(d["index"])), move_lower, seed_to_signed(self.seed),
                 0 if det is None else det.noise_mode, 0 if det is None else det.output_mode,
                 INTERP_MODES[self.interp], 0.5 if det is None else float(det.min_counts), synth_dtype, self.backend,
@@ -695,20 +702,33 @@ class JSWStream(torch.utils.data.IterableDataset):
             out = self._apply_augment(out, d["augment"]).to(self.out_dtype)
         return out
 
+    def _both_moved(self, layers, src, disp):
+        """``bone="both"``: the selected entries with the upper bone moved by ``disp / 2`` and the
+        lower bone by ``−disp / 2`` (reference translation, in float32, back to the bank's dtype);
+        returns ``(layers, index, zero displacement)`` for the fused pass."""
+        from .reference import translate
+
+        idx = self._to_device(src)
+        half = self._to_device(0.5 * disp.to(torch.float32))
+        soft, upper, lower = (t.index_select(0, idx) for t in layers)
+        moved = [soft, translate(upper, half, interp=self.interp).to(upper.dtype),
+                 translate(lower, -half, interp=self.interp).to(lower.dtype)]
+        return moved, torch.arange(idx.shape[0], dtype=torch.int64), torch.zeros_like(disp)
+
     def _groups(self, d: dict) -> list[tuple[torch.Tensor, bool]]:
         """Split a batch into op calls: one per moving bone and, where per-sample blur widths are
         drawn, per Gaussian radius ``ceil(3σ)``. The reference's taps no longer depend on the
         batch, but the triton backend picks its blur path (fused tile bucket, or the wide multi-pass
         path) and its scatter path from the largest radius in a call: grouping keeps every sample on
         the same code path, and so its pixels bit-identical, whatever batch it is drawn in."""
-        key = d["bone"].clone()  # 0 upper, 1 lower: bit 0 of the key
+        key = d["bone"].clone()  # 0 upper, 1 lower, 2 both: bits 0-1 of the key
         p = d["params"]
         if p is not None and ({"blur_sigma_px", "scatter_sigma_px", "scatter"} & set(self.detector_ranges)):
             rb = torch.ceil(3.0 * p[:, PARAM_COLUMNS.index("blur_sigma_px")]).to(torch.int64)
             rs = torch.ceil(3.0 * p[:, PARAM_COLUMNS.index("scatter_sigma_px")]).to(torch.int64)
             rs = torch.where(p[:, PARAM_COLUMNS.index("scatter")] > 0, rs, 0)
-            key = key + 2 * (rb * (1 << 20) + rs)
-        return [(key == u, bool(u % 2)) for u in torch.unique(key).tolist()]
+            key = key + 4 * (rb * (1 << 20) + rs)
+        return [(key == u, u % 4 == 1) for u in torch.unique(key).tolist()]
 
     def _apply_augment(self, x: torch.Tensor, a: dict) -> torch.Tensor:
         flip = self._to_device(a["hflip"]).view(-1, 1, 1, 1)

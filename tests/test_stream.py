@@ -205,7 +205,7 @@ def test_set_epoch_gives_fresh_indices(bank):
 
 
 # ------------------------------------------------------------------------------ labels
-@pytest.mark.parametrize("bone", ["upper", "lower"])
+@pytest.mark.parametrize("bone", ["upper", "lower", "both"])
 def test_labels_match_measured_jsw_of_moved_layers(bank, bone):
     s = JSWStream(bank, 8, jsw_mm=(0.4, 2.5), bone=bone, num_samples=8)
     _, jsw, info = next(iter(s))
@@ -218,6 +218,20 @@ def test_labels_match_measured_jsw_of_moved_layers(bank, bone):
     # the noiseless image is the composite of the moved layers
     img, _, info2 = JSWStream(bank, 8, jsw_mm=(0.4, 2.5), bone=bone).generate(info["index"])
     assert torch.allclose(img[:, 0], moved.attenuation(), atol=1e-5)
+
+
+def test_both_bones_samples_do_not_depend_on_the_batch(bank):
+    """``bone="both"`` takes its own path (both moves in PyTorch, then the fused pass): a
+    sample's pixels must still be a pure function of (seed, k), whatever batch it is drawn in,
+    with per-sample detector draws; and its bone code is 2."""
+    kw = dict(jsw_mm=(0.2, 2.5), bone="both", detector=lf.Detector(), seed=9,
+              detector_ranges={"n0": (2e3, 2e4, "log"), "blur_sigma_px": (0.3, 1.2)})
+    a = collect(JSWStream(bank, 5, num_samples=10, **kw))
+    b = collect(JSWStream(bank, 3, num_samples=10, **kw))
+    for k in a:
+        assert torch.equal(a[k][0], b[k][0]) and a[k][3] == 2
+    up = collect(JSWStream(bank, 5, num_samples=10, **dict(kw, bone="upper")))
+    assert any(not torch.equal(a[k][0], up[k][0]) for k in a)
 
 
 def test_grade_balanced_is_uniform_and_consistent(bank):

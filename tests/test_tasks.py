@@ -259,11 +259,18 @@ def test_synthesizer_integer_moves_are_exact_copies_labelled_by_the_jsw_reached(
     assert x.shape == (5, 1, 64, 64) and bool((lab >= 0).all())
     a, b, dj = syn.pair_batch(3, torch.Generator().manual_seed(5))
     assert a.shape == b.shape == (3, 1, 64, 64) and dj.shape == (3,)
-    both = Synthesizer(st, info["jsw_mm"], cfg, moves="integer", bone="both")  # each bone moves d, in opposite senses
+    both = Synthesizer(st, info["jsw_mm"], cfg, moves="integer", bone="both")  # the whole-pixel move split between the bones
     t2, d2 = both.snap(idx, target)
     assert bool((d2 == torch.round(d2)).all()) and bool((t2 >= 0).all())
     moved2 = both.posed_layers(idx, t2, None, None, disp=d2)
     torch.testing.assert_close(lf.measure_jsw(moved2), t2, atol=0.01, rtol=0)
+    up, low = Synthesizer._split(d2)
+    torch.testing.assert_close(up + low, d2)
+    assert bool(((up - low).abs() <= 1).all())  # centred within half a pixel per component
+    k = int(torch.nonzero((low.abs().sum(1) > 0)).flatten()[0])  # an entry whose lower bone moved
+    dy, dx = -int(low[k, 0]), -int(low[k, 1])
+    want = st.lower[idx[k]][max(0, -dy):64 - max(0, dy), max(0, -dx):64 - max(0, dx)]
+    assert torch.equal(moved2.lower[k][max(0, dy):64 - max(0, -dy), max(0, dx):64 - max(0, -dx)], want)
     lin = Synthesizer(st, info["jsw_mm"], cfg, bone="both")
     torch.testing.assert_close(lf.measure_jsw(lin.posed_layers(idx, target, None, None)), target, atol=0.01, rtol=0)
     x, lab = lin.jsw_batch(4, torch.Generator().manual_seed(6))

@@ -269,22 +269,30 @@ class Synthesizer:
         reaches. The move along the axis is rounded per component to whole pixels ``d`` (B,2),
         an exact copy with no interpolation blur of the bone or of its carried noise; the JSW
         changes by ``(d·axis)·spacing`` (the rest, ≤ 0.5 px per component, slides the bone across
-        the axis, which leaves the JSW as measured within ~0.002 mm on phantoms). A move that
-        would close the joint below 0 is rounded one pixel wider. Other modes: ``(target, None)``.
+        the axis, which leaves the JSW as measured within ~0.002 mm on phantoms; with
+        ``bone="both"`` it is split between the bones, :meth:`_split`). A move that would close
+        the joint below 0 is rounded one pixel wider. Other modes: ``(target, None)``.
 
         Returns ``(target (B,) mm, d (B,2) px or None)``."""
         if self.moves != "integer":
             return target, None
         ax, lab, sp = self.bank.axis[idx], self.labels[idx], self.bank.spacing_mm
-        k = 2.0 if self.bone == "both" else 1.0  # "both": each bone moves d, the gap changes by 2d
         s = (target - lab) / sp
-        d = torch.round(s[:, None] * ax / k)
-        t = lab + k * (d * ax).sum(dim=1) * sp
+        d = torch.round(s[:, None] * ax)
+        t = lab + (d * ax).sum(dim=1) * sp
         wider = t < 0
         if bool(wider.any()):
-            d = torch.where(wider[:, None], torch.round((s + k)[:, None] * ax / k), d)
-            t = lab + k * (d * ax).sum(dim=1) * sp
+            d = torch.where(wider[:, None], torch.round((s + 1)[:, None] * ax), d)
+            t = lab + (d * ax).sum(dim=1) * sp
         return t.clamp_min(0.0), d
+
+    @staticmethod
+    def _split(disp):
+        """``bone="both"`` with whole-pixel moves: the upper bone takes ``floor(d/2)`` of the
+        total move ``d`` and the lower bone the rest (against it), so the gap stays centred
+        within half a pixel and the JSW keeps 1-px steps."""
+        up = torch.div(disp, 2, rounding_mode="floor")
+        return up, disp - up
 
     def _moved(self, idx, target, disp=None):
         """Bank entries ``idx`` with the upper bone moved to JSW ``target``, or by the whole-pixel
@@ -295,8 +303,9 @@ class Synthesizer:
         st = self.bank[idx]
         if disp is None:
             return st.shifted((target - self.labels[idx]) / self.bank.spacing_mm, bone=self.bone, interp=self.interp)
-        lower = translate(st.lower, -disp).to(st.dtype) if self.bone == "both" else st.lower
-        return lf.LayerStack(st.soft, translate(st.upper, disp).to(st.dtype), lower, st.spacing_mm, st.axis,
+        up, low = self._split(disp) if self.bone == "both" else (disp, None)
+        lower = st.lower if low is None else translate(st.lower, -low).to(st.dtype)
+        return lf.LayerStack(st.soft, translate(st.upper, up).to(st.dtype), lower, st.spacing_mm, st.axis,
                              validate=False)
 
     def posed_layers(self, idx, target, angle_deg, flip, reposition=None, stretch=None, density=None, disp=None):

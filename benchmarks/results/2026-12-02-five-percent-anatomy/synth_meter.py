@@ -2,6 +2,10 @@
 
     python benchmarks/results/2026-12-02-five-percent-anatomy/synth_meter.py SEED OUT.json
 
+Each bank is moved two ways: the upper bone only (``bone="upper"``, what the experiment did
+until 2026-12-02) and both bones by half (``bone="both"``: the gap stays centred in the crop,
+as in the real, joint-centred crops).
+
 The (a) arm's JSW regressor (100 % of the real labels, medium config, bias +0.003 mm on the
 test set) is used as a meter: it reads the JSW of LSN (carry) and oracle families made from the
 100 low-label joints at known targets. If the families look wider than their labels, (c) learns
@@ -17,7 +21,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
 
 def main(seed, out):
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     import lsn_fast as lf
     from lsn_fast.tasks.experiment import Synthesizer, _real_data, _train_task, experiment_data
     from lsn_fast.tasks.jsw_regression import predict_jsw
@@ -38,9 +42,12 @@ def main(seed, out):
     idx = torch.arange(n_low).repeat(8)
     target = torch.rand(idx.numel(), generator=g) * 3.0
     move = target - lab[idx]
-    for name, syn in (("lsn carry", Synthesizer(bank, lab, cfg, images=train["base"][low])),
-                      ("lsn render", Synthesizer(bank, lab, cfg)),
-                      ("oracle", Synthesizer(train["stack"][low], lab, cfg))):
+    variants = []
+    for bone in ("upper", "both"):
+        variants += [(f"lsn carry, bone={bone}", Synthesizer(bank, lab, cfg, images=train["base"][low], bone=bone)),
+                     (f"lsn render, bone={bone}", Synthesizer(bank, lab, cfg, bone=bone)),
+                     (f"oracle, bone={bone}", Synthesizer(train["stack"][low], lab, cfg, bone=bone))]
+    for name, syn in variants:
         x = torch.cat([syn._render(idx[s:s + 100], target[s:s + 100], g) for s in range(0, idx.numel(), 100)])
         err = predict_jsw(meter, x) - target
         r = {"bias": float(err.mean()), "mae": float(err.abs().mean())}

@@ -1,9 +1,11 @@
 """Five-percent at the full config's resolution (128² px at 0.1 mm, 2000 labelled), 400 steps per arm,
 fractions 5 % and 100 % only, 2 seeds in 2 processes. Run from the repository root:
 
-    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-02-five-percent-fullres/run.py [OUT_DIR]
+    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-02-five-percent-fullres/run.py [OUT_DIR [BONE]]
 
 OUT_DIR defaults to this folder; the rerun with the JSN collapse guard wrote to ``guarded/``.
+BONE (``FivePercentConfig.bone``, default ``upper``): ``both`` keeps the gap centred
+(``../2026-12-02-five-percent-fullres-centred/``).
 """
 import os
 import sys
@@ -15,7 +17,8 @@ from lsn_fast.tasks.experiment import FivePercentConfig, run_five_percent
 
 def main():
     torch.set_num_threads(1)
-    cfg = FivePercentConfig(fractions=(0.05, 1.0), steps=400, batch_size=24, realism_n=200, realism_steps=150)
+    bone = sys.argv[2] if len(sys.argv) > 2 else "upper"
+    cfg = FivePercentConfig(fractions=(0.05, 1.0), steps=400, batch_size=24, realism_n=200, realism_steps=150, bone=bone)
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     run_five_percent(config=cfg, seeds=(0, 1), out_dir=out, jobs=2)
 
