@@ -188,7 +188,8 @@ class Synthesizer:
     """Re-synthesizes labelled images from a bank of separated joints (LSN or true layers).
 
     ``labels`` are the annotated JSWs of the bank entries; a new image at target JSW ``t`` moves
-    the upper bone by ``(t − label)/spacing`` px along the bank's axis and is labelled ``t``.
+    the bones by ``(t − label)/spacing`` px along the bank's axis (``bone``, ``moves`` below) and
+    is labelled ``t`` (with whole-pixel moves: the JSW the move reaches).
     Uses :func:`lsn_fast.synthesize` where the bank's JSW is measurable and the move is legal
     for it; otherwise ``LayerStack.shifted`` + :func:`lsn_fast.compose` (same physics).
 
