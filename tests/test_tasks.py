@@ -421,10 +421,10 @@ def test_experiment_cli_arguments(tmp_path):
         with pytest.raises(ValueError, match="device"):
             run_experiment(args)
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synthesis", "render", "--device", "cpu", "--no-plots",
-                         "--moves", "linear", "--bone", "upper"])
-    assert args.synthesis == "render" and args.moves == "linear" and args.bone == "upper" and run_experiment(args) == 0
+                         "--moves", "integer", "--bone", "both"])
+    assert args.synthesis == "render" and args.moves == "integer" and args.bone == "both" and run_experiment(args) == 0
     assert "synthesis=render" in (tmp_path / "table.md").read_text()
-    assert "bone=upper, moves=linear" in (tmp_path / "table.md").read_text()
+    assert "bone=both, moves=integer" in (tmp_path / "table.md").read_text()
 
 
 def test_five_percent_seeds_in_processes_give_the_same_rows():

@@ -18,9 +18,9 @@ Arms, for each task (JSW regression, JSN, SvdH grade) and seed:
   and the shipped ``LSN.pretrained()``; each training batch is half real 5 % samples, half
   images re-synthesized on the fly at random JSW (0–3 mm; labels = annotated JSW + the move;
   JSN pairs: both visits re-synthesized from one separated joint, label = the JSW difference).
-  By default (``bone="both"``, ``moves="integer"``) both bones move, half each, by whole
-  pixels: the gap stays centred in the crop as in the real crops, and the carried noise is
-  copied, not interpolated;
+  ``bone="both"`` moves both bones, half each, so the gap stays centred in the crop as in the
+  real crops; ``moves="integer"`` moves by whole pixels, so the carried noise is copied, not
+  interpolated (both options, not the defaults);
 * ``5% + LSN synth (pretrain→finetune)`` — (c2): ``steps`` on synthetic data only, then
   ``steps // 2`` fine-tuning on the 5 % (lr / 3);
 * ``5% + naive aug`` — (d): the 5 % with flips, ±8° rotation, ±3 px translation;
@@ -104,13 +104,16 @@ class FivePercentConfig:
     # (noise, texture) and are composed without a detector; "render" = the denoised layers go
     # through a newly drawn detector (Synthesizer)
     synthesis: str = "carry"
-    # which bone a family moves: "both" (half each: the gap stays centred in the crop, as in every
-    # real crop) or "upper" (the gap moves by half the JSW change; the default until 2026-12-02)
-    bone: str = "both"
-    # how it is moved (Synthesizer): "integer" whole-pixel moves (exact copies: the carried noise
-    # is not smoothed; labels are the JSW reached) or "linear" / "cubic" sub-pixel moves along the
-    # axis (the default until 2026-12-02 was linear)
-    moves: str = "integer"
+    # which bone a family moves: "upper" (the gap moves by half the JSW change) or "both" (half
+    # each: the gap stays centred in the crop, as in real crops). "both" with "integer" moves
+    # helped a lot at 16 anatomies and was mixed at 100 (medium, full resolution, where two JSN
+    # arms of one seed collapsed unnoticed by the guard); see
+    # benchmarks/results/2026-12-02-five-percent-fullres-centred/. Not the default.
+    bone: str = "upper"
+    # how it is moved (Synthesizer): "linear" / "cubic" sub-pixel moves along the axis, or
+    # "integer" whole-pixel moves (exact copies: the carried noise is not smoothed; labels are
+    # the JSW reached)
+    moves: str = "linear"
     # where the task models and the realism critic train ("cpu", "cuda", "cuda:1"); data,
     # separation and synthesis stay on the CPU (the LSN separates each bank once)
     device: str = "cpu"
@@ -938,11 +941,11 @@ def add_experiment_arguments(parser) -> None:
                         help="LSN families: 'carry' (default: the layers keep the separation's residual, noise and "
                              "texture, composed without a detector) or 'render' (denoised layers through a new detector)")
     parser.add_argument("--moves", choices=MOVE_MODES, default=None,
-                        help="how a family's bones are moved: 'integer' (default: whole-pixel moves, exact copies, "
-                             "no interpolation blur) or 'linear' / 'cubic' sub-pixel moves along the axis")
+                        help="how a family's bones are moved: 'linear' (default) or 'cubic' sub-pixel moves along the "
+                             "axis, or 'integer' whole-pixel moves (exact copies, no interpolation blur)")
     parser.add_argument("--bone", choices=BONE_MODES, default=None,
-                        help="which bone a family moves: 'both' (default: half each, so the gap stays centred in "
-                             "the crop as in real crops) or 'upper'")
+                        help="which bone a family moves: 'upper' (default) or 'both' (half each, so the gap stays "
+                             "centred in the crop as in real crops)")
     parser.add_argument("--device", default=None,
                         help="where the task models and the realism critic train: 'cpu' (default) or 'cuda[:N]'; "
                              "data, separation and synthesis stay on the CPU")

@@ -1,6 +1,7 @@
 """Realism of LSN (carry) families for each way of moving the bones, medium config.
 
     python benchmarks/results/2026-12-02-five-percent-anatomy/realism_probe.py OUT.json [seeds...]
+    CONFIG=fullres python ...realism_probe.py OUT.json 0 1   # the full-resolution run's data and critic budget
 
 The experiment's critic (``_realism``: RealismCritic, same split, budget and seeds) on families
 made with bone = upper / both and moves = linear / integer. Centring the gap moves the lower bone
@@ -8,6 +9,7 @@ too, and a linear sub-pixel move smooths the carried noise of every bone it move
 """
 import json
 import multiprocessing as mp
+import os
 import sys
 
 import torch
@@ -22,7 +24,7 @@ def one_seed(seed):
     from lsn_fast.tasks.experiment import Synthesizer, _realism, experiment_data
     from probe import config
 
-    cfg = config("medium")
+    cfg = config(os.environ.get("CONFIG", "medium"))
     train, test, order, n_low = experiment_data(cfg, seed)
     low = order[:n_low]
     bank = lf.separate(train["base"][low], lf.LSN.pretrained(), spacing_mm=cfg.spacing_mm)
