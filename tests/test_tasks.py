@@ -195,10 +195,11 @@ def test_jsn_model_and_learned_quantify(small_set):
 
 def test_jsn_collapse_guard_restarts_a_constant_model(small_set):
     """A model that ignores its input (here: lr ~ 0, so the init's near-constant output stays) is
-    retrained from new initializations, with a warning; one that tracks its labels is not."""
+    retrained from new initializations, with a warning; so is one whose output moves but not
+    with its labels (correlation below COLLAPSE_R); one that tracks its labels is not."""
     import warnings
 
-    from lsn_fast.tasks.jsn import COLLAPSE_SPREAD, output_spread
+    from lsn_fast.tasks.jsn import COLLAPSE_R, COLLAPSE_SPREAD, output_fit, output_spread
 
     img, _ = small_set
     y = torch.linspace(-0.2, 0.8, 12)
@@ -207,15 +208,26 @@ def test_jsn_collapse_guard_restarts_a_constant_model(small_set):
     assert m.restarts == 2
     src = lambda n, g: (img[:n], img.flip(0)[:n], y[:n])  # noqa: E731
     assert output_spread(m, src) < COLLAPSE_SPREAD
-    # labels whose spread the untrained output already exceeds: no restart, no warning
-    tiny = 1e-4 * torch.linspace(-1.0, 1.0, 12)
+    # restarts=0 is the unguarded trainer (lr ~ 0: the first attempt's init, unchanged)
+    m0 = train_jsn_model(img, img.flip(0), y, steps=1, batch_size=4, lr=1e-12, restarts=0)
+    with torch.no_grad():
+        own = m0.eval()(img, img.flip(0)).reshape(-1)
+    # tiny labels proportional to the first attempt's own output (the output is scale × head, and
+    # the trainer sets scale from the labels' std): spread well above COLLAPSE_SPREAD and r = 1,
+    # so no restart, no warning, and the same weights as the unguarded trainer's
+    tiny = 1e-4 * (own - own.mean()) / own.std()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         m2 = train_jsn_model(img, img.flip(0), tiny, steps=1, batch_size=4, lr=1e-12, restarts=2)
     assert m2.restarts == 0
-    # restarts=0 is the unguarded trainer: same model as the first attempt above
-    m0 = train_jsn_model(img, img.flip(0), tiny, steps=1, batch_size=4, lr=1e-12, restarts=0)
-    assert all(torch.equal(a, b) for a, b in zip(m0.state_dict().values(), m2.state_dict().values()))
+    m0b = train_jsn_model(img, img.flip(0), tiny, steps=1, batch_size=4, lr=1e-12, restarts=0)
+    assert all(torch.equal(a, b) for a, b in zip(m0b.state_dict().values(), m2.state_dict().values()))
+    # the same spread, anti-correlated labels: r = -1 < COLLAPSE_R, so the guard restarts
+    spread, r = output_fit(m2, lambda n, g: (img, img.flip(0), -tiny))
+    assert spread > COLLAPSE_SPREAD and r < -0.99 < COLLAPSE_R
+    with pytest.warns(UserWarning, match="correlation"):
+        m3 = train_jsn_model(img, img.flip(0), -tiny, steps=1, batch_size=4, lr=1e-12, restarts=1)
+    assert m3.restarts == 1
     with pytest.raises(ValueError, match="restarts"):
         train_jsn_model(img, img.flip(0), y, steps=1, restarts=-1)
 
