@@ -685,7 +685,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             params = None if d["params"] is None else self._to_device(pick(d["params"]).contiguous())
             src, disp, group_layers = pick(src_index), pick(disp_all), layers
             if bool(pick(both).any()):  # a group is all-"both" or none: move both bones here, compose unmoved
-                group_layers, src, disp = self._both_moved(layers, src, disp)
+                group_layers, src, disp = self._both_moved(layers, src, pick(d["shift_px"]), pick(self._axis_cpu[entry]))
             img = synthesize_op(
                 *group_layers, self._to_device(src), self._to_device(disp.to(torch.float32).contiguous()),
                 params, self._to_device(pick(d["index"])), move_lower, seed_to_signed(self.seed),
@@ -702,18 +702,16 @@ class JSWStream(torch.utils.data.IterableDataset):
             out = self._apply_augment(out, d["augment"]).to(self.out_dtype)
         return out
 
-    def _both_moved(self, layers, src, disp):
-        """``bone="both"``: the selected entries with the upper bone moved by ``disp / 2`` and the
-        lower bone by ``−disp / 2`` (reference translation, in float32, back to the bank's dtype);
-        returns ``(layers, index, zero displacement)`` for the fused pass."""
-        from .reference import translate
+    def _both_moved(self, layers, src, shift, axis):
+        """``bone="both"``: the selected entries with each bone moved by half the shift
+        (:meth:`LayerStack.shifted`, the same move ``compose``/``synthesize`` make); returns
+        ``(layers, index, zero displacement)`` for the fused pass."""
+        from .compose import _both_moved
 
         idx = self._to_device(src)
-        half = self._to_device(0.5 * disp.to(torch.float32))
         soft, upper, lower = (t.index_select(0, idx) for t in layers)
-        moved = [soft, translate(upper, half, interp=self.interp).to(upper.dtype),
-                 translate(lower, -half, interp=self.interp).to(lower.dtype)]
-        return moved, torch.arange(idx.shape[0], dtype=torch.int64), torch.zeros_like(disp)
+        st = _both_moved(soft, upper, lower, self.bank.spacing_mm, self._to_device(axis), self._to_device(shift), self.interp)
+        return [st.soft, st.upper, st.lower], torch.arange(idx.shape[0], dtype=torch.int64), torch.zeros(idx.shape[0], 2)
 
     def _groups(self, d: dict) -> list[tuple[torch.Tensor, bool]]:
         """Split a batch into op calls: one per moving bone and, where per-sample blur widths are
