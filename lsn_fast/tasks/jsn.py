@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from .._validation import check_positive_float
 from ._common import ConvEncoder, as_source, batched_apply, check_images, fit, model_device, normalize_images, pool_features
-from .metrics import regression_metrics
+from .metrics import pearson_r, regression_metrics
 
 __all__ = ["quantify_jsn", "poc_displacement", "joint_line", "region_windows", "SiameseJSN", "train_jsn_model",
            "evaluate_jsn", "output_spread", "output_fit"]
@@ -324,10 +324,8 @@ def output_fit(model: SiameseJSN, source, n: int = 256, seed: int = 0) -> tuple[
     model.train(was_training)
     y = torch.as_tensor(batch[2]).float().reshape(-1)
     spread = float(pred.std() / y.std().clamp_min(1e-6))
-    pc, yc = pred - pred.mean(), y - y.mean()
-    den = float(pc.norm() * yc.norm())
-    r = float((pc * yc).sum()) / den if den > 0 else 0.0
-    return spread, r
+    r = pearson_r(pred, y)
+    return spread, (r if math.isfinite(r) else 0.0)  # NaN: a constant output or labels
 
 
 def output_spread(model: SiameseJSN, source, n: int = 256, seed: int = 0) -> float:
