@@ -407,9 +407,69 @@ def test_five_percent_tiny(tmp_path):
         for k in keys:
             assert math.isfinite(a[k]) and math.isfinite(a[k + "_std"])
     assert res["realism"] and all(0.0 <= v[0] <= 1.0 for v in res["realism"].values())
+    geo = res["geometry"]
+    assert geo["meter"][0]["arm"] == "real 100%"
+    # the meter's real-test error is the 100 % arm's own MAE row
+    row = next(a for a in agg if a["task"] == "jsw" and a["arm"] == "real 100%")
+    assert abs(geo["meter"][0]["mae"] - row["mae"]) < 1e-6
+    assert {"lsn", "oracle"} <= set(geo)
+    for name in ("lsn", "oracle"):
+        g = geo[name][0]
+        assert math.isfinite(g["mae"]) and g["mae"] >= abs(g["bias"])
+    assert "Geometry check:" in (tmp_path / "table.md").read_text()
     assert res["table"].startswith("| task | arm |")
     for name in ("table.md", "table.csv", "raw.csv", "summary.json", "error_vs_fraction.png", "pred_vs_true_jsw.png"):
         assert os.path.getsize(tmp_path / name) > 0
+
+
+def test_geometry_check_reads_the_families_it_is_given(phantoms):
+    """The geometry check scores a meter on family members at *their* labels. A meter that knows
+    each label scores 0 (and an offset shows as MAE and bias of its size and sign); a meter that
+    reads the JSW the way one trained on joint-centred crops may (twice the distance from the crop
+    centre to the upper bone) reads one-bone families off by the move, and centred ones
+    (``bone="both"``) within a few pixels."""
+    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer, _geometry_check
+
+    st, info = phantoms
+    cfg = FivePercentConfig.tiny()
+    n = 32
+
+    class Known(torch.nn.Module):
+        def forward(self, x):
+            return self.t[: x.shape[0]]
+
+    synth = Synthesizer(st, info["jsw_mm"], cfg)
+    known = Known()
+    known.t = synth.jsw_batch(n, torch.Generator().manual_seed(5 + 79))[1]  # the check's own draws
+    res = _geometry_check(known, synth, n, seed=5)
+    assert res["mae"] < 1e-6 and abs(res["bias"]) < 1e-6
+    known.t = known.t - 0.3
+    res = _geometry_check(known, synth, n, seed=5)
+    assert abs(res["mae"] - 0.3) < 1e-5 and abs(res["bias"] + 0.3) < 1e-5
+
+    class CentreMeter(torch.nn.Module):
+        def forward(self, x):
+            col = x[:, 0, :, x.shape[-1] // 2]
+            H = col.shape[1]
+            bone = col > 0.5 * (col.amax(1, keepdim=True) + col.amin(1, keepdim=True))
+            rows = torch.arange(H).expand_as(bone)
+            edge = torch.where(bone & (rows < H // 2), rows, -1).amax(1) + 1  # first gap row below the upper bone
+            return 2 * (H / 2 - edge).float() * st.spacing_mm
+
+    # the bank as joint-centred crops: each phantom rolled so its gap (centre column) sits at H/2
+    H = st.shape[1]
+    rows = torch.arange(H)
+    layers = {k: [] for k in ("soft", "upper", "lower")}
+    for i in range(st.batch_size):
+        up = int(rows[st.upper[i, :, H // 2] > 0.01].max()) + 1
+        low = int(rows[st.lower[i, :, H // 2] > 0.01].min())
+        for k in layers:
+            layers[k].append(torch.roll(getattr(st, k)[i], round(H / 2 - (up + low) / 2), dims=0))
+    centred = lf.LayerStack(*(torch.stack(layers[k]) for k in ("soft", "upper", "lower")), st.spacing_mm)
+    one = _geometry_check(CentreMeter(), Synthesizer(centred, info["jsw_mm"], cfg, bone="upper"), n, seed=5)
+    both = _geometry_check(CentreMeter(), Synthesizer(centred, info["jsw_mm"], cfg, bone="both"), n, seed=5)
+    assert one["mae"] > 0.4, one  # moves of ~1 mm on average, read off by the whole move
+    assert both["mae"] < 0.25 * one["mae"], (one, both)
 
 
 def test_experiment_cli_arguments(tmp_path):

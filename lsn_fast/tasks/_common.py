@@ -61,7 +61,10 @@ def pool_features(h: torch.Tensor) -> torch.Tensor:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 # ----------------------------------------------------------------------------- batch sources

@@ -48,6 +48,9 @@ held-out accuracy is reported (0.5 = indistinguishable); held-out synthesized im
 other low-label joints than the classifier's training ones. Its positive control is the same
 classifier and budget on real vs Gaussian-blurred (σ = 1 px) real images: if that is not well
 above 0.5, the classifier has not learned to see anything and the realism number means nothing.
+Geometry check (:func:`_geometry_check`): the JSW model of the 100 % arm reads synthesized
+family members at their labels; far more error than it makes on real test images, or a bias,
+means the families put the joint where real images do not (a flaw the texture critic cannot see).
 
 Outputs in ``out_dir``: ``table.md``, ``table.csv`` (mean ± std over seeds), ``raw.csv`` (one
 row per seed), ``error_vs_fraction.png``, ``pred_vs_true_jsw.png``, ``summary.json``.
@@ -510,6 +513,24 @@ def _realism(real: torch.Tensor, synth: Synthesizer, cfg, seed) -> float:
     return _two_sample_accuracy(real[:k], fake_tr, real[k:], fake_te, cfg, seed)
 
 
+def _geometry_check(meter: nn.Module, synth: Synthesizer, n: int, seed: int) -> dict:
+    """Do synthesized images put the joint where real images of that JSW have it?
+
+    ``meter`` is a JSW regressor trained on real labelled images only (the experiment passes its
+    100 % arm); it reads ``n`` family members drawn from ``synth`` (its own generator, so the
+    arms' data are untouched) and is scored against their labels. A model that reads real test
+    images with MAE ``e`` should read realistic families with about ``e`` too; a much larger MAE
+    or a bias means the families' geometry differs from the real images' (e.g. a one-bone move
+    shifts the gap off the crop centre by half the change, where real joint-centred crops keep
+    it). The texture critic (:func:`_realism`) cannot see such a flaw.
+
+    Returns ``{"mae", "bias"}`` in mm (bias = mean of prediction − label)."""
+    g = torch.Generator().manual_seed(seed + 79)
+    images, target = synth.jsw_batch(n, g)
+    err = predict_jsw(meter, images) - target
+    return {"mae": float(err.abs().mean()), "bias": float(err.mean())}
+
+
 def _realism_control(real: torch.Tensor, cfg, seed, sigma_px: float = 1.0) -> float:
     """The realism classifier's positive control: the same split, classifier and budget, but the
     "synthesized" class is the real images (shuffled) blurred by a Gaussian of ``sigma_px``: a
@@ -629,6 +650,7 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
             r["confusion"] = json.dumps(metrics["confusion"])
         rows.append(r)
 
+    meter = None  # the JSW model trained on the most real labels: the geometry check's reader
     for task in ("jsw", "jsn", "svdh"):
         tt = time.perf_counter()
         for f in cfg.fractions:
@@ -636,6 +658,9 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
             m = _train_task(task, _real_data(task, train, order[:n]), cfg, seed)
             met, p = _evaluate(task, m, test, cfg)
             add(task, f"real {100 * f:g}%", met)
+            if task == "jsw" and f == max(cfg.fractions):
+                meter = {"arm": f"real {100 * f:g}%", "model": m, "mae": float((p - test["jsw"]).abs().mean()),
+                         "bias": float((p - test["jsw"]).mean())}
             if keep_preds and task == "jsw":
                 preds[f"real {100 * f:g}%"] = p
         real_low = tensor_source(*_real_data(task, train, low))
@@ -679,9 +704,15 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     if rendered is not None:
         realism["lsn_rendered"] = _realism(train["base"][pool], rendered, cfg, seed)
     realism["control"] = _realism_control(train["base"][pool], cfg, seed)
+    geometry = {"meter": {k: meter[k] for k in ("arm", "mae", "bias")}}
+    for name, s in synths.items():
+        geometry[name] = _geometry_check(meter["model"], s, cfg.realism_n, seed)
     log(f"[seed {seed}] realism (real vs synthesized, held-out accuracy; 0.5 = indistinguishable): "
         + ", ".join(f"{k} {v:.3f}" for k, v in realism.items()) + f"  ({time.perf_counter() - t0:.1f} s total)")
-    extra = {"test_jsw": test["jsw"], "preds": preds, "n_low": n_low}
+    log(f"[seed {seed}] geometry (the {meter['arm']} JSW model reading synthesized images at their labels; on the real "
+        f"test set: MAE {meter['mae']:.4f}, bias {meter['bias']:+.4f} mm): "
+        + ", ".join(f"{k} MAE {v['mae']:.4f} bias {v['bias']:+.4f}" for k, v in geometry.items() if k != "meter"))
+    extra = {"test_jsw": test["jsw"], "preds": preds, "n_low": n_low, "geometry": geometry}
     return rows, realism, extra
 
 
@@ -785,7 +816,9 @@ def _plots(out_dir, agg, cfg, extra0) -> list[str]:
 def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "five_percent_out",
                      config: FivePercentConfig | None = None, plots: bool = True, log=print, jobs: int = 1,
                      **overrides) -> dict:
-    """Run the experiment; returns ``{"rows", "aggregate", "table", "realism", "lsn", "files", "config", "seconds"}``.
+    """Run the experiment; returns ``{"rows", "aggregate", "table", "realism", "geometry", "lsn", "files", "config",
+    "seconds"}`` (``realism`` / ``geometry``: per-seed lists of :func:`_realism` accuracies and
+    :func:`_geometry_check` dicts, ``geometry["meter"]`` the reader's own real-test error).
 
     Args:
         quick: use :meth:`FivePercentConfig.quick` (CPU, minutes) instead of the full config.
@@ -828,18 +861,22 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         results = [_one_seed(cfg, s, lsn, lsn_status, log, keep_preds=(i == 0)) for i, s in enumerate(seeds)]
     else:
         results = _seeds_in_processes(cfg, seeds, jobs, torch.get_num_threads(), quiet=log is not print)
-    rows, realism, extra0 = [], {}, results[0][2]
-    for r, re, _ in results:
+    rows, realism, geometry, extra0 = [], {}, {}, results[0][2]
+    for r, re, ex in results:
         rows += r
         for k, v in re.items():
             realism.setdefault(k, []).append(v)
+        for k, v in ex["geometry"].items():
+            geometry.setdefault(k, []).append(v)
     agg = _aggregate(rows)
     table = format_table(agg)
     real_txt = "; ".join(f"{REALISM_NAMES.get(k, k)} vs real: held-out accuracy "
                          f"{sum(v) / len(v):.3f}" + (f" ± {float(torch.tensor(v).std()):.3f}" if len(v) > 1 else "")
                          for k, v in realism.items())
+    geo_txt = _geometry_text(geometry)
     log("\n" + table + "\n")
     log(f"realism check (0.5 = indistinguishable): {real_txt}")
+    log(f"geometry check: {geo_txt}")
     secs = time.perf_counter() - t0
     files = []
     if out_dir is not None:
@@ -849,7 +886,8 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
             fh.write(f"# Five-percent experiment ({_config_label(cfg, quick)})\n\n")
             fh.write(f"LSN: {lsn_status}. Seeds: {list(seeds)}. {extra0.get('n_low', '?')} low-label images of {cfg.n_train}; "
                      f"{cfg.n_test} test images; {cfg.size}² px at {cfg.spacing_mm} mm.\n\n{table}\n\n"
-                     f"Realism check (0.5 = indistinguishable): {real_txt}\n")
+                     f"Realism check (0.5 = indistinguishable): {real_txt}\n\n"
+                     f"Geometry check: {geo_txt}\n")
         files.append(p)
         p = os.path.join(out_dir, "table.csv")
         _write_csv(p, agg)
@@ -862,11 +900,24 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         p = os.path.join(out_dir, "summary.json")
         with open(p, "w") as fh:
             json.dump({"config": asdict(cfg), "seeds": list(seeds), "lsn": lsn_status, "aggregate": agg,
-                       "realism": realism, "seconds": secs}, fh, indent=1)
+                       "realism": realism, "geometry": geometry, "seconds": secs}, fh, indent=1)
         files.append(p)
         log("wrote " + ", ".join(files))
-    return {"rows": rows, "aggregate": agg, "table": table, "realism": realism, "lsn": lsn_status, "files": files,
-            "config": cfg, "seconds": secs}
+    return {"rows": rows, "aggregate": agg, "table": table, "realism": realism, "geometry": geometry,
+            "lsn": lsn_status, "files": files, "config": cfg, "seconds": secs}
+
+
+def _geometry_text(geometry: dict) -> str:
+    """One line: the meter's real-test error, then each family's, means over seeds (mm)."""
+    def mean(items, k):
+        return sum(v[k] for v in items) / len(items)
+
+    m = geometry["meter"]
+    head = (f"the {m[0]['arm']} JSW model reads real test images with MAE {mean(m, 'mae'):.4f}, bias "
+            f"{mean(m, 'bias'):+.4f} mm, and synthesized family members at their labels with")
+    return head + ";".join(f" {REALISM_NAMES.get(k, k)}: MAE {mean(v, 'mae'):.4f}, bias {mean(v, 'bias'):+.4f} mm"
+                            for k, v in geometry.items() if k != "meter") + \
+        " (far above the real-test MAE, or a bias: the families' geometry differs from real images')"
 
 
 def _check_device(device) -> str:
