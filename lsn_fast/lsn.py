@@ -379,19 +379,43 @@ class LSN(nn.Module):
         return self
 
 
-def with_refiner(model: LSN, channels: int, layers: int = 6) -> LSN:
-    """``model`` with a new (zero-output) :class:`DenoiseRefiner` of ``channels`` × ``layers``:
-    a copy holding the same weights, whose outputs equal ``model``'s until the refiner is trained.
-    A model that already has a refiner of that size is returned as is; another size raises."""
+def with_refiner(model: LSN, channels: int, layers: int = 6, seed: int = 0) -> LSN:
+    """``model`` with a :class:`DenoiseRefiner` of ``channels`` × ``layers``: a copy holding the
+    same weights, whose outputs equal ``model``'s until the refiner is trained.
+
+    * No refiner yet: a new one with a zero last convolution.
+    * A narrower refiner of the same depth: it is **widened** without changing the function. The
+      old channels keep their weights; each new channel gets small random input weights (drawn
+      from ``seed``) and zero weights into the next layer, so it starts silent but receives
+      gradients (its activations are not zero), as in Net2Net widening.
+    * The same size: returned as is. A wider refiner or another depth raises.
+    """
     cfg = model.config
-    if cfg.refine_channels:
-        if (cfg.refine_channels, cfg.refine_layers) != (channels, layers):
-            raise ValueError(f"refine_channels: the model already has a {cfg.refine_channels}x{cfg.refine_layers} refiner, "
-                             f"asked for {channels}x{layers}")
+    channels, layers = int(channels), int(layers)
+    old = cfg.refine_channels
+    if old == channels and cfg.refine_layers == layers:
         return model
-    new = LSN(replace(cfg, refine_channels=int(channels), refine_layers=int(layers)))
-    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("refine.") for k in missing), (missing, unexpected)
+    if old and (cfg.refine_layers != layers or channels < old):
+        raise ValueError(f"refine_channels: the model has a {old}x{cfg.refine_layers} refiner; it can be widened to more "
+                         f"channels at the same depth, not changed to {channels}x{layers}")
+    new = LSN(replace(cfg, refine_channels=channels, refine_layers=layers))
+    state = model.state_dict()
+    if old:
+        g = torch.Generator().manual_seed(int(seed))
+        convs = [m for m in new.refine.net if isinstance(m, nn.Conv2d)]
+        for i, conv in enumerate(convs):
+            w_old, b_old = state[f"refine.net.{2 * i}.weight"], state[f"refine.net.{2 * i}.bias"]
+            w = torch.zeros_like(conv.weight)
+            co, ci = w_old.shape[:2]
+            # new output channels: small random inputs (from the old and the new channels alike)
+            fan_in = conv.weight.shape[1] * 9
+            w[co:] = 0.1 * torch.randn(w[co:].shape, generator=g) / math.sqrt(fan_in)
+            w[:co, :ci] = w_old  # old channels: as before, deaf to the new ones (their inputs stay 0)
+            b = torch.zeros_like(conv.bias)
+            b[:co] = b_old
+            state[f"refine.net.{2 * i}.weight"], state[f"refine.net.{2 * i}.bias"] = w, b
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("refine.") for k in missing) and not (old and missing), (missing, unexpected)
     return new.to(next(model.parameters()).device)
 
 

@@ -563,7 +563,7 @@ class Trainer:
             else:
                 model = LSN(LSNConfig.named(cfg.model))
         if cfg.refine_channels:
-            model = with_refiner(model, cfg.refine_channels, cfg.refine_layers)
+            model = with_refiner(model, cfg.refine_channels, cfg.refine_layers, seed=_mix(cfg.seed, 5))
         self.model = model.to(self.device).train()
         params = list(self.model.parameters())
         if cfg.train_only == "refine":
@@ -787,7 +787,8 @@ def add_train_arguments(p) -> None:
                    help="stage 1: scatter-to-primary range of the random detector (default 0 0.1)")
     p.add_argument("--refine-channels", type=int, default=0, metavar="C",
                    help="add a full-resolution refiner of the denoised image, C channels wide (0: none; added to an "
-                        "--init model that has none, its output starting unchanged)")
+                        "--init model that has none, or widened from a narrower one of the same depth; either way "
+                        "the model's output starts unchanged)")
     p.add_argument("--refine-layers", type=int, default=6, metavar="L", help="the refiner's 3x3 convolutions (default 6)")
     p.add_argument("--train-only", choices=TRAIN_ONLY, default="all",
                    help="'refine': train only the refiner, the rest frozen (sharpen a trained model's denoised image)")

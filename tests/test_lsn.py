@@ -506,8 +506,9 @@ def test_refiner_starts_as_identity_then_trains_alone(tmp_path):
     torch.testing.assert_close(b.layers, a.layers, atol=0, rtol=0)
     assert ref.config.refine_channels == 8 and base.config.refine_channels == 0 and base.refine is None
     assert with_refiner(ref, 8, 3) is ref
-    with pytest.raises(ValueError, match="refine_channels"):
-        with_refiner(ref, 16, 3)
+    for bad in ((4, 3), (16, 4)):  # narrower, or another depth
+        with pytest.raises(ValueError, match="refine_channels"):
+            with_refiner(ref, *bad)
     with pytest.raises(ValueError, match="refine_channels"):
         LSNConfig(refine_channels=-1)
     save_weights(base, tmp_path / "base.safetensors")
@@ -534,3 +535,31 @@ def test_refiner_starts_as_identity_then_trains_alone(tmp_path):
         T.Trainer(_cfg(train_only="refine"))  # no refiner
     with pytest.raises(ValueError, match="train_only"):
         _cfg(train_only="head").validate()
+
+
+def test_widened_refiner_keeps_the_function_and_trains_its_new_channels(tmp_path):
+    """with_refiner widens a trained refiner (Net2Net-style): same outputs before training, the
+    new channels' weights move on the first steps, and the run from a saved narrow model works."""
+    from lsn_fast.lsn import with_refiner
+
+    torch.manual_seed(1)
+    base = with_refiner(LSN.tiny(), 8, 3).eval()
+    for p in base.parameters():  # a "trained" model: the refiner's last conv no longer zero
+        p.data.add_(0.05 * torch.randn_like(p))
+    wide = with_refiner(base, 12, 3, seed=3).eval()
+    assert wide.config.refine_channels == 12 and wide.refine.net[0].weight.shape[0] == 12
+    x = torch.rand(2, 1, 32, 48) * 2
+    with torch.no_grad():
+        a, b = base(x), wide(x)
+    assert float(base.refine.net[-1].weight.abs().sum()) > 0  # the narrow refiner is active
+    torch.testing.assert_close(b.denoised, a.denoised, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(b.layers, a.layers, atol=1e-6, rtol=1e-6)
+    assert float(wide.refine.net[0].weight[8:].abs().sum()) > 0  # new channels are not dead
+    assert float(wide.refine.net[2].weight[:8, 8:].abs().sum()) == 0  # ... and silent at first
+    save_weights(base, tmp_path / "narrow.safetensors")
+    tr = T.Trainer(_cfg(init=str(tmp_path / "narrow.safetensors"), refine_channels=12, refine_layers=3,
+                        train_only="refine", steps=2))
+    w0 = tr.model.refine.net[4].weight.detach().clone()
+    tr.step()
+    w1 = tr.model.refine.net[4].weight.detach()
+    assert not torch.equal(w0[:, 8:], w1[:, 8:])  # the last conv starts listening to the new channels
