@@ -6,7 +6,8 @@ fractions 5 % and 100 % only, 2 seeds in 2 processes. Run from the repository ro
 OUT_DIR defaults to this folder; the rerun with the JSN collapse guard wrote to ``guarded/``.
 BONE (``FivePercentConfig.bone``, default ``upper``) and MOVES (``FivePercentConfig.moves``,
 default ``linear``): ``both integer`` keeps the gap centred with whole-pixel moves
-(``../2026-12-02-five-percent-fullres-centred/``).
+(``../2026-12-02-five-percent-fullres-centred/``). ``JOBS=1`` runs the seeds one after the other
+(same rows).
 """
 import os
 import sys
@@ -23,7 +24,7 @@ def main():
     cfg = FivePercentConfig(fractions=(0.05, 1.0), steps=400, batch_size=24, realism_n=200, realism_steps=150, bone=bone,
                             moves=moves)
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
-    run_five_percent(config=cfg, seeds=(0, 1), out_dir=out, jobs=2)
+    run_five_percent(config=cfg, seeds=(0, 1), out_dir=out, jobs=int(os.environ.get("JOBS", 2)))
 
 
 if __name__ == "__main__":
