@@ -388,7 +388,7 @@ def with_refiner(model: LSN, channels: int, layers: int = 6, seed: int = 0) -> L
       old channels keep their weights; each new channel gets small random input weights (drawn
       from ``seed``) and zero weights into the next layer, so it starts silent but receives
       gradients (its activations are not zero), as in Net2Net widening.
-    * The same size: returned as is. A wider refiner or another depth raises.
+    * The same size: returned as is. Fewer channels than the model has, or another depth, raises.
     """
     cfg = model.config
     channels, layers = int(channels), int(layers)
