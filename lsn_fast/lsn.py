@@ -399,23 +399,22 @@ def with_refiner(model: LSN, channels: int, layers: int = 6, seed: int = 0) -> L
         raise ValueError(f"refine_channels: the model has a {old}x{cfg.refine_layers} refiner; it can be widened to more "
                          f"channels at the same depth, not changed to {channels}x{layers}")
     new = LSN(replace(cfg, refine_channels=channels, refine_layers=layers))
-    state = model.state_dict()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("refine.")}
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("refine.") for k in missing), (missing, unexpected)
     if old:
         g = torch.Generator().manual_seed(int(seed))
-        convs = [m for m in new.refine.net if isinstance(m, nn.Conv2d)]
-        for i, conv in enumerate(convs):
-            w_old, b_old = state[f"refine.net.{2 * i}.weight"], state[f"refine.net.{2 * i}.bias"]
-            w = torch.zeros_like(conv.weight)
-            co, ci = w_old.shape[:2]
-            # new output channels: small random inputs (from the old and the new channels alike)
-            fan_in = conv.weight.shape[1] * 9
-            w[co:] = 0.1 * torch.randn(w[co:].shape, generator=g) / math.sqrt(fan_in)
-            w[:co, :ci] = w_old  # old channels: as before, deaf to the new ones (their inputs stay 0)
-            b = torch.zeros_like(conv.bias)
-            b[:co] = b_old
-            state[f"refine.net.{2 * i}.weight"], state[f"refine.net.{2 * i}.bias"] = w, b
-    missing, unexpected = new.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("refine.") for k in missing) and not (old and missing), (missing, unexpected)
+        convs = lambda r: [m for m in r.net if isinstance(m, nn.Conv2d)]  # noqa: E731
+        with torch.no_grad():
+            for src, dst in zip(convs(model.refine), convs(new.refine)):
+                co, ci = src.weight.shape[:2]
+                dst.weight.zero_()
+                dst.bias.zero_()
+                # new output channels: small random inputs (from the old and the new channels alike)
+                fan_in = dst.weight.shape[1] * 9
+                dst.weight[co:] = 0.1 * torch.randn(dst.weight[co:].shape, generator=g) / math.sqrt(fan_in)
+                dst.weight[:co, :ci] = src.weight  # old channels: as before, deaf to the new ones
+                dst.bias[:co] = src.bias
     return new.to(next(model.parameters()).device)
 
 

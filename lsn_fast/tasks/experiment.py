@@ -74,7 +74,7 @@ from lsn_fast.compose import _bank_geometry
 from ._common import fit, mixed_source, naive_augment, normalize_images, tensor_source
 from .jsn import quantify_jsn, train_jsn_model
 from .jsw_regression import predict_jsw, train_jsw_regressor
-from .metrics import regression_metrics
+from .metrics import bias, mae, regression_metrics
 from .svdh import evaluate_svdh, svdh_grade, train_svdh_classifier
 
 __all__ = ["FivePercentConfig", "run_five_percent", "add_experiment_arguments", "run_experiment", "format_table"]
@@ -527,8 +527,8 @@ def _geometry_check(meter: nn.Module, synth: Synthesizer, n: int, seed: int) -> 
     Returns ``{"mae", "bias"}`` in mm (bias = mean of prediction − label)."""
     g = torch.Generator().manual_seed(seed + 79)
     images, target = synth.jsw_batch(n, g)
-    err = predict_jsw(meter, images) - target
-    return {"mae": float(err.abs().mean()), "bias": float(err.mean())}
+    pred = predict_jsw(meter, images)
+    return {"mae": mae(pred, target), "bias": bias(pred, target)}
 
 
 def _realism_control(real: torch.Tensor, cfg, seed, sigma_px: float = 1.0) -> float:
@@ -659,8 +659,7 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
             met, p = _evaluate(task, m, test, cfg)
             add(task, f"real {100 * f:g}%", met)
             if task == "jsw" and f == max(cfg.fractions):
-                meter = {"arm": f"real {100 * f:g}%", "model": m, "mae": float((p - test["jsw"]).abs().mean()),
-                         "bias": float((p - test["jsw"]).mean())}
+                meter = {"arm": f"real {100 * f:g}%", "model": m, "mae": met["mae"], "bias": met["bias"]}
             if keep_preds and task == "jsw":
                 preds[f"real {100 * f:g}%"] = p
         real_low = tensor_source(*_real_data(task, train, low))
