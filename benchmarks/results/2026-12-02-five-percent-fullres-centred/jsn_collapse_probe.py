@@ -21,6 +21,7 @@ def main(seed=1):
     from lsn_fast.tasks._common import batched_apply, mixed_source, tensor_source
     from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer, _real_data, _train_task, experiment_data
     from lsn_fast.tasks.jsn import output_spread
+    from lsn_fast.tasks.metrics import pearson_r as r
     from lsn_fast.tasks.metrics import regression_metrics
 
     cfg = replace(FivePercentConfig(fractions=(0.05, 1.0), steps=400, batch_size=24, realism_n=200, realism_steps=150),
@@ -40,7 +41,6 @@ def main(seed=1):
         with torch.no_grad():
             return batched_apply(lambda x, y: m(x, y), a, b)
 
-    r = lambda p, y: float(torch.corrcoef(torch.stack([p.flatten(), y.flatten().float()]))[0, 1])  # noqa: E731
     p_real = pred(real[0], real[1])
     a, b, d = syn.pair_batch(256, torch.Generator().manual_seed(7))
     p_syn = pred(a, b)
