@@ -169,6 +169,45 @@ def synthesize(
     return images, target.to(torch.float32)
 
 
+def whole_pixel_moves(jsw0_mm: torch.Tensor, target_mm: torch.Tensor, axis: torch.Tensor, spacing_mm: float):
+    """Whole-pixel bone moves towards target JSWs, and the JSW each move reaches.
+
+    The move along the joint axis that would reach ``target_mm`` is rounded per component to
+    whole pixels ``d``: the moved bone is then an exact copy of its layer (no interpolation blur
+    of its edge, or of noise and texture carried in it), and the JSW changes by
+    ``(d·axis)·spacing_mm``. The rest of the rounding (≤ 0.5 px per component) slides the bone
+    across the axis, which leaves the JSW as measured within ~0.002 mm on phantoms. A move that
+    would close the joint below 0 is rounded one pixel wider.
+
+    Args:
+        jsw0_mm: (B,) mm, the JSW before the move.
+        target_mm: (B,) mm, the JSW wanted.
+        axis: (B,2) unit vectors (dy, dx) along which a positive move opens the joint.
+        spacing_mm: pixel spacing, mm.
+    Returns:
+        ``(reached (B,) mm >= 0, d (B,2) px)``: ``d`` holds whole numbers, the displacement of the
+        upper bone that opens the joint by ``reached − jsw0_mm`` (the lower bone moves by ``−d``;
+        both bones: :func:`split_whole_pixel`).
+    """
+    s = (target_mm - jsw0_mm) / spacing_mm
+    d = torch.round(s[:, None] * axis)
+    reached = jsw0_mm + (d * axis).sum(dim=1) * spacing_mm
+    wider = reached < 0
+    if bool(wider.any()):
+        d = torch.where(wider[:, None], torch.round((s + 1)[:, None] * axis), d)
+        reached = jsw0_mm + (d * axis).sum(dim=1) * spacing_mm
+    return reached.clamp_min(0.0), d
+
+
+def split_whole_pixel(disp: torch.Tensor):
+    """Split whole-pixel moves ``disp`` (B,2) px between the bones (``bone="both"``): the upper
+    bone takes ``floor(d/2)`` and the lower bone the rest, against it, so the gap stays centred
+    within half a pixel and the JSW keeps its 1-px steps. Returns ``(upper (B,2), lower (B,2))``:
+    move the upper bone by ``upper`` and the lower bone by ``−lower``."""
+    up = torch.div(disp, 2, rounding_mode="floor")
+    return up, disp - up
+
+
 def _both_moved(soft, upper, lower, spacing_mm, axis, shift, interp) -> LayerStack:
     """``bone="both"``: each bone moved by half the shift (the fused ops move one layer)."""
     st = LayerStack(soft, upper, lower, spacing_mm, axis, validate=False)

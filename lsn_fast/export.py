@@ -6,7 +6,8 @@ yields for those indices, whatever its batch size or sharding) are written in sh
 
 * ``format="safetensors"``: ``shard-000000.safetensors`` with tensors ``images`` (count,1,H,W)
   in the stream's ``out_dtype``, ``jsw_mm``, ``index``, ``bank_index``, ``bone``, ``jsw0_mm``,
-  ``shift_px``, ``grade`` and, where used, ``detector.<field>`` and ``augment.<name>``;
+  ``shift_px``, ``grade`` and, where used, ``detector.<field>``, ``augment.<name>`` and (whole-pixel
+  moves) ``disp_dy_px`` / ``disp_dx_px``;
 * ``format="webdataset"``: ``shard-000000.tar`` with, per sample, ``<index:010d>.image.npy``
   ((1,H,W) float32, or float16 for float16 streams) and ``<index:010d>.json`` (labels and info),
   the WebDataset convention (members grouped by basename), deterministic tar headers.
@@ -79,6 +80,9 @@ def _flat_info(images: torch.Tensor, jsw: torch.Tensor, info: dict) -> dict[str,
     out = {"images": images.detach().cpu().contiguous(), "jsw_mm": jsw.detach().cpu().to(torch.float32).contiguous()}
     for k in ("index", "bank_index", "bone", "jsw0_mm", "shift_px", "grade"):
         out[k] = info[k].detach().cpu().contiguous()
+    if "disp_px" in info:  # whole-pixel moves: the upper bone's displacement, one scalar field per axis
+        d = info["disp_px"].detach().cpu().to(torch.float32)
+        out["disp_dy_px"], out["disp_dx_px"] = d[:, 0].contiguous(), d[:, 1].contiguous()
     for group in ("detector", "augment"):
         for k, v in info.get(group, {}).items():
             out[f"{group}.{k}"] = v.detach().cpu().contiguous()
@@ -294,6 +298,9 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--jsw-range", type=_range, default=(0.0, 3.0), help="target JSW LO:HI mm (default 0:3)")
     g.add_argument("--grade-balanced", action="store_true", help="targets balanced over JSN grades 0-4")
     g.add_argument("--random-bone", action="store_true", help="move the upper or the lower bone at random")
+    g.add_argument("--moves", choices=("subpixel", "integer"), default="subpixel",
+                   help="subpixel: exact shifts, interpolated (default); integer: whole-pixel moves (exact copies of "
+                        "the bone), labelled with the JSW reached")
     g.add_argument("--augment", action="store_true", help="flip / small rotation / intensity augmentation")
     g.add_argument("--batch-size", type=int, default=64, help="generation batch size (default 64)")
     g.add_argument("--shard-size", type=int, default=1024, help="samples per shard (default 1024)")
@@ -333,7 +340,7 @@ def run_synth(args) -> int:
     stream = JSWStream(
         bank, get("batch_size", 64), jsw_mm=get("jsw_range", (0.0, 3.0)), detector=det, seed=get("seed", 0), device=device,
         grade_balanced=get("grade_balanced", False), bone="random" if get("random_bone") else get("bone", "upper"),
-        augment=True if get("augment") else None, out_dtype=getattr(torch, get("out_dtype", "float32")), backend=get("backend", "auto"),
+        moves=get("moves", "subpixel"), augment=True if get("augment") else None, out_dtype=getattr(torch, get("out_dtype", "float32")), backend=get("backend", "auto"),
     )
     man = export_shards(stream, get("n"), get("out"), shard_size=get("shard_size", 1024), format=get("format", "safetensors"),
                         progress=not get("no_progress", False), overwrite=get("overwrite", False))

@@ -65,6 +65,11 @@ two pixels and cannot be told from contact), then ``ℓ`` uniform inside the gra
 (kept 1e-4 away from its ends so float32 labels re-grade identically). ``info["grade"]`` is
 always returned (``svdh_grade(label, JSW0)``).
 
+With ``moves="integer"`` the move that reaches a drawn target is rounded to whole pixels
+(:func:`lsn_fast.compose.whole_pixel_moves`): the moved bone is an exact copy of its layer, and
+the label is the JSW that move reaches (the target within ≤ 0.71 px), so labels and grades are
+still exact, for the JSW reached rather than the one drawn.
+
 GPU overlap
 -----------
 On a CUDA device (``num_workers=0``), batches are generated on a dedicated ``torch.cuda.Stream``
@@ -94,7 +99,7 @@ from typing import Iterator
 
 import torch
 
-from .compose import _bank_geometry
+from .compose import _bank_geometry, split_whole_pixel, whole_pixel_moves
 from .detector import PARAM_COLUMNS, Detector
 from .layers import LayerStack
 from .philox import MASK32, philox4x32, split_seed
@@ -103,6 +108,7 @@ from .reference import rotate_about_centre
 __all__ = ["JSWStream", "Augment", "GRADE_EDGES", "bank_from_phantoms", "make_bank", "bank_memory_bytes", "BONES"]
 
 BONES = ("upper", "lower", "random", "both")
+MOVES = ("subpixel", "integer")
 _STREAM_WORD = 1  # counter word 3: 0 = detector noise, 1 = the stream's per-sample draws
 _F_MAIN, _F_DET_A, _F_DET_B, _F_AUG, _F_GRADE = 0, 1, 2, 3, 4
 _N_FIELDS = 5
@@ -377,7 +383,17 @@ class JSWStream(torch.utils.data.IterableDataset):
         drop_last: drop each shard's last partial batch (finite streams).
         prefetch: batches generated ahead on the CUDA side stream (>= 0; CUDA only).
         rank, world_size: override torch.distributed's (both or neither).
-        interp: ``"linear"`` or ``"cubic"`` bone resampling.
+        interp: ``"linear"`` or ``"cubic"`` bone resampling (sub-pixel moves).
+        moves: ``"subpixel"`` (default): the bone moves by exactly the shift that reaches the drawn
+            target, resampled with ``interp`` (which smooths its edge slightly); ``"integer"``:
+            whole-pixel moves only (:func:`lsn_fast.compose.whole_pixel_moves`), exact copies of
+            the bone layer, and the label is the JSW the move reaches: the drawn target rounded,
+            within ``0.5·(|ax_y|+|ax_x|)`` px ≤ 0.71 px (so labels may leave ``jsw_mm`` by that
+            much, and ``grade_balanced`` grades are of the reached JSW). Use it with banks that
+            carry their source's noise and texture (:meth:`LayerStack.with_residual`, no
+            detector): no interpolation smooths that noise. ``info["disp_px"]`` (B,2) holds the
+            whole-pixel displacement of the upper bone (``bone="both"``: split by
+            :func:`lsn_fast.compose.split_whole_pixel`).
 
     Yields ``(images, jsw_mm, info)``; images and labels on ``device``, ``info`` on the CPU::
 
@@ -412,6 +428,7 @@ class JSWStream(torch.utils.data.IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         interp: str = "linear",
+        moves: str = "subpixel",
     ):
         super().__init__()
         # ---- bank
@@ -438,6 +455,9 @@ class JSWStream(torch.utils.data.IterableDataset):
         if interp not in INTERP_MODES:
             raise ValueError(f"interp: expected 'linear' or 'cubic', got {interp!r}")
         self.interp = interp
+        if moves not in MOVES:
+            raise ValueError(f"moves: expected one of {list(MOVES)}, got {moves!r}")
+        self.moves = moves
         if out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise TypeError(f"out_dtype: expected float32, float16 or bfloat16, got {out_dtype}")
         self.out_dtype = out_dtype
@@ -619,12 +639,20 @@ class JSWStream(torch.utils.data.IterableDataset):
         else:
             lo, hi = self.jsw_range
             target = (lo + (hi - lo) * u).to(torch.float32)
-        shift = (target - jsw0) / self.bank.spacing_mm
+        disp = None
+        if self.moves == "integer":  # whole-pixel moves: the label becomes the JSW reached
+            axis = self._axis_cpu[entry]
+            target, disp = whole_pixel_moves(jsw0, target, axis, self.bank.spacing_mm)
+            shift = (disp * axis).sum(dim=1)
+        else:
+            shift = (target - jsw0) / self.bank.spacing_mm
         from .tasks.svdh import svdh_grade
 
         grade = svdh_grade(target, jsw0.clamp_min(1e-6), _grade_thresholds())
         out = {"index": k, "bank_index": entry, "bone": bone, "jsw_mm": target, "jsw0_mm": jsw0,
                "shift_px": shift, "grade": grade, "params": None}
+        if disp is not None:
+            out["disp_px"] = disp
         # detector
         if self._base_params is not None:
             params = self._base_params.expand(B, len(PARAM_COLUMNS)).clone()
@@ -662,7 +690,9 @@ class JSWStream(torch.utils.data.IterableDataset):
 
         B = d["index"].shape[0]
         entry = d["bank_index"]
-        disp_all = (torch.where(d["bone"] == 1, -1.0, 1.0) * d["shift_px"])[:, None] * self._axis_cpu[entry]
+        sign = torch.where(d["bone"] == 1, -1.0, 1.0)[:, None]  # the lower bone moves against the opening
+        whole = d.get("disp_px")
+        disp_all = sign * (d["shift_px"][:, None] * self._axis_cpu[entry] if whole is None else whole)
         both = d["bone"] == 2
         bank = self.bank
         det = self.detector
@@ -685,7 +715,8 @@ class JSWStream(torch.utils.data.IterableDataset):
             params = None if d["params"] is None else self._to_device(pick(d["params"]).contiguous())
             src, disp, group_layers = pick(src_index), pick(disp_all), layers
             if bool(pick(both).any()):  # a group is all-"both" or none: move both bones here, compose unmoved
-                group_layers, src, disp = self._both_moved(layers, src, pick(d["shift_px"]), pick(self._axis_cpu[entry]))
+                group_layers, src, disp = self._both_moved(layers, src, pick(d["shift_px"]), pick(self._axis_cpu[entry]),
+                                                           None if whole is None else pick(whole))
             img = synthesize_op(
                 *group_layers, self._to_device(src), self._to_device(disp.to(torch.float32).contiguous()),
                 params, self._to_device(pick(d["index"])), move_lower, seed_to_signed(self.seed),
@@ -702,16 +733,23 @@ class JSWStream(torch.utils.data.IterableDataset):
             out = self._apply_augment(out, d["augment"]).to(self.out_dtype)
         return out
 
-    def _both_moved(self, layers, src, shift, axis):
+    def _both_moved(self, layers, src, shift, axis, whole=None):
         """``bone="both"``: the selected entries with each bone moved by half the shift
-        (:meth:`LayerStack.shifted`, the same move ``compose``/``synthesize`` make); returns
+        (:meth:`LayerStack.shifted`, the same move ``compose``/``synthesize`` make), or by the
+        split of the whole-pixel moves ``whole`` (B,2) (exact copies); returns
         ``(layers, index, zero displacement)`` for the fused pass."""
         from .compose import _both_moved
+        from .reference import translate
 
         idx = self._to_device(src)
         soft, upper, lower = (t.index_select(0, idx) for t in layers)
+        zero = torch.zeros(idx.shape[0], 2)
+        index = torch.arange(idx.shape[0], dtype=torch.int64)
+        if whole is not None:
+            up, low = (self._to_device(v) for v in split_whole_pixel(whole))
+            return [soft, translate(upper, up).to(upper.dtype), translate(lower, -low).to(lower.dtype)], index, zero
         st = _both_moved(soft, upper, lower, self.bank.spacing_mm, self._to_device(axis), self._to_device(shift), self.interp)
-        return [st.soft, st.upper, st.lower], torch.arange(idx.shape[0], dtype=torch.int64), torch.zeros(idx.shape[0], 2)
+        return [st.soft, st.upper, st.lower], index, zero
 
     def _groups(self, d: dict) -> list[tuple[torch.Tensor, bool]]:
         """Split a batch into op calls: one per moving bone and, where per-sample blur widths are
@@ -743,7 +781,7 @@ class JSWStream(torch.utils.data.IterableDataset):
         with torch.no_grad():
             d = self.draws(index)
             images = self._synth(d)
-        info = {k: d[k] for k in ("index", "bank_index", "bone", "jsw0_mm", "shift_px", "grade")}
+        info = {k: d[k] for k in ("index", "bank_index", "bone", "jsw0_mm", "shift_px", "grade", "disp_px") if k in d}
         if d["params"] is not None:
             info["detector"] = {f: d["params"][:, j] for j, f in enumerate(PARAM_COLUMNS)}
         if "augment" in d:
@@ -934,7 +972,8 @@ class JSWStream(torch.utils.data.IterableDataset):
             "bank_index": None if self.bank_index is None else ("callable" if callable(self.bank_index) else self.bank_index.tolist()[:16]),
             "detector": det, "detector_ranges": {k: list(v) for k, v in self.detector_ranges.items()},
             "augment": None if self.augment is None else asdict(self.augment),
-            "out_dtype": str(self.out_dtype).replace("torch.", ""), "interp": self.interp, "drop_last": self.drop_last,
+            "out_dtype": str(self.out_dtype).replace("torch.", ""), "interp": self.interp, "moves": self.moves,
+            "drop_last": self.drop_last,
         }
 
     def __repr__(self) -> str:

@@ -10,7 +10,9 @@ import torch
 
 import lsn_fast as lf
 from lsn_fast.export import export_shards, read_shard, verify_export
-from lsn_fast.stream import GRADE_EDGES, Augment, JSWStream, _grade_edges, bank_from_phantoms, bank_memory_bytes, make_bank
+from lsn_fast.stream import (GRADE_EDGES, Augment, JSWStream, _grade_edges, _grade_thresholds, bank_from_phantoms,
+                             bank_memory_bytes, make_bank)
+from lsn_fast.tasks.svdh import svdh_grade
 
 SIZE = 48
 SPACING = 0.2
@@ -234,6 +236,56 @@ def test_both_bones_samples_do_not_depend_on_the_batch(bank):
     assert any(not torch.equal(a[k][0], up[k][0]) for k in a)
 
 
+def _whole_pixel_copy(img: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """(H,W) image read at whole-pixel offsets d = (dy, dx), edge-clamped (independent of translate)."""
+    H, W = img.shape
+    dy, dx = int(d[0]), int(d[1])
+    assert (dy, dx) == (float(d[0]), float(d[1]))
+    ys = (torch.arange(H) - dy).clamp(0, H - 1)
+    xs = (torch.arange(W) - dx).clamp(0, W - 1)
+    return img[ys][:, xs]
+
+
+@pytest.mark.parametrize("bone", ["upper", "lower", "both"])
+def test_integer_moves_are_exact_copies_labelled_by_the_jsw_reached(bank, bone):
+    """``moves="integer"``: each moved bone is its layer copied at whole-pixel offsets (the
+    noiseless image is soft + copies, no interpolation), the label is the JSW that move reaches
+    (measured on the moved layers), within the rounding of the drawn target (same seed,
+    ``moves="subpixel"``), and ``disp_px`` is reported."""
+    kw = dict(jsw_mm=(0.4, 2.5), bone=bone, seed=5)
+    img, jsw, info = JSWStream(bank, 8, moves="integer", **kw).generate(torch.arange(8))
+    _, drawn, _ = JSWStream(bank, 8, **kw).generate(torch.arange(8))
+    d = info["disp_px"]
+    assert d.shape == (8, 2) and bool((d == torch.round(d)).all()) and bool(d.abs().sum() > 0)
+    sub = bank[info["bank_index"]]
+    ups, lows = [], []
+    for k in range(8):
+        up, low = {"upper": (d[k], torch.zeros(2)), "lower": (torch.zeros(2), d[k]),
+                   "both": (torch.div(d[k], 2, rounding_mode="floor"), d[k] - torch.div(d[k], 2, rounding_mode="floor"))}[bone]
+        ups.append(_whole_pixel_copy(sub.upper[k], up))
+        lows.append(_whole_pixel_copy(sub.lower[k], -low))
+    moved = lf.LayerStack(sub.soft, torch.stack(ups), torch.stack(lows), SPACING, sub.axis, validate=False)
+    torch.testing.assert_close(img[:, 0], moved.attenuation(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(lf.measure_jsw(moved), jsw, atol=0.02, rtol=0)
+    axis = bank.resolved_axis()[info["bank_index"]]
+    torch.testing.assert_close(jsw, info["jsw0_mm"] + (d * axis).sum(1) * SPACING, atol=1e-5, rtol=0)
+    torch.testing.assert_close(info["shift_px"], (d * axis).sum(1), atol=1e-5, rtol=0)
+    slack = 0.5 * axis.abs().sum(1) * SPACING + 1e-5  # rounding per component
+    assert bool(((jsw - drawn).abs() <= slack).all()) and not torch.equal(jsw, drawn)
+    assert torch.equal(info["grade"], svdh_grade(jsw, info["jsw0_mm"], _grade_thresholds()))  # grades of the reached JSW
+
+
+def test_integer_moves_do_not_depend_on_the_batch_and_close_no_joint(bank):
+    """Whole-pixel samples stay a pure function of (seed, k) with random bones, detector draws and
+    augmentation; targets at 0 mm never give a negative label (rounded one pixel wider)."""
+    ref = collect(JSWStream(bank, 1, jsw_mm=(0.0, 2.5), num_samples=9, moves="integer", **RICH))
+    assert_same(ref, collect(JSWStream(bank, 4, jsw_mm=(0.0, 2.5), num_samples=9, moves="integer", **RICH)))
+    _, jsw, info = JSWStream(bank, 8, jsw_mm=0.0, bone="both", moves="integer").generate(torch.arange(8))
+    assert bool((jsw >= 0).all()) and bool((jsw <= 0.71 * SPACING * 2 + 1e-5).all())
+    cfg = JSWStream(bank, 2, moves="integer").config()
+    assert cfg["moves"] == "integer" and json.loads(json.dumps(cfg))["moves"] == "integer"
+
+
 def test_grade_balanced_is_uniform_and_consistent(bank):
     from lsn_fast.tasks.svdh import svdh_grade
 
@@ -304,6 +356,7 @@ def test_augment_and_detector_values_in_info(bank):
     (dict(detector_ranges={"n0": (0.0, 10.0)}), "detector_ranges"), (dict(bank_index=[]), "bank_index"),
     (dict(bank_index=[0, 99]), "bank_index"), (dict(rank=2, world_size=2), "rank"), (dict(rank=0), "rank"),
     (dict(grade_balanced=True, jsw_sampler=lambda u: u), "jsw_sampler"), (dict(prefetch=-1), "prefetch"),
+    (dict(moves="nearest"), "moves"),
 ])
 def test_bad_configuration(bank, kw, arg):
     kw = {"batch_size": 4, **kw}
@@ -368,6 +421,15 @@ def test_export_cli(tmp_path):
     assert man["counts"]["samples"] == 6 and man["config"]["grade_balanced"]
     with pytest.raises(ValueError, match="--bank"):
         run_synth(p.parse_args(["--n", "6", "--out", out]))
+    # whole-pixel moves through the CLI: the displacement is exported per axis, whole numbers
+    out2 = str(tmp_path / "cli_int")
+    assert run_synth(p.parse_args(["--phantoms", "4", "--size", str(SIZE), "--spacing", str(SPACING), "--n", "5",
+                                   "--out", out2, "--no-progress", "--moves", "integer", "--format", "webdataset"])) == 0
+    man = verify_export(out2)
+    assert man["config"]["moves"] == "integer"
+    data = read_shard(os.path.join(out2, man["shards"][0]["file"]))
+    for k in ("disp_dy_px", "disp_dx_px"):
+        assert data[k].shape == (5,) and torch.equal(data[k], torch.round(data[k]))
 
 
 # ------------------------------------------------------------------------------ CUDA
@@ -384,3 +446,10 @@ def test_cuda_stream_matches_and_overlaps(bank):  # pragma: no cover - GPU sessi
     a = collect(JSWStream(bank.to("cuda"), 1, device="cuda", **noisy))
     b = collect(JSWStream(bank.to("cuda"), 8, device="cuda", prefetch=3, **noisy))
     assert_same(a, b)
+    for bone in ("random", "both"):  # whole-pixel moves: the same copies on the GPU, from a CPU or a device bank
+        whole = dict(kw, bone=bone, moves="integer")
+        cpu = collect(JSWStream(bank, 8, **whole))
+        for src in (bank, bank.to("cuda")):
+            got = collect(JSWStream(src, 8, device="cuda", **whole))
+            for k in cpu:
+                assert torch.allclose(got[k][0].cpu(), cpu[k][0], atol=1e-5) and torch.equal(got[k][1].cpu(), cpu[k][1])

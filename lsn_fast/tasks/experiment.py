@@ -69,7 +69,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lsn_fast.compose import _bank_geometry
+from lsn_fast.compose import _bank_geometry, split_whole_pixel, whole_pixel_moves
 
 from ._common import fit, mixed_source, naive_augment, normalize_images, tensor_source
 from .jsn import quantify_jsn, train_jsn_model
@@ -276,33 +276,19 @@ class Synthesizer:
 
     def snap(self, idx, target):
         """``moves="integer"``: the nearest target JSW that a whole-pixel move of the upper bone
-        reaches. The move along the axis is rounded per component to whole pixels ``d`` (B,2),
-        an exact copy with no interpolation blur of the bone or of its carried noise; the JSW
-        changes by ``(d·axis)·spacing`` (the rest, ≤ 0.5 px per component, slides the bone across
-        the axis, which leaves the JSW as measured within ~0.002 mm on phantoms; with
-        ``bone="both"`` it is split between the bones, :meth:`_split`). A move that would close
-        the joint below 0 is rounded one pixel wider. Other modes: ``(target, None)``.
+        reaches, and that move (:func:`lsn_fast.compose.whole_pixel_moves`: an exact copy, no
+        interpolation blur of the bone or of its carried noise; with ``bone="both"`` split between
+        the bones, :meth:`_split`). Other modes: ``(target, None)``.
 
         Returns ``(target (B,) mm, d (B,2) px or None)``."""
         if self.moves != "integer":
             return target, None
-        ax, lab, sp = self.bank.axis[idx], self.labels[idx], self.bank.spacing_mm
-        s = (target - lab) / sp
-        d = torch.round(s[:, None] * ax)
-        t = lab + (d * ax).sum(dim=1) * sp
-        wider = t < 0
-        if bool(wider.any()):
-            d = torch.where(wider[:, None], torch.round((s + 1)[:, None] * ax), d)
-            t = lab + (d * ax).sum(dim=1) * sp
-        return t.clamp_min(0.0), d
+        return whole_pixel_moves(self.labels[idx], target, self.bank.axis[idx], self.bank.spacing_mm)
 
     @staticmethod
     def _split(disp):
-        """``bone="both"`` with whole-pixel moves: the upper bone takes ``floor(d/2)`` of the
-        total move ``d`` and the lower bone the rest (against it), so the gap stays centred
-        within half a pixel and the JSW keeps 1-px steps."""
-        up = torch.div(disp, 2, rounding_mode="floor")
-        return up, disp - up
+        """``bone="both"`` with whole-pixel moves: :func:`lsn_fast.compose.split_whole_pixel`."""
+        return split_whole_pixel(disp)
 
     def _moved(self, idx, target, disp=None):
         """Bank entries ``idx`` with the upper bone moved to JSW ``target``, or by the whole-pixel
