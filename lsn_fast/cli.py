@@ -13,6 +13,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -85,7 +86,10 @@ def cmd_phantom(args) -> int:
 
     if os.path.splitext(args.out)[1] not in (".safetensors", ".npz"):
         raise UsageError("--out must end in .safetensors or .npz")
-    stack, info = lf.phantom.generate(args.n, size=args.size, spacing_mm=args.spacing, seed=args.seed, progress=True)
+    if not (args.texture >= 0 and math.isfinite(args.texture)):
+        raise UsageError(f"--texture must be a finite number >= 0, got {args.texture}")
+    stack, info = lf.phantom.generate(args.n, size=args.size, spacing_mm=args.spacing, seed=args.seed,
+                                      texture=args.texture, progress=True)
     tmp = args.out + ".partial" + os.path.splitext(args.out)[1]
     stack.save(tmp)
     os.replace(tmp, args.out)
@@ -243,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--size", type=_positive_int, default=256)
     ph.add_argument("--spacing", type=_positive_float, default=0.1)
     ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--texture", type=float, default=1.0,
+                    help="trabecular texture contrast scale (default 1; 0: textureless bone, all else unchanged)")
     ph.add_argument("--out", required=True, help="output file, .safetensors or .npz")
     ph.add_argument("--png", default=None, help="also write a contact sheet PNG")
     ph.set_defaults(func=cmd_phantom)

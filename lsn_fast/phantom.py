@@ -371,6 +371,7 @@ def generate(
     device="cpu",
     dtype: torch.dtype = torch.float32,
     tilt_deg=(-10.0, 10.0),
+    texture: float = 1.0,
     progress: bool = False,
 ):
     """Generate ``n`` finger-joint phantoms with known JSW.
@@ -385,6 +386,10 @@ def generate(
         device, dtype: of the returned layers (rendered in float32).
         tilt_deg: finger tilt from vertical, degrees: a (lo, hi) range drawn uniformly, or a
             fixed number. Positive turns the proximal end towards +x (see ``axis_from_angle``).
+        texture: scale of the trabecular texture's contrast (≥ 0): 1 is the phantom as drawn, 0
+            gives textureless bone with every other draw unchanged (same shapes, densities, JSW
+            and pose for the same seed), for ablations and oracle studies of what the texture
+            costs. ``params["tex_contrast"]`` reports the scaled contrast.
         progress: show a progress bar.
     Returns:
         (LayerStack with ``axis`` set to the true axis, info) with info = {"jsw_mm": (n,) float32
@@ -401,6 +406,8 @@ def generate(
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
     tilt = _check_tilt(tilt_deg)
     jsw = _check_jsw(jsw_mm, n)
+    if isinstance(texture, bool) or not isinstance(texture, (int, float)) or not math.isfinite(texture) or texture < 0:
+        raise ValueError(f"texture: expected a finite contrast scale >= 0, got {texture!r}")
     if dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
         raise TypeError(f"dtype: expected a floating dtype (float32, float16, bfloat16, float64), got {dtype}")
     try:
@@ -422,6 +429,7 @@ def generate(
         noises.append(torch.randn(G, G, generator=g))
     P64 = {k: torch.tensor([p[k] for p in plist], dtype=torch.float64) for k in plist[0]}
     _finish_geometry(P64)
+    P64["tex_contrast"] = P64["tex_contrast"] * float(texture)  # after every draw: the RNG stream is unchanged
     P = {k: v.to(torch.float32) for k, v in P64.items()}
 
     per = max(1, _CHUNK_SUBSAMPLES // (SUBSAMPLES * H * W))

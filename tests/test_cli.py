@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from lsn_fast.cli import main
 
@@ -49,6 +50,11 @@ def test_phantom_command_writes_loadable_bank(tmp_path):
     assert main(["phantom", "--n", "3", "--size", "64", "--spacing", "0.2", "--out", str(out)]) == 0
     bank = lf.LayerStack.load(out)
     assert bank.shape == (3, 64, 64) and bank.spacing_mm == 0.2
+    flat = tmp_path / "flat.safetensors"  # --texture 0: the same phantoms without trabecular texture
+    assert main(["phantom", "--n", "3", "--size", "64", "--spacing", "0.2", "--texture", "0", "--out", str(flat)]) == 0
+    smooth = lf.LayerStack.load(flat)
+    assert torch.equal(smooth.soft, bank.soft) and not torch.equal(smooth.upper, bank.upper)
+    assert main(["phantom", "--n", "1", "--size", "64", "--texture", "-1", "--out", str(flat)]) == 2
 
 
 def test_separate_command_writes_layers(tmp_path):
