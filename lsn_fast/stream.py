@@ -391,7 +391,9 @@ class JSWStream(torch.utils.data.IterableDataset):
             within ``0.5·(|ax_y|+|ax_x|)`` px ≤ 0.71 px (so labels may leave ``jsw_mm`` by that
             much, and ``grade_balanced`` grades are of the reached JSW). Use it with banks that
             carry their source's noise and texture (:meth:`LayerStack.with_residual`, no
-            detector): no interpolation smooths that noise. ``info["disp_px"]`` (B,2) holds the
+            detector): a linear sub-pixel move keeps 46 % of the power of the noise carried in the
+            moved bone (cubic 67 %), a whole-pixel move all of it
+            (``benchmarks/results/2026-12-02-stream-whole-pixel/``). ``info["disp_px"]`` (B,2) holds the
             whole-pixel displacement of the upper bone (``bone="both"``: split by
             :func:`lsn_fast.compose.split_whole_pixel`).
 
