@@ -412,8 +412,8 @@ def test_five_percent_tiny(tmp_path):
     # the meter's real-test error is the 100 % arm's own MAE row
     row = next(a for a in agg if a["task"] == "jsw" and a["arm"] == "real 100%")
     assert abs(geo["meter"][0]["mae"] - row["mae"]) < 1e-6
-    assert {"lsn", "oracle"} <= set(geo)
-    for name in ("lsn", "oracle"):
+    assert {"lsn", "oracle", "lsn_rendered", "unlabelled"} <= set(geo)
+    for name in ("lsn", "oracle", "lsn_rendered", "unlabelled"):
         g = geo[name][0]
         assert math.isfinite(g["mae"]) and g["mae"] >= abs(g["bias"])
     assert "Geometry check:" in (tmp_path / "table.md").read_text()

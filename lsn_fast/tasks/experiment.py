@@ -476,7 +476,7 @@ def _synth_fn(task, synth):
 
 
 REALISM_NAMES = {"lsn": "LSN-synthesized", "lsn_rendered": "LSN layers through a new detector (not carried)",
-                 "oracle": "oracle-synthesized",
+                 "oracle": "oracle-synthesized", "unlabelled": "all images, LSN-measured labels (e)",
                  "control": "positive control (σ = 1 px blurred real; must be well above 0.5)"}
 
 
@@ -690,7 +690,10 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
         realism["lsn_rendered"] = _realism(train["base"][pool], rendered, cfg, seed)
     realism["control"] = _realism_control(train["base"][pool], cfg, seed)
     geometry = {"meter": {k: meter[k] for k in ("arm", "mae", "bias")}}
-    for name, s in synths.items():
+    # every family source the arms train on, plus the rendered record
+    checked = {**synths, **({"lsn_rendered": rendered} if rendered is not None else {}),
+               **({"unlabelled": unlab} if unlab is not None else {})}
+    for name, s in checked.items():
         geometry[name] = _geometry_check(meter["model"], s, cfg.realism_n, seed)
     log(f"[seed {seed}] realism (real vs synthesized, held-out accuracy; 0.5 = indistinguishable): "
         + ", ".join(f"{k} {v:.3f}" for k, v in realism.items()) + f"  ({time.perf_counter() - t0:.1f} s total)")
