@@ -14,9 +14,10 @@ from .detector import Detector
 from .layers import LayerStack, _check_bone
 from .ops import seed_to_signed, synthesize_op
 from .philox import split_seed
-from .reference import INTERP_MODES
+from .reference import INTERP_MODES, translate
 
 _OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MOVES = ("subpixel", "integer")  # synthesize / JSWStream: exact sub-pixel shifts, or whole-pixel copies
 
 
 def _check_common(detector, seed, interp, out_dtype, bone):
@@ -111,6 +112,7 @@ def synthesize(
     interp: str = "linear",
     sample_index=None,
     out_dtype: torch.dtype = torch.float32,
+    moves: str = "subpixel",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Synthesize radiographs of bank joints at new joint space widths, in one fused pass.
 
@@ -132,6 +134,11 @@ def synthesize(
         interp: ``"linear"`` or ``"cubic"``.
         sample_index: (B,) int64 global sample indices for the noise (default ``arange(B)``).
         out_dtype: float32, float16 or bfloat16.
+        moves: ``"subpixel"`` (the exact shift, interpolated with ``interp``) or ``"integer"``:
+            the move rounded to whole pixels (:func:`whole_pixel_moves`), an exact copy of the
+            bone layer (no interpolation smooths noise or texture carried in it, e.g. a
+            :meth:`LayerStack.with_residual` bank); the returned label is the JSW reached, within
+            0.71 px of the one asked for. Not differentiable w.r.t. the shift.
     Returns:
         ``(images (B,1,H,W), jsw_mm (B,) float32)``: the label is the exact JSW of the moved
         layers (``JSW0 + shift · spacing``).
@@ -139,6 +146,8 @@ def synthesize(
     if not isinstance(bank, LayerStack):
         raise TypeError(f"bank: expected a LayerStack, got {type(bank).__name__}")
     _check_common(detector, seed, interp, out_dtype, bone)
+    if moves not in MOVES:
+        raise ValueError(f"moves: expected one of {list(MOVES)}, got {moves!r}")
     index = _check_index(index, bank.batch_size, "index", bank.device)
     B = index.shape[0]
     if jsw_mm is not None and shift_px is not None:
@@ -157,6 +166,17 @@ def synthesize(
         if bool((target < 0).any()):
             raise ValueError(f"shift_px: would make JSW < 0 (min {float(target.min()):.4f} mm); bones may not interpenetrate")
     si = _sample_index(sample_index, B, bank.device)
+    if moves == "integer":
+        target, whole = whole_pixel_moves(jsw0, target, axis, bank.spacing_mm)
+        zero = torch.zeros(B, 2, device=bank.device)
+        if bone == "both":
+            moved = _both_moved_whole(bank.soft.index_select(0, index), bank.upper.index_select(0, index),
+                                      bank.lower.index_select(0, index), bank.spacing_mm, axis, whole)
+            images = _run(moved, torch.arange(B, device=bank.device), zero, detector, seed, si, False, interp, out_dtype, backend)
+        else:
+            disp = -whole if bone == "lower" else whole
+            images = _run(bank, index, disp, detector, seed, si, bone == "lower", interp, out_dtype, backend)
+        return images, target.to(torch.float32)
     if bone == "both":
         moved = _both_moved(bank.soft.index_select(0, index), bank.upper.index_select(0, index),
                             bank.lower.index_select(0, index), bank.spacing_mm, axis, shift, interp)
@@ -206,6 +226,13 @@ def split_whole_pixel(disp: torch.Tensor):
     move the upper bone by ``upper`` and the lower bone by ``−lower``."""
     up = torch.div(disp, 2, rounding_mode="floor")
     return up, disp - up
+
+
+def _both_moved_whole(soft, upper, lower, spacing_mm, axis, disp) -> LayerStack:
+    """``bone="both"`` with whole-pixel moves ``disp`` (B,2): :func:`split_whole_pixel`, exact copies."""
+    up, low = split_whole_pixel(disp)
+    return LayerStack(soft, translate(upper, up).to(upper.dtype), translate(lower, -low).to(lower.dtype), spacing_mm,
+                      axis, validate=False)
 
 
 def _both_moved(soft, upper, lower, spacing_mm, axis, shift, interp) -> LayerStack:

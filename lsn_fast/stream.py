@@ -99,7 +99,7 @@ from typing import Iterator
 
 import torch
 
-from .compose import _bank_geometry, split_whole_pixel, whole_pixel_moves
+from .compose import MOVES, _bank_geometry, whole_pixel_moves
 from .detector import PARAM_COLUMNS, Detector
 from .layers import LayerStack
 from .philox import MASK32, philox4x32, split_seed
@@ -108,7 +108,6 @@ from .reference import rotate_about_centre
 __all__ = ["JSWStream", "Augment", "GRADE_EDGES", "bank_from_phantoms", "make_bank", "bank_memory_bytes", "BONES"]
 
 BONES = ("upper", "lower", "random", "both")
-MOVES = ("subpixel", "integer")
 _STREAM_WORD = 1  # counter word 3: 0 = detector noise, 1 = the stream's per-sample draws
 _F_MAIN, _F_DET_A, _F_DET_B, _F_AUG, _F_GRADE = 0, 1, 2, 3, 4
 _N_FIELDS = 5
@@ -740,18 +739,15 @@ class JSWStream(torch.utils.data.IterableDataset):
         (:meth:`LayerStack.shifted`, the same move ``compose``/``synthesize`` make), or by the
         split of the whole-pixel moves ``whole`` (B,2) (exact copies); returns
         ``(layers, index, zero displacement)`` for the fused pass."""
-        from .compose import _both_moved
-        from .reference import translate
+        from .compose import _both_moved, _both_moved_whole
 
         idx = self._to_device(src)
         soft, upper, lower = (t.index_select(0, idx) for t in layers)
-        zero = torch.zeros(idx.shape[0], 2)
-        index = torch.arange(idx.shape[0], dtype=torch.int64)
         if whole is not None:
-            up, low = (self._to_device(v) for v in split_whole_pixel(whole))
-            return [soft, translate(upper, up).to(upper.dtype), translate(lower, -low).to(lower.dtype)], index, zero
-        st = _both_moved(soft, upper, lower, self.bank.spacing_mm, self._to_device(axis), self._to_device(shift), self.interp)
-        return [st.soft, st.upper, st.lower], index, zero
+            st = _both_moved_whole(soft, upper, lower, self.bank.spacing_mm, self._to_device(axis), self._to_device(whole))
+        else:
+            st = _both_moved(soft, upper, lower, self.bank.spacing_mm, self._to_device(axis), self._to_device(shift), self.interp)
+        return [st.soft, st.upper, st.lower], torch.arange(idx.shape[0], dtype=torch.int64), torch.zeros(idx.shape[0], 2)
 
     def _groups(self, d: dict) -> list[tuple[torch.Tensor, bool]]:
         """Split a batch into op calls: one per moving bone and, where per-sample blur widths are

@@ -300,6 +300,47 @@ def test_compose_jsw_below_zero_is_an_error_not_a_clamp(small_stack):
 
 
 # --------------------------------------------------------------------------- synthesize
+def _copy_at(img, dy, dx):
+    """(H,W) read at whole-pixel offsets, edge-clamped (independent of reference.translate)."""
+    H, W = img.shape
+    return img[(torch.arange(H) - dy).clamp(0, H - 1)][:, (torch.arange(W) - dx).clamp(0, W - 1)]
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("bone", ["upper", "lower", "both"])
+def test_synthesize_whole_pixel_moves(backend, bone):
+    """``moves="integer"``: the move along the axis is rounded per component to whole pixels
+    (d = round(shift·axis), one pixel wider if that closed the joint), the moved bones are exact
+    copies (noiseless image = soft + copies; both: upper floor(d/2), lower the rest, against it),
+    and the label is the JSW reached: the moved layers' measured JSW, within 0.71 px of the target."""
+    st, info = lf.phantom.generate(4, size=64, spacing_mm=0.2, seed=8, tilt_deg=(-12.0, 12.0),
+                                   jsw_mm=torch.tensor([1.0, 2.2, 0.6, 0.3]))
+    st = lf.LayerStack(st.soft, st.upper, st.lower, 0.2, st.resolved_axis(), validate=False)
+    idx = torch.tensor([0, 1, 2, 3, 1])
+    target = torch.tensor([2.05, 0.73, 2.9, 0.0, 1.41])
+    imgs, lab = lf.synthesize(st, idx, jsw_mm=target, backend=backend, bone=bone, moves="integer")
+    jsw0, axis = lf.measure_jsw(st)[idx], st.axis[idx]
+    d = torch.round(((target - jsw0) / 0.2)[:, None] * axis)
+    closed = jsw0 + (d * axis).sum(1) * 0.2 < 0
+    d = torch.where(closed[:, None], torch.round(((target - jsw0) / 0.2 + 1)[:, None] * axis), d)
+    ups, lows = [], []
+    for k in range(5):
+        up = {"upper": d[k], "lower": torch.zeros(2), "both": torch.div(d[k], 2, rounding_mode="floor")}[bone]
+        low = {"upper": torch.zeros(2), "lower": d[k], "both": d[k] - torch.div(d[k], 2, rounding_mode="floor")}[bone]
+        ups.append(_copy_at(st.upper[idx[k]], int(up[0]), int(up[1])))
+        lows.append(_copy_at(st.lower[idx[k]], -int(low[0]), -int(low[1])))
+    moved = lf.LayerStack(st.soft[idx], torch.stack(ups), torch.stack(lows), 0.2, axis, validate=False)
+    torch.testing.assert_close(imgs[:, 0], moved.attenuation(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(lab, (jsw0 + (d * axis).sum(1) * 0.2).clamp_min(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(lf.measure_jsw(moved), lab, atol=0.02, rtol=0)
+    assert bool((lab >= 0).all()) and bool(((lab - target).abs() <= 0.71 * 0.2 * 2 + 1e-5).all())
+    # a shift in px is rounded the same way
+    _, lab2 = lf.synthesize(st, idx, shift_px=2.4, backend=backend, bone=bone, moves="integer")
+    torch.testing.assert_close(lab2, jsw0 + (torch.round(2.4 * axis) * axis).sum(1) * 0.2, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="moves"):
+        lf.synthesize(st, idx, jsw_mm=target, moves="nearest")
+
+
 def test_synthesize_labels_and_bank_indexing():
     bank = rect_stack(B=3, gap_px=10.0)
     idx = torch.tensor([2, 0, 2, 1])
