@@ -42,8 +42,8 @@ def _bank(size: int, n: int, dtype=torch.float32):
     return bank_from_phantoms(n, size, 0.1 * 256 / size, seed=0, dtype=dtype, progress=False)
 
 
-def _stream(bank, batch, device="cpu", **kw):
-    return JSWStream(bank, batch, jsw_mm=(0.0, 3.0), detector=lf.Detector(), bone="random", device=device,
+def _stream(bank, batch, device="cpu", bone="random", **kw):
+    return JSWStream(bank, batch, jsw_mm=(0.0, 3.0), detector=lf.Detector(), bone=bone, device=device,
                      detector_ranges={"n0": (3e3, 3e4, "log")}, **kw)
 
 
@@ -127,11 +127,15 @@ def run_cuda(args) -> dict:  # pragma: no cover - GPU session
         x0, y0, _ = _stream(bank_cpu.to(dev), args.batch_size, device=dev).generate(torch.arange(args.batch_size))
         static = timed(iter(lambda: (x0, y0, None), None), "static")
         gpu = timed(_stream(bank_cpu.to(dev, torch.bfloat16), args.batch_size, device=dev, prefetch=args.prefetch), "stream")
+        # centred families (the five-percent recipe): both bones, whole-pixel moves, in PyTorch before the fused pass
+        both = timed(_stream(bank_cpu.to(dev, torch.bfloat16), args.batch_size, device=dev, prefetch=args.prefetch, bone="both",
+                             moves="integer"), "stream-both")
         pinned = timed(_stream(bank_cpu, args.batch_size, device=dev, prefetch=args.prefetch), "stream-pinned")
         dl = torch.utils.data.DataLoader(_stream(bank_cpu, args.batch_size), batch_size=None, num_workers=args.cpu_workers,
                                          pin_memory=True, worker_init_fn=_worker_init, prefetch_factor=4, persistent_workers=True)
         loader = timed(dl, "loader")
-        for name, t in (("static (floor)", static), ("JSWStream GPU bank", gpu), ("JSWStream CPU bank→GPU", pinned),
+        for name, t in (("static (floor)", static), ("JSWStream GPU bank", gpu), ("GPU bank, both, int px", both),
+                        ("JSWStream CPU bank→GPU", pinned),
                         (f"DataLoader {args.cpu_workers} CPU wkr", loader)):
             rows.append({"size": size, "feed": name, "ms_per_step": 1e3 * t, "overhead_ms": 1e3 * (t - static),
                          "samples_per_s": args.batch_size / t})
