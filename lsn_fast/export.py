@@ -298,9 +298,6 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--jsw-range", type=_range, default=(0.0, 3.0), help="target JSW LO:HI mm (default 0:3)")
     g.add_argument("--grade-balanced", action="store_true", help="targets balanced over JSN grades 0-4")
     g.add_argument("--random-bone", action="store_true", help="move the upper or the lower bone at random")
-    g.add_argument("--moves", choices=("subpixel", "integer"), default="subpixel",
-                   help="subpixel: exact shifts, interpolated (default); integer: whole-pixel moves (exact copies of "
-                        "the bone), labelled with the JSW reached")
     g.add_argument("--augment", action="store_true", help="flip / small rotation / intensity augmentation")
     g.add_argument("--batch-size", type=int, default=64, help="generation batch size (default 64)")
     g.add_argument("--shard-size", type=int, default=1024, help="samples per shard (default 1024)")

@@ -97,6 +97,13 @@ def test_synth_sweep_from_layers(tmp_path):
     assert main(["synth", "--layers", str(bank_path), "--jsw=-1:1:0.5", "--out", str(out)]) == 2
     assert main(["synth", "--layers", str(bank_path), "--out", str(out)]) == 2  # --jsw missing
     assert main(["synth", "--layers", str(bank_path), "--jsw", "1", "--index", "5", "--out", str(out)]) == 2
+    whole = tmp_path / "whole"  # centred whole-pixel sweep: labels are the JSWs reached, within 0.71 px
+    assert main(["synth", "--layers", str(bank_path), "--jsw", "0.4:2:0.4", "--bone", "both", "--moves", "integer",
+                 "--out", str(whole)]) == 0
+    d = load_file(whole / "sweep.safetensors")
+    target = torch.tensor([0.4, 0.8, 1.2, 1.6, 2.0])
+    assert d["images"].shape == (5, 1, 64, 64) and bool(((d["jsw_mm"] - target).abs() <= 0.71 * 0.2 + 1e-5).all())
+    assert not torch.equal(d["jsw_mm"], target)
 
 
 def torch_allclose(t, values):

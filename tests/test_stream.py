@@ -421,12 +421,15 @@ def test_export_cli(tmp_path):
     assert man["counts"]["samples"] == 6 and man["config"]["grade_balanced"]
     with pytest.raises(ValueError, match="--bank"):
         run_synth(p.parse_args(["--n", "6", "--out", out]))
-    # whole-pixel moves through the CLI: the displacement is exported per axis, whole numbers
+    # whole-pixel, centred moves through the real command line: the displacement is exported per
+    # axis, in whole numbers
+    from lsn_fast.cli import main
+
     out2 = str(tmp_path / "cli_int")
-    assert run_synth(p.parse_args(["--phantoms", "4", "--size", str(SIZE), "--spacing", str(SPACING), "--n", "5",
-                                   "--out", out2, "--no-progress", "--moves", "integer", "--format", "webdataset"])) == 0
+    assert main(["synth", "--phantoms", "4", "--size", str(SIZE), "--spacing", str(SPACING), "--n", "5", "--out", out2,
+                 "--no-progress", "--moves", "integer", "--bone", "both", "--format", "webdataset"]) == 0
     man = verify_export(out2)
-    assert man["config"]["moves"] == "integer"
+    assert man["config"]["moves"] == "integer" and man["config"]["bone"] == "both"
     data = read_shard(os.path.join(out2, man["shards"][0]["file"]))
     for k in ("disp_dy_px", "disp_dx_px"):
         assert data[k].shape == (5,) and torch.equal(data[k], torch.round(data[k]))
