@@ -401,6 +401,7 @@ class JSWStream(torch.utils.data.IterableDataset):
         index (B,) int64 global sample indices      bank_index (B,) int64     bone (B,) int64: 0 upper, 1 lower, 2 both
         jsw0_mm (B,) baseline JSW of the entry       shift_px (B,) float32     grade (B,) int64 (0–4)
         detector: {field: (B,) float32} (if a detector is used)
+        disp_px (B,2) float32 whole-pixel displacement of the upper bone (if moves="integer")
         augment: {hflip (B,) bool, rotate_deg, intensity_scale, intensity_shift} (if augment)
         shard, num_shards, cursor (samples of the shard consumed after this batch), rank,
         world_size, worker, num_workers, epoch: ints (bookkeeping for resume)
