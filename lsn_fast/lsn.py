@@ -243,14 +243,11 @@ class LSNOutput:
         layers: (B,3,H,W) soft, upper, lower, >= 0; their sum is ``denoised``.
         denoised: (B,1,H,W) the denoised attenuation D >= 0.
         seg_logits: (B,2,H,W) bone-mask logits (upper, lower).
-        fractions: (B,3,H,W) the split p (softmax, sums to 1), ``layers = denoised · p``; None on
-            the fused inference path, which never materializes it.
     """
 
     layers: torch.Tensor
     denoised: torch.Tensor
     seg_logits: torch.Tensor
-    fractions: torch.Tensor | None = None
 
     @property
     def soft(self):
@@ -365,7 +362,7 @@ class LSN(nn.Module):
         if self.refine is not None:
             rd = self.refine.net[0].weight.dtype  # a bf16/fp16 model without autocast runs the refiner in its dtype
             denoised = F.relu(denoised + self.refine(x.to(rd), denoised.to(rd), frac.to(rd)).float())
-        return LSNOutput(layers=denoised * frac, denoised=denoised, seg_logits=out[:, 4:6], fractions=frac)
+        return LSNOutput(layers=denoised * frac, denoised=denoised, seg_logits=out[:, 4:6])
 
     def fuse(self, enable: bool = True) -> "LSN":
         """Run GroupNorm+SiLU pairs and the recomposition head as fused Triton kernels (in place).

@@ -216,32 +216,24 @@ def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device) -> di
     return {"image": image.to(device), "layers": layers.to(device), "axis": axis.to(device)}
 
 
-def stage1_losses(model: LSN, batch: dict, weights: dict | None = None,
-                  decouple: bool = False) -> tuple[torch.Tensor, dict]:
-    """Supervised losses; returns (total, {name: float}).
-
-    ``decouple``: the per-layer terms (``layer``, ``grad``, ``lap``) train only the split p of
-    ``layers = D·p``; the denoised image D learns from the reconstruction terms alone (``recon``,
-    ``counts``, ``recon_rel``), so a layer error cannot pull D away from the clean image."""
+def stage1_losses(model: LSN, batch: dict, weights: dict | None = None) -> tuple[torch.Tensor, dict]:
+    """Supervised losses; returns (total, {name: float})."""
     w = {**STAGE1_LOSS_WEIGHTS, **(weights or {})}
     out = model(batch["image"], validate=False)
     P, T = out.layers, batch["layers"]
-    if decouple and out.fractions is None:
-        raise ValueError("decouple: needs the split p, which the fused inference forward does not return")
-    Pl = out.denoised.detach() * out.fractions if decouple else P  # same values; no gradient into D
     clean = T.sum(1, keepdim=True)
     rec = recompose(P)
     nrm = lambda t: t.flatten(1).norm(dim=1)  # noqa: E731
     terms = {
-        "layer": LOSS_SCALE * (Pl - T).abs().mean(),
-        "grad": LOSS_SCALE * _grad_l1(Pl, T),
+        "layer": LOSS_SCALE * (P - T).abs().mean(),
+        "grad": LOSS_SCALE * _grad_l1(P, T),
         "seg": F.binary_cross_entropy_with_logits(out.seg_logits, bone_masks(T)),
         "recon": LOSS_SCALE * (rec - clean).abs().mean(),
         "counts": LOSS_SCALE * (recompose(P, counts=True) - torch.exp(-clean)).abs().mean(),
         # the evaluation's recomposition metric itself (relative L2, so edges weigh more than in the L1 terms)
         "recon_rel": LOSS_SCALE * (nrm(rec - clean) / nrm(clean).clamp_min(1e-6)).mean(),
         # the layers' fine texture (off by default; what the recomposition error is mostly made of)
-        "lap": LOSS_SCALE * _lap_l1(Pl, T),
+        "lap": LOSS_SCALE * _lap_l1(P, T),
     }
     total = sum(w[k] * v for k, v in terms.items() if w[k])
     return total, {k: float(v.detach()) for k, v in terms.items()}
@@ -487,8 +479,6 @@ class TrainConfig:
     refine_channels: int = 0
     refine_layers: int = 6
     train_only: str = "all"
-    # stage 1: the per-layer losses train only the split p, D only the reconstruction terms (stage1_losses)
-    decouple: bool = False
 
     def validate(self):
         if self.stage not in (1, 2):
@@ -522,8 +512,6 @@ class TrainConfig:
                 raise ValueError(f"scatter: expected (lo, hi) with 0 <= lo <= hi < 1, got {v!r}")
         if int(self.refine_channels) < 0 or int(self.refine_layers) < 2:
             raise ValueError(f"refine_channels: must be >= 0 (and refine_layers >= 2), got {self.refine_channels}, {self.refine_layers}")
-        if self.decouple and self.stage != 1:
-            raise ValueError("decouple: a stage-1 option (stage 2 has no per-layer targets)")
         if self.train_only not in TRAIN_ONLY:
             raise ValueError(f"train_only: expected one of {TRAIN_ONLY}, got {self.train_only!r}")
         known = STAGE1_LOSS_WEIGHTS if self.stage == 1 else STAGE2_LOSS_WEIGHTS
@@ -638,7 +626,7 @@ class Trainer:
         with _autocast(self.device):
             if cfg.stage == 1:
                 batch = stage1_batch(self.pool, k, cfg, self.device)
-                loss, terms = stage1_losses(self.model, batch, cfg.loss_weights, decouple=cfg.decouple)
+                loss, terms = stage1_losses(self.model, batch, cfg.loss_weights)
                 soft = None
             else:
                 batch, g = stage2_batch(self.images, self.masks, k, cfg, self.device)
@@ -804,9 +792,6 @@ def add_train_arguments(p) -> None:
     p.add_argument("--refine-layers", type=int, default=6, metavar="L", help="the refiner's 3x3 convolutions (default 6)")
     p.add_argument("--train-only", choices=TRAIN_ONLY, default="all",
                    help="'refine': train only the refiner, the rest frozen (sharpen a trained model's denoised image)")
-    p.add_argument("--decouple", action="store_true",
-                   help="stage 1: the per-layer losses train only the split of D into layers; the denoised image D "
-                        "learns from the reconstruction terms alone")
     add_loss_arguments(p, stages=(1, 2))
 
 
@@ -850,8 +835,7 @@ def run_train(args) -> int:
                       recon_target=args.recon_target, anchor=args.anchor, loss_weights=dict(args.loss_weight),
                       bone_scale=tuple(args.bone_scale), soft_scale=tuple(args.soft_scale),
                       scatter=None if args.scatter is None else tuple(args.scatter),
-                      refine_channels=args.refine_channels, refine_layers=args.refine_layers, train_only=args.train_only,
-                      decouple=args.decouple)
+                      refine_channels=args.refine_channels, refine_layers=args.refine_layers, train_only=args.train_only)
     t0 = time.perf_counter()
     tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     last = tr.history[-1] if tr.history else {}
