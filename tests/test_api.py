@@ -341,6 +341,23 @@ def test_synthesize_whole_pixel_moves(backend, bone):
         lf.synthesize(st, idx, jsw_mm=target, moves="nearest")
 
 
+def test_whole_pixel_copy_equals_translate():
+    """The gather behind whole-pixel moves gives reference.translate's values exactly, for moves
+    beyond the image, odd sizes, non-contiguous input, and keeps a 16-bit layer's dtype."""
+    from lsn_fast.compose import _whole_pixel_copy
+    from lsn_fast.reference import translate
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(5, 23, 17, generator=g)
+    d = torch.tensor([[0.0, 0.0], [3.0, -2.0], [-30.0, 1.0], [1.0, 40.0], [-1.0, -1.0]])
+    torch.testing.assert_close(_whole_pixel_copy(x, d), translate(x, d), atol=0, rtol=0)
+    xt = torch.rand(5, 17, 23, generator=g).transpose(1, 2)  # non-contiguous
+    torch.testing.assert_close(_whole_pixel_copy(xt, d), translate(xt, d), atol=0, rtol=0)
+    xb = x.to(torch.bfloat16)
+    out = _whole_pixel_copy(xb, d)
+    assert out.dtype == torch.bfloat16 and torch.equal(out.float(), translate(xb, d))
+
+
 def test_synthesize_labels_and_bank_indexing():
     bank = rect_stack(B=3, gap_px=10.0)
     idx = torch.tensor([2, 0, 2, 1])
