@@ -369,7 +369,8 @@ class JSWStream(torch.utils.data.IterableDataset):
         bone: ``"upper"``, ``"lower"``, ``"random"`` (50/50 per sample) or ``"both"`` (each
             bone moves half the shift, so the gap stays centred in the crop as in real
             joint-centred crops; the two moves run in PyTorch before the fused pass, so this
-            mode moves about 2× the bytes of a one-bone mode).
+            mode moves about 2× the bytes of a one-bone mode: 2–3× its time per sample on one
+            CPU thread, ``benchmarks/results/2026-12-02-stream-whole-pixel/``).
         bank_index: None (entry uniform over the bank's entries with a measurable JSW), a 1-D
             int sequence/tensor (fixed order: sample k uses ``bank_index[k % len]``), or a
             callable ``f(u) -> (B,) int64`` entries from (B,) float64 uniforms.
