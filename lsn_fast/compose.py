@@ -129,8 +129,8 @@ def synthesize(
         seed: noise seed in [0, 2**64).
         backend: ``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"`` or ``"cuda"``.
         bone: which bone moves, ``"upper"`` or ``"lower"``; ``"both"`` moves each by half the
-            shift, keeping the gap centred (:meth:`LayerStack.shifted`; the moves run in
-            PyTorch before the fused pass, which then only composes).
+            shift, keeping the gap centred (as :meth:`LayerStack.shifted`; the lower bone
+            moves in PyTorch, the upper bone in the fused pass).
         interp: ``"linear"`` or ``"cubic"``.
         sample_index: (B,) int64 global sample indices for the noise (default ``arange(B)``).
         out_dtype: float32, float16 or bfloat16.
@@ -166,25 +166,18 @@ def synthesize(
         if bool((target < 0).any()):
             raise ValueError(f"shift_px: would make JSW < 0 (min {float(target.min()):.4f} mm); bones may not interpenetrate")
     si = _sample_index(sample_index, B, bank.device)
+    whole = None
     if moves == "integer":
         target, whole = whole_pixel_moves(jsw0, target, axis, bank.spacing_mm)
-        zero = torch.zeros(B, 2, device=bank.device)
-        if bone == "both":
-            moved = _both_moved_whole(bank.soft.index_select(0, index), bank.upper.index_select(0, index),
-                                      bank.lower.index_select(0, index), bank.spacing_mm, axis, whole)
-            images = _run(moved, torch.arange(B, device=bank.device), zero, detector, seed, si, False, interp, out_dtype, backend)
-        else:
-            disp = -whole if bone == "lower" else whole
-            images = _run(bank, index, disp, detector, seed, si, bone == "lower", interp, out_dtype, backend)
-        return images, target.to(torch.float32)
     if bone == "both":
-        moved = _both_moved(bank.soft.index_select(0, index), bank.upper.index_select(0, index),
-                            bank.lower.index_select(0, index), bank.spacing_mm, axis, shift, interp)
-        zero = torch.zeros(B, 2, device=bank.device)
-        images = _run(moved, torch.arange(B, device=bank.device), zero, detector, seed, si, False, interp, out_dtype, backend)
+        lower, up_disp = _lower_moved_for_both(bank.lower.index_select(0, index), axis, shift, interp, whole)
+        moved = LayerStack(bank.soft.index_select(0, index), bank.upper.index_select(0, index), lower, bank.spacing_mm,
+                           axis, validate=False)
+        images = _run(moved, torch.arange(B, device=bank.device), up_disp, detector, seed, si, False, interp, out_dtype,
+                      backend)
         return images, target.to(torch.float32)
     sign = -1.0 if bone == "lower" else 1.0
-    disp = sign * shift[:, None] * axis
+    disp = sign * (shift[:, None] * axis if whole is None else whole)
     images = _run(bank, index, disp, detector, seed, si, bone == "lower", interp, out_dtype, backend)
     return images, target.to(torch.float32)
 
@@ -239,11 +232,20 @@ def _whole_pixel_copy(layer: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     return layer[torch.arange(B, device=layer.device)[:, None, None], ys[:, :, None], xs[:, None, :]]
 
 
-def _both_moved_whole(soft, upper, lower, spacing_mm, axis, disp) -> LayerStack:
-    """``bone="both"`` with whole-pixel moves ``disp`` (B,2): :func:`split_whole_pixel`, exact copies."""
-    up, low = split_whole_pixel(disp)
-    return LayerStack(soft, _whole_pixel_copy(upper, up), _whole_pixel_copy(lower, -low), spacing_mm, axis,
-                      validate=False)
+def _lower_moved_for_both(lower, axis, shift, interp, whole=None):
+    """``bone="both"`` for the fused op, which moves one layer: the lower bone moves here, against
+    the axis (half the shift, or its :func:`split_whole_pixel` part of the whole-pixel move
+    ``whole`` (B,2), as a gather), and the upper bone's displacement is returned for the op, so
+    only one layer is resampled outside the fused pass.
+
+    Returns ``(lower (B,H,W) moved, in its dtype; upper displacement (B,2) px)``."""
+    if whole is not None:
+        up, low = split_whole_pixel(whole)
+        return _whole_pixel_copy(lower, -low), up
+    from .reference import translate
+
+    half = 0.5 * shift[:, None] * axis
+    return translate(lower, -half, interp=interp).to(lower.dtype), half
 
 
 def _both_moved(soft, upper, lower, spacing_mm, axis, shift, interp) -> LayerStack:

@@ -368,9 +368,9 @@ class JSWStream(torch.utils.data.IterableDataset):
         grade_balanced: targets uniform over JSN grades 0–4 relative to each entry's JSW0.
         bone: ``"upper"``, ``"lower"``, ``"random"`` (50/50 per sample) or ``"both"`` (each
             bone moves half the shift, so the gap stays centred in the crop as in real
-            joint-centred crops; the two moves run in PyTorch before the fused pass, so this
-            mode moves about 2× the bytes of a one-bone mode: 2–3× its time per sample on one
-            CPU thread, ``benchmarks/results/2026-12-02-stream-whole-pixel/``).
+            joint-centred crops; the lower bone's move runs in PyTorch before the fused pass,
+            which moves the upper bone: about 1.5–2× a one-bone sample's time on one CPU
+            thread, ``benchmarks/results/2026-12-02-stream-whole-pixel/``).
         bank_index: None (entry uniform over the bank's entries with a measurable JSW), a 1-D
             int sequence/tensor (fixed order: sample k uses ``bank_index[k % len]``), or a
             callable ``f(u) -> (B,) int64`` entries from (B,) float64 uniforms.
@@ -737,19 +737,17 @@ class JSWStream(torch.utils.data.IterableDataset):
         return out
 
     def _both_moved(self, layers, src, shift, axis, whole=None):
-        """``bone="both"``: the selected entries with each bone moved by half the shift
-        (:meth:`LayerStack.shifted`, the same move ``compose``/``synthesize`` make), or by the
-        split of the whole-pixel moves ``whole`` (B,2) (exact copies); returns
-        ``(layers, index, zero displacement)`` for the fused pass."""
-        from .compose import _both_moved, _both_moved_whole
+        """``bone="both"``: the selected entries with the lower bone moved against the axis by half
+        the shift, or by its part of the whole-pixel move ``whole`` (B,2); returns ``(layers,
+        index, upper displacement)`` for the fused pass, which moves the upper bone
+        (:func:`lsn_fast.compose._lower_moved_for_both`, as ``synthesize`` does)."""
+        from .compose import _lower_moved_for_both
 
         idx = self._to_device(src)
         soft, upper, lower = (t.index_select(0, idx) for t in layers)
-        if whole is not None:
-            st = _both_moved_whole(soft, upper, lower, self.bank.spacing_mm, self._to_device(axis), self._to_device(whole))
-        else:
-            st = _both_moved(soft, upper, lower, self.bank.spacing_mm, self._to_device(axis), self._to_device(shift), self.interp)
-        return [st.soft, st.upper, st.lower], torch.arange(idx.shape[0], dtype=torch.int64), torch.zeros(idx.shape[0], 2)
+        lower, up = _lower_moved_for_both(lower, self._to_device(axis), self._to_device(shift), self.interp,
+                                          None if whole is None else self._to_device(whole))
+        return [soft, upper, lower], torch.arange(idx.shape[0], dtype=torch.int64), up
 
     def _groups(self, d: dict) -> list[tuple[torch.Tensor, bool]]:
         """Split a batch into op calls: one per moving bone and, where per-sample blur widths are
