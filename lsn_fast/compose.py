@@ -248,12 +248,6 @@ def _lower_moved_for_both(lower, axis, shift, interp, whole=None):
     return translate(lower, -half, interp=interp).to(lower.dtype), half
 
 
-def _both_moved(soft, upper, lower, spacing_mm, axis, shift, interp) -> LayerStack:
-    """``bone="both"``: each bone moved by half the shift (the fused ops move one layer)."""
-    st = LayerStack(soft, upper, lower, spacing_mm, axis, validate=False)
-    return st.shifted(shift, bone="both", interp=interp)
-
-
 def compose(
     stack: LayerStack,
     jsw_mm=None,
@@ -312,9 +306,9 @@ def compose(
     index = torch.arange(B, device=stack.device, dtype=torch.int64)
     si = _sample_index(sample_index, B, stack.device)
     if bone == "both":
-        moved = _both_moved(stack.soft, stack.upper, stack.lower, stack.spacing_mm, axis.to(shift.device), shift, interp)
-        zero = torch.zeros(B, 2, device=stack.device)
-        return _run(moved, index, zero, detector, seed, si, False, interp, out_dtype, backend)
+        lower, up_disp = _lower_moved_for_both(stack.lower, axis.to(shift.device), shift, interp)
+        moved = LayerStack(stack.soft, stack.upper, lower, stack.spacing_mm, axis, validate=False)
+        return _run(moved, index, up_disp, detector, seed, si, False, interp, out_dtype, backend)
     sign = -1.0 if bone == "lower" else 1.0
     disp = sign * shift[:, None] * axis.to(shift.device)
     return _run(stack, index, disp, detector, seed, si, bone == "lower", interp, out_dtype, backend)
