@@ -1,14 +1,12 @@
 """v6 on the wide phantoms at fixed doses (n0 2e3 to 1e6), no scatter, blur 0.3 or 0.8 px:
 its recomposition error against the noisy input's own (does the error shrink with the dose?)."""
-import dataclasses, torch
+import dataclasses, os, sys, torch
 import lsn_fast as lf
-from lsn_fast.evaluate import _heldout
-torch.set_num_threads(1)
-N = 32
-st, info, images = _heldout(N, 256, 10_000, "wide")
-det = info["detector"]
-model = lf.LSN.pretrained().eval()
-nrm = lambda t: t.flatten(1).norm(dim=1)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _setup import N, nrm, wide_v6  # noqa: E402
+
+st, det, images, model = wide_v6()
 clean = st.attenuation()
 for blur in (0.3, 0.8):
     for n0 in (2e3, 1e4, 3e4, 1e5, 1e6):

@@ -1,16 +1,13 @@
 """Is v6's ~1 % recomposition error at high dose systematic? v6 on the wide phantoms through
 detectors with the noise, then scatter, then blur switched off (same per-image values otherwise)."""
-import dataclasses, torch
+import dataclasses, os, sys, torch
 import lsn_fast as lf
-from lsn_fast.evaluate import _heldout
 
-torch.set_num_threads(1)
-N = 32
-st, info, images = _heldout(N, 256, 10_000, "wide")
-det = info["detector"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _setup import N, nrm, wide_v6  # noqa: E402
+
+st, det, images, model = wide_v6()
 clean = st.attenuation()
-model = lf.LSN.pretrained().eval()
-nrm = lambda t: t.flatten(1).norm(dim=1)
 
 def rel(imgs):
     with torch.no_grad():

@@ -1,16 +1,13 @@
 """Where v6's error on noise-free, scatter-free inputs (blur 0.3 px) lies: U-Net alone vs with the
 refiner, textured vs textureless phantoms (texture=0), low-pass share, bone / edges / soft; maps."""
-import dataclasses, os, torch, torch.nn.functional as F
+import dataclasses, os, sys, torch, torch.nn.functional as F
 import lsn_fast as lf
-from lsn_fast.evaluate import _heldout
 from lsn_fast.phantom import generate
 
-torch.set_num_threads(1)
-N = 32
-st, info, images = _heldout(N, 256, 10_000, "wide")
-det = info["detector"]
-model = lf.LSN.pretrained().eval()
-nrm = lambda t: t.flatten(1).norm(dim=1)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _setup import N, nrm, wide_v6  # noqa: E402
+
+st, det, images, model = wide_v6()
 clean_det = dataclasses.replace(det, noise="none", electronic_sigma=torch.zeros(N), scatter=torch.zeros(N),
                                 blur_sigma_px=torch.full((N,), 0.3))
 
