@@ -249,6 +249,7 @@ def test_synthesizer_integer_moves_are_exact_copies_labelled_by_the_jsw_reached(
     layer, edge-clamped), the label is the JSW the move reaches (the true layers' measured JSW
     agrees within 0.01 mm on tilted joints), no label is negative, and the other modes leave the
     target alone."""
+    from lsn_fast.compose import split_whole_pixel
     from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
 
     st, info = lf.phantom.generate(6, size=64, spacing_mm=0.2, seed=21, tilt_deg=(-10.0, 10.0))
@@ -276,7 +277,7 @@ def test_synthesizer_integer_moves_are_exact_copies_labelled_by_the_jsw_reached(
     assert bool((d2 == torch.round(d2)).all()) and bool((t2 >= 0).all())
     moved2 = both.posed_layers(idx, t2, None, None, disp=d2)
     torch.testing.assert_close(lf.measure_jsw(moved2), t2, atol=0.01, rtol=0)
-    up, low = Synthesizer._split(d2)
+    up, low = split_whole_pixel(d2)
     torch.testing.assert_close(up + low, d2)
     assert bool(((up - low).abs() <= 1).all())  # centred within half a pixel per component
     k = int(torch.nonzero((low.abs().sum(1) > 0)).flatten()[0])  # an entry whose lower bone moved

@@ -69,7 +69,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lsn_fast.compose import _bank_geometry, split_whole_pixel, whole_pixel_moves
+from lsn_fast.compose import _bank_geometry, _whole_pixel_copy, split_whole_pixel, whole_pixel_moves
 
 from ._common import fit, mixed_source, naive_augment, normalize_images, tensor_source
 from .jsn import quantify_jsn, train_jsn_model
@@ -278,31 +278,24 @@ class Synthesizer:
         """``moves="integer"``: the nearest target JSW that a whole-pixel move of the upper bone
         reaches, and that move (:func:`lsn_fast.compose.whole_pixel_moves`: an exact copy, no
         interpolation blur of the bone or of its carried noise; with ``bone="both"`` split between
-        the bones, :meth:`_split`). Other modes: ``(target, None)``.
+        the bones, :func:`lsn_fast.compose.split_whole_pixel`). Other modes: ``(target, None)``.
 
         Returns ``(target (B,) mm, d (B,2) px or None)``."""
         if self.moves != "integer":
             return target, None
         return whole_pixel_moves(self.labels[idx], target, self.bank.axis[idx], self.bank.spacing_mm)
 
-    @staticmethod
-    def _split(disp):
-        """``bone="both"`` with whole-pixel moves: :func:`lsn_fast.compose.split_whole_pixel`."""
-        return split_whole_pixel(disp)
-
     def _moved(self, idx, target, disp=None):
         """Bank entries ``idx`` with the upper bone moved to JSW ``target``, or by the whole-pixel
         displacement ``disp`` (B,2) from :meth:`snap`."""
         import lsn_fast as lf
-        from lsn_fast.reference import translate
 
         st = self.bank[idx]
         if disp is None:
             return st.shifted((target - self.labels[idx]) / self.bank.spacing_mm, bone=self.bone, interp=self.interp)
-        up, low = self._split(disp) if self.bone == "both" else (disp, None)
-        lower = st.lower if low is None else translate(st.lower, -low).to(st.dtype)
-        return lf.LayerStack(st.soft, translate(st.upper, up).to(st.dtype), lower, st.spacing_mm, st.axis,
-                             validate=False)
+        up, low = split_whole_pixel(disp) if self.bone == "both" else (disp, None)
+        lower = st.lower if low is None else _whole_pixel_copy(st.lower, -low)
+        return lf.LayerStack(st.soft, _whole_pixel_copy(st.upper, up), lower, st.spacing_mm, st.axis, validate=False)
 
     def posed_layers(self, idx, target, angle_deg, flip, reposition=None, stretch=None, density=None, disp=None):
         """The layers of bank entries ``idx`` (B,) moved to JSW ``target`` (B,) mm (by ``disp``
