@@ -13,7 +13,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -86,8 +85,6 @@ def cmd_phantom(args) -> int:
 
     if os.path.splitext(args.out)[1] not in (".safetensors", ".npz"):
         raise UsageError("--out must end in .safetensors or .npz")
-    if not (args.texture >= 0 and math.isfinite(args.texture)):
-        raise UsageError(f"--texture must be a finite number >= 0, got {args.texture}")
     stack, info = lf.phantom.generate(args.n, size=args.size, spacing_mm=args.spacing, seed=args.seed,
                                       texture=args.texture, progress=True)
     tmp = args.out + ".partial" + os.path.splitext(args.out)[1]
