@@ -717,7 +717,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             pick = (lambda t: t) if sel is None else (lambda t: t.index_select(0, sel))  # noqa: E731
             params = None if d["params"] is None else self._to_device(pick(d["params"]).contiguous())
             src, disp, group_layers = pick(src_index), pick(disp_all), layers
-            if bool(pick(both).any()):  # a group is all-"both" or none: move both bones here, compose unmoved
+            if bool(pick(both).any()):  # a group is all-"both" or none: lower bone moved here, upper in the op
                 group_layers, src, disp = self._both_moved(layers, src, pick(d["shift_px"]), pick(self._axis_cpu[entry]),
                                                            None if whole is None else pick(whole))
             img = synthesize_op(
