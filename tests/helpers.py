@@ -130,3 +130,14 @@ def assert_case_matches(c, out, ref, params):
     sixteen = c["dtype"] != torch.float32 or c["out_dtype"] != torch.float32
     return assert_matches(out, ref, params=params, noise_mode=c["noise_mode"], output_mode=c["output_mode"],
                           sixteen_bit=sixteen)
+
+
+def whole_pixel_copy(img: torch.Tensor, d) -> torch.Tensor:
+    """(H,W) image read at whole-pixel offsets d = (dy, dx), edge-clamped: an independent reference
+    for whole-pixel bone moves (not built on reference.translate). Asserts d holds whole numbers."""
+    H, W = img.shape
+    dy, dx = int(d[0]), int(d[1])
+    assert (dy, dx) == (float(d[0]), float(d[1]))
+    ys = (torch.arange(H) - dy).clamp(0, H - 1)
+    xs = (torch.arange(W) - dx).clamp(0, W - 1)
+    return img[ys][:, xs]

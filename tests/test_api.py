@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import lsn_fast as lf
 from lsn_fast.reference import synthesize_reference
 
-from helpers import rect_stack
+from helpers import rect_stack, whole_pixel_copy
 
 
 # --------------------------------------------------------------------------- LayerStack
@@ -323,12 +323,6 @@ def test_compose_jsw_below_zero_is_an_error_not_a_clamp(small_stack):
 
 
 # --------------------------------------------------------------------------- synthesize
-def _copy_at(img, dy, dx):
-    """(H,W) read at whole-pixel offsets, edge-clamped (independent of reference.translate)."""
-    H, W = img.shape
-    return img[(torch.arange(H) - dy).clamp(0, H - 1)][:, (torch.arange(W) - dx).clamp(0, W - 1)]
-
-
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
 @pytest.mark.parametrize("bone", ["upper", "lower", "both"])
 def test_synthesize_whole_pixel_moves(backend, bone):
@@ -350,8 +344,8 @@ def test_synthesize_whole_pixel_moves(backend, bone):
     for k in range(5):
         up = {"upper": d[k], "lower": torch.zeros(2), "both": torch.div(d[k], 2, rounding_mode="floor")}[bone]
         low = {"upper": torch.zeros(2), "lower": d[k], "both": d[k] - torch.div(d[k], 2, rounding_mode="floor")}[bone]
-        ups.append(_copy_at(st.upper[idx[k]], int(up[0]), int(up[1])))
-        lows.append(_copy_at(st.lower[idx[k]], -int(low[0]), -int(low[1])))
+        ups.append(whole_pixel_copy(st.upper[idx[k]], up))
+        lows.append(whole_pixel_copy(st.lower[idx[k]], -low))
     moved = lf.LayerStack(st.soft[idx], torch.stack(ups), torch.stack(lows), 0.2, axis, validate=False)
     torch.testing.assert_close(imgs[:, 0], moved.attenuation(), atol=1e-5, rtol=0)
     torch.testing.assert_close(lab, (jsw0 + (d * axis).sum(1) * 0.2).clamp_min(0), atol=1e-5, rtol=0)

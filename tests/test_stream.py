@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import lsn_fast as lf
+from helpers import whole_pixel_copy
 from lsn_fast.export import export_shards, read_shard, verify_export
 from lsn_fast.stream import (GRADE_EDGES, Augment, JSWStream, _grade_edges, _grade_thresholds, bank_from_phantoms,
                              bank_memory_bytes, make_bank)
@@ -236,16 +237,6 @@ def test_both_bones_samples_do_not_depend_on_the_batch(bank):
     assert any(not torch.equal(a[k][0], up[k][0]) for k in a)
 
 
-def _whole_pixel_copy(img: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """(H,W) image read at whole-pixel offsets d = (dy, dx), edge-clamped (independent of translate)."""
-    H, W = img.shape
-    dy, dx = int(d[0]), int(d[1])
-    assert (dy, dx) == (float(d[0]), float(d[1]))
-    ys = (torch.arange(H) - dy).clamp(0, H - 1)
-    xs = (torch.arange(W) - dx).clamp(0, W - 1)
-    return img[ys][:, xs]
-
-
 @pytest.mark.parametrize("bone", ["upper", "lower", "both"])
 def test_integer_moves_are_exact_copies_labelled_by_the_jsw_reached(bank, bone):
     """``moves="integer"``: each moved bone is its layer copied at whole-pixel offsets (the
@@ -262,8 +253,8 @@ def test_integer_moves_are_exact_copies_labelled_by_the_jsw_reached(bank, bone):
     for k in range(8):
         up, low = {"upper": (d[k], torch.zeros(2)), "lower": (torch.zeros(2), d[k]),
                    "both": (torch.div(d[k], 2, rounding_mode="floor"), d[k] - torch.div(d[k], 2, rounding_mode="floor"))}[bone]
-        ups.append(_whole_pixel_copy(sub.upper[k], up))
-        lows.append(_whole_pixel_copy(sub.lower[k], -low))
+        ups.append(whole_pixel_copy(sub.upper[k], up))
+        lows.append(whole_pixel_copy(sub.lower[k], -low))
     moved = lf.LayerStack(sub.soft, torch.stack(ups), torch.stack(lows), SPACING, sub.axis, validate=False)
     torch.testing.assert_close(img[:, 0], moved.attenuation(), atol=1e-5, rtol=0)
     torch.testing.assert_close(lf.measure_jsw(moved), jsw, atol=0.02, rtol=0)
