@@ -14,7 +14,7 @@ from .detector import Detector
 from .layers import LayerStack, _check_bone
 from .ops import seed_to_signed, synthesize_op
 from .philox import split_seed
-from .reference import INTERP_MODES
+from .reference import INTERP_MODES, translate
 
 _OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MOVES = ("subpixel", "integer")  # synthesize / JSWStream: exact sub-pixel shifts, or whole-pixel copies
@@ -242,8 +242,6 @@ def _lower_moved_for_both(lower, axis, shift, interp, whole=None):
     if whole is not None:
         up, low = split_whole_pixel(whole)
         return _whole_pixel_copy(lower, -low), up
-    from .reference import translate
-
     half = 0.5 * shift[:, None] * axis
     return translate(lower, -half, interp=interp).to(lower.dtype), half
 
