@@ -373,6 +373,31 @@ def test_laplacian_loss_term_sees_texture_that_the_others_barely_do():
     assert abs(float(more - base) - 3.0 * terms["lap"]) < 1e-4 * max(1.0, float(more))
 
 
+def test_bone_edge_band_and_edge_loss_term():
+    """``bone_edge_band``: a 5×5 bone square in a 15×15 field gives the pixels within 2 px of its
+    outline (Chebyshev distance, inside and out), built by hand here; ``recon_edge`` is the
+    recomposition error inside that band relative to the whole clean image, so an error placed
+    far from the bone does not count and one on the outline does; off by default."""
+    layers = torch.zeros(1, 3, 15, 15)
+    layers[0, 1, 5:10, 5:10] = 0.5  # upper bone: rows/cols 5..9
+    band = T.bone_edge_band(layers, radius_px=2)
+    yy, xx = torch.meshgrid(torch.arange(15), torch.arange(15), indexing="ij")
+    # Chebyshev distance to the square's outside (>0 inside) / inside (>0 outside)
+    d_out = torch.maximum(torch.maximum(5 - yy, yy - 9), torch.maximum(5 - xx, xx - 9))  # >0 outside
+    inside = d_out <= 0
+    depth = torch.minimum(torch.minimum(yy - 4, 10 - yy), torch.minimum(xx - 4, 10 - xx))  # 1 on the rim
+    expected = torch.where(inside, depth <= 2, d_out <= 2).float()
+    assert band.shape == (1, 1, 15, 15) and torch.equal(band[0, 0], expected)
+    assert float(T.bone_edge_band(torch.zeros(2, 3, 8, 8)).sum()) == 0.0  # no bone, no band
+    cfg = _cfg(steps=1)
+    tr = T.Trainer(cfg)
+    batch = T.stage1_batch(tr.pool, 0, cfg, "cpu")
+    base, terms = T.stage1_losses(tr.model.eval(), batch)
+    assert 0 < terms["recon_edge"] < terms["recon_rel"] and T.STAGE1_LOSS_WEIGHTS["recon_edge"] == 0.0
+    more, _ = T.stage1_losses(tr.model.eval(), batch, {"recon_edge": 2.0})
+    assert abs(float(more - base) - 2.0 * terms["recon_edge"]) < 1e-4 * max(1.0, float(more))
+
+
 def test_scatter_range_scales_only_the_scatter_draws():
     """--scatter LO HI: the same uniform draws, rescaled; the other detector parameters and the
     layers are unchanged; bad ranges are named."""

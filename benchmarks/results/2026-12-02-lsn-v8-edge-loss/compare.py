@@ -1,0 +1,20 @@
+"""Table of the eval JSONs: v6 (shipped before), v8 ctrl (more steps), v8 edge (+ recon_edge).
+
+    python benchmarks/results/2026-12-02-lsn-v8-edge-loss/compare.py > benchmarks/results/2026-12-02-lsn-v8-edge-loss/compare.md
+"""
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNS = [("v6 (before)", os.path.join(HERE, "..", "2026-12-02-lsn-v6-texture", "eval_v6_{}.json")),
+        ("v8 ctrl: 8k more steps", os.path.join(HERE, "eval_v8ctrl_{}.json")),
+        ("v8 edge: same + recon_edge=2", os.path.join(HERE, "eval_v8edge_{}.json"))]
+COLS = [("recomposition_rel", "recomposition %", 100, 3), ("bone_psnr_db", "bone PSNR dB", 1, 2),
+        ("bone_ssim", "bone SSIM", 1, 4), ("soft_psnr_db", "soft PSNR dB", 1, 2), ("jsw_mae_mm", "JSW MAE mm", 1, 4)]
+
+print("| set | weights | " + " | ".join(c[1] for c in COLS) + " |")
+print("|---|---|" + "---|" * len(COLS))
+for s in ("wide", "train", "shifted", "ra"):
+    for name, pat in RUNS:
+        d = json.load(open(pat.format(s)))
+        print(f"| {s} | {name} | " + " | ".join(f"{d[k] * f:.{n}f}" for k, _, f, n in COLS) + " |")
