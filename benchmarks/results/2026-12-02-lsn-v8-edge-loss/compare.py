@@ -1,4 +1,5 @@
-"""Table of the eval JSONs: v6 (shipped before), v8 ctrl (more steps), v8 edge (+ recon_edge).
+"""Table of the eval JSONs: v6 (shipped before), v8 ctrl (more steps), v8 edge (+ recon_edge), and
+the two lower-peak-lr fine-tunes.
 
     python benchmarks/results/2026-12-02-lsn-v8-edge-loss/compare.py > benchmarks/results/2026-12-02-lsn-v8-edge-loss/compare.md
 """
@@ -8,7 +9,9 @@ import os
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = [("v6 (before)", os.path.join(HERE, "..", "2026-12-02-lsn-v6-texture", "eval_v6_{}.json")),
         ("v8 ctrl: 8k more steps", os.path.join(HERE, "eval_v8ctrl_{}.json")),
-        ("v8 edge: same + recon_edge=2", os.path.join(HERE, "eval_v8edge_{}.json"))]
+        ("v8 edge: same + recon_edge=2", os.path.join(HERE, "eval_v8edge_{}.json")),
+        ("v8 lr 1e-4: 4k more steps", os.path.join(HERE, "eval_v8lr1e-4_{}.json")),
+        ("v8 lr 5e-5: 4k more steps", os.path.join(HERE, "eval_v8lr5e-5_{}.json"))]
 COLS = [("recomposition_rel", "recomposition %", 100, 3), ("bone_psnr_db", "bone PSNR dB", 1, 2),
         ("bone_ssim", "bone SSIM", 1, 4), ("soft_psnr_db", "soft PSNR dB", 1, 2), ("jsw_mae_mm", "JSW MAE mm", 1, 4)]
 
