@@ -15,8 +15,8 @@ Stage 1 — supervised, on pseudo-radiographs with known layers generated on the
     * off by default (``--loss-weight NAME=W``): ``recon_rel``, the evaluation's relative-L2
       recomposition metric; ``lap``, L1 between the layers' Laplacians; ``recon_edge``,
       ``recon_rel`` restricted to the ±2 px band around the bone outlines
-      (:func:`bone_edge_band`). The shipped weights use the first two; the last two were
-      measured without gain (``lsn_fast/weights/README.md``).
+      (:func:`bone_edge_band`). The shipped weights use ``recon_rel`` and ``lap``; ``lap`` and
+      ``recon_edge`` were measured without gain (``lsn_fast/weights/README.md``).
 
 Stage 2 — radiographs without layer ground truth (a folder of images + bone masks):
     reconstruction against the input, segmentation supervision (+ no bone outside its mask),
@@ -241,21 +241,22 @@ def stage1_losses(model: LSN, batch: dict, weights: dict | None = None) -> tuple
     out = model(batch["image"], validate=False)
     P, T = out.layers, batch["layers"]
     clean = T.sum(1, keepdim=True)
-    rec = recompose(P)
+    err = recompose(P) - clean
     nrm = lambda t: t.flatten(1).norm(dim=1)  # noqa: E731
+    clean_norm = nrm(clean).clamp_min(1e-6)
     terms = {
         "layer": LOSS_SCALE * (P - T).abs().mean(),
         "grad": LOSS_SCALE * _grad_l1(P, T),
         "seg": F.binary_cross_entropy_with_logits(out.seg_logits, bone_masks(T)),
-        "recon": LOSS_SCALE * (rec - clean).abs().mean(),
+        "recon": LOSS_SCALE * err.abs().mean(),
         "counts": LOSS_SCALE * (recompose(P, counts=True) - torch.exp(-clean)).abs().mean(),
         # the evaluation's recomposition metric itself (relative L2, so edges weigh more than in the L1 terms)
-        "recon_rel": LOSS_SCALE * (nrm(rec - clean) / nrm(clean).clamp_min(1e-6)).mean(),
+        "recon_rel": LOSS_SCALE * (nrm(err) / clean_norm).mean(),
         # the layers' fine texture (off by default; what the recomposition error is mostly made of)
         "lap": LOSS_SCALE * _lap_l1(P, T),
         # recon_rel's numerator restricted to the bone outlines (off by default): extra weight
         # where the shipped weights' systematic error sits
-        "recon_edge": LOSS_SCALE * (nrm(bone_edge_band(T) * (rec - clean)) / nrm(clean).clamp_min(1e-6)).mean(),
+        "recon_edge": LOSS_SCALE * (nrm(bone_edge_band(T) * err) / clean_norm).mean(),
     }
     total = sum(w[k] * v for k, v in terms.items() if w[k])
     return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -29,13 +29,26 @@ def config() -> FivePercentConfig:
                              bone="both", moves="integer", unlabelled=False)
 
 
-def main():
+def setup():
+    """``(seed, out, cfg, (train, test, order, n_low))`` from ``argv = SEED OUT_DIR``, on one thread;
+    shared with ``run_e.py``."""
     torch.set_num_threads(1)
     seed, out = int(sys.argv[1]), sys.argv[2]
     os.makedirs(out, exist_ok=True)
     cfg = config()
+    return seed, out, cfg, experiment_data(cfg, seed)
+
+
+def metric_row(seed: int, task: str, arm: str, metrics: dict, **extra) -> dict:
+    """One ``raw.csv`` row as the experiment writes it (the confusion matrix left out)."""
+    row = {"seed": seed, "task": task, "arm": arm, **extra}
+    row.update({k: v for k, v in metrics.items() if k != "confusion"})
+    return row
+
+
+def main():
     t0 = time.perf_counter()
-    train, test, order, n_low = experiment_data(cfg, seed)
+    seed, out, cfg, (train, test, order, n_low) = setup()
     print(f"[seed {seed}] data {time.perf_counter() - t0:.0f} s", flush=True)
     rows = []
     jobs = [("svdh", cfg.low_fraction)] + [(task, f) for task in ("jsw", "jsn", "svdh") for f in FRACTIONS]
@@ -44,9 +57,7 @@ def main():
         n = max(2, int(round(f * cfg.n_train)))
         m = _train_task(task, _real_data(task, train, order[:n]), cfg, seed)
         met, _ = _evaluate(task, m, test, cfg)
-        row = {"seed": seed, "task": task, "arm": f"real {100 * f:g}%"}
-        row.update({k: v for k, v in met.items() if k != "confusion"})
-        rows.append(row)
+        rows.append(metric_row(seed, task, f"real {100 * f:g}%", met))
         main_metric = met.get("mae", met.get("accuracy"))
         print(f"[seed {seed}] {task} real {100 * f:g}% ({n} images): {main_metric:.4f} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)

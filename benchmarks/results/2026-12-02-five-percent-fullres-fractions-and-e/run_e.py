@@ -9,27 +9,19 @@ trains it with that run's config, data and seeds, exactly as ``run_five_percent`
     OMP_NUM_THREADS=1 python benchmarks/results/2026-12-02-five-percent-fullres-fractions-and-e/run_e.py SEED OUT_DIR
 """
 import os
-import sys
 import time
-
-import torch
 
 import lsn_fast as lf
 from lsn_fast.tasks._common import mixed_source, tensor_source
-from lsn_fast.tasks.experiment import (_evaluate, _real_data, _synth_fn, _train_task, _unlabelled_synthesizer,
-                                       _write_csv, experiment_data)
-from run import config
+from lsn_fast.tasks.experiment import _evaluate, _real_data, _synth_fn, _train_task, _unlabelled_synthesizer, _write_csv
+from run import metric_row, setup
 
 ARM = "5% labels + all images, LSN-measured synth (mixed)"  # the experiment's own row name
 
 
 def main():
-    torch.set_num_threads(1)
-    seed, out = int(sys.argv[1]), sys.argv[2]
-    os.makedirs(out, exist_ok=True)
-    cfg = config()
     t0 = time.perf_counter()
-    train, test, order, n_low = experiment_data(cfg, seed)
+    seed, out, cfg, (train, test, order, n_low) = setup()
     low = order[:n_low]
     unlab, fit = _unlabelled_synthesizer(train, order, n_low, lf.LSN.pretrained().eval(), cfg)
     print(f"[seed {seed}] data + separation of all {cfg.n_train} images {time.perf_counter() - t0:.0f} s; labels = "
@@ -40,9 +32,7 @@ def main():
         real_low = tensor_source(*_real_data(task, train, low))
         m = _train_task(task, mixed_source(real_low, _synth_fn(task, unlab), cfg.synth_frac), cfg, seed)
         met, _ = _evaluate(task, m, test, cfg)
-        row = {"seed": seed, "task": task, "arm": ARM, "label_mae_unlabelled_mm": fit[2]}
-        row.update({k: v for k, v in met.items() if k != "confusion"})
-        rows.append(row)
+        rows.append(metric_row(seed, task, ARM, met, label_mae_unlabelled_mm=fit[2]))
         print(f"[seed {seed}] {task} (e): {met.get('mae', met.get('accuracy')):.4f} ({time.perf_counter() - t:.0f} s)",
               flush=True)
         _write_csv(os.path.join(out, f"raw_e_seed{seed}.csv"), rows)
