@@ -1,5 +1,5 @@
 """Table of the eval JSONs: v6 (shipped before), v8 ctrl (more steps), v8 edge (+ recon_edge), and
-the two lower-peak-lr fine-tunes.
+the two lower-peak-lr fine-tunes, and the weight average of the three edge-free fine-tunes (soup.py).
 
     python benchmarks/results/2026-12-02-lsn-v8-edge-loss/compare.py > benchmarks/results/2026-12-02-lsn-v8-edge-loss/compare.md
 """
@@ -11,7 +11,8 @@ RUNS = [("v6 (before)", os.path.join(HERE, "..", "2026-12-02-lsn-v6-texture", "e
         ("v8 ctrl: 8k more steps", os.path.join(HERE, "eval_v8ctrl_{}.json")),
         ("v8 edge: same + recon_edge=2", os.path.join(HERE, "eval_v8edge_{}.json")),
         ("v8 lr 1e-4: 4k more steps", os.path.join(HERE, "eval_v8lr1e-4_{}.json")),
-        ("v8 lr 5e-5: 4k more steps", os.path.join(HERE, "eval_v8lr5e-5_{}.json"))]
+        ("v8 lr 5e-5: 4k more steps", os.path.join(HERE, "eval_v8lr5e-5_{}.json")),
+        ("soup: mean of ctrl, lr 1e-4, lr 5e-5", os.path.join(HERE, "eval_soup3_{}.json"))]
 COLS = [("recomposition_rel", "recomposition %", 100, 3), ("bone_psnr_db", "bone PSNR dB", 1, 2),
         ("bone_ssim", "bone SSIM", 1, 4), ("soft_psnr_db", "soft PSNR dB", 1, 2), ("jsw_mae_mm", "JSW MAE mm", 1, 4)]
 
