@@ -7,7 +7,8 @@ Quick start::
     images = lf.compose(stack, jsw_mm=1.0, detector=lf.Detector())   # (8,1,256,256)
     lf.measure_jsw(stack.with_jsw(1.0))                                 # ≈ 1.0 mm each
 
-See DESIGN.md for the physics and the API contract.
+The physics and API contract live in the team's DESIGN.md (outside the repository); the docstrings
+state shapes and units.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import importlib
 
 from ._version import __version__
 from .registry import backends, register_backend
-from .compose import compose, synthesize
+from .compose import compose, split_whole_pixel, synthesize, whole_pixel_moves
 from .detector import Detector
 from .layers import LayerStack, angle_from_axis, axis_from_angle
 
@@ -53,6 +54,7 @@ def __dir__():
 
 
 __all__ = [
-    "__version__", "backends", "register_backend", "compose", "synthesize", "Detector",
+    "__version__", "backends", "register_backend", "compose", "synthesize", "whole_pixel_moves",
+    "split_whole_pixel", "Detector",
     "LayerStack", "axis_from_angle", "angle_from_axis", *_LAZY,
 ]

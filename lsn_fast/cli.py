@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 
 class UsageError(Exception):
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  lsn-fast demo --out demo/\n  lsn-fast phantom --n 64 --out bank.safetensors --png bank.png",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors and warnings in Python's own format")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="phantoms, their layers and one joint re-synthesized at JSW 0-3 mm (PNG gallery)",
@@ -339,6 +340,14 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that log their command line
+    with warnings.catch_warnings():
+        if not args.debug:  # one line per warning, like the errors (--debug: Python's own format)
+            warnings.showwarning = lambda msg, cat, *a, **k: print(
+                f"lsn-fast {args.command}: warning: {msg}", file=sys.stderr)
+        return _run_command(args)
+
+
+def _run_command(args) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as e:

@@ -265,6 +265,8 @@ def compose(
     then Beer–Lambert (``A' = soft + upper' + lower``) and, if ``detector`` is given, the
     detector chain (:class:`Detector`); without a detector the result is the noiseless
     attenuation ``A'``. Differentiable w.r.t. the layers and the shift on every backend.
+    For whole-pixel moves, and the JSW each move reaches, call
+    ``synthesize(stack, torch.arange(B), jsw_mm, ..., moves="integer")``: a stack is a bank.
 
     Args:
         stack: LayerStack (B,H,W).

@@ -66,7 +66,7 @@ two pixels and cannot be told from contact), then ``ℓ`` uniform inside the gra
 always returned (``svdh_grade(label, JSW0)``).
 
 With ``moves="integer"`` the move that reaches a drawn target is rounded to whole pixels
-(:func:`lsn_fast.compose.whole_pixel_moves`): the moved bone is an exact copy of its layer, and
+(:func:`lsn_fast.whole_pixel_moves`): the moved bone is an exact copy of its layer, and
 the label is the JSW that move reaches (the target within ≤ 0.71 px), so labels and grades are
 still exact, for the JSW reached rather than the one drawn.
 
@@ -386,7 +386,7 @@ class JSWStream(torch.utils.data.IterableDataset):
         interp: ``"linear"`` or ``"cubic"`` bone resampling (sub-pixel moves).
         moves: ``"subpixel"`` (default): the bone moves by exactly the shift that reaches the drawn
             target, resampled with ``interp`` (which smooths its edge slightly); ``"integer"``:
-            whole-pixel moves only (:func:`lsn_fast.compose.whole_pixel_moves`), exact copies of
+            whole-pixel moves only (:func:`lsn_fast.whole_pixel_moves`), exact copies of
             the bone layer, and the label is the JSW the move reaches: the drawn target rounded,
             within ``0.5·(|ax_y|+|ax_x|)`` px ≤ 0.71 px (so labels may leave ``jsw_mm`` by that
             much, and ``grade_balanced`` grades are of the reached JSW). Use it with banks that
@@ -395,7 +395,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             moved bone (cubic 67 %), a whole-pixel move all of it
             (``benchmarks/results/2026-12-02-stream-whole-pixel/``). ``info["disp_px"]`` (B,2) holds the
             whole-pixel displacement of the upper bone (``bone="both"``: split by
-            :func:`lsn_fast.compose.split_whole_pixel`).
+            :func:`lsn_fast.split_whole_pixel`).
 
     Yields ``(images, jsw_mm, info)``; images and labels on ``device``, ``info`` on the CPU::
 

@@ -502,3 +502,17 @@ def test_layerstack_rejects_mixed_devices():
     x = torch.rand(2, 5, 6)
     with pytest.raises(ValueError, match="lower: on device meta"):
         lf.LayerStack(x, x, torch.empty(2, 5, 6, device="meta"), 0.1, validate=False)
+
+
+def test_every_public_name_resolves_and_has_a_docstring():
+    # __all__ is what docs point users at (e.g. lf.whole_pixel_moves); a lazy entry that no
+    # longer resolves, or an undocumented export, fails here rather than in a user's session
+    for name in lf.__all__:
+        obj = getattr(lf, name)
+        if name != "__version__":
+            assert (getattr(obj, "__doc__", None) or "").strip(), f"lsn_fast.{name} has no docstring"
+    import importlib
+
+    compose_module = importlib.import_module("lsn_fast.compose")  # lf.compose is the function
+    assert lf.whole_pixel_moves is compose_module.whole_pixel_moves
+    assert lf.split_whole_pixel is compose_module.split_whole_pixel

@@ -57,6 +57,24 @@ def test_phantom_command_writes_loadable_bank(tmp_path):
     assert main(["phantom", "--n", "1", "--size", "64", "--texture", "-1", "--out", str(flat)]) == 2
 
 
+def test_warnings_are_one_line_like_errors(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    png = tmp_path / "nospacing.png"
+    Image.fromarray((np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)).save(png)
+    r = run_cli("separate", str(png), "--center", "32,32", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    # the reader's RadiographWarning (no spacing in the file), then the error naming --spacing
+    assert len(lines) == 2, r.stderr
+    assert lines[0].startswith("lsn-fast separate: warning: ") and "spacing" in lines[0]
+    assert lines[1].startswith("lsn-fast separate: error: ") and "--spacing" in lines[1]
+    # --debug keeps Python's own warning format (file and line of the warning)
+    r = run_cli("--debug", "separate", str(png), "--center", "32,32", "--out", str(tmp_path / "o"))
+    assert "RadiographWarning" in r.stderr
+
+
 def test_separate_command_writes_layers(tmp_path):
     import lsn_fast as lf
     from lsn_fast import io

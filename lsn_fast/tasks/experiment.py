@@ -276,9 +276,9 @@ class Synthesizer:
 
     def snap(self, idx, target):
         """``moves="integer"``: the nearest target JSW that a whole-pixel move of the upper bone
-        reaches, and that move (:func:`lsn_fast.compose.whole_pixel_moves`: an exact copy, no
+        reaches, and that move (:func:`lsn_fast.whole_pixel_moves`: an exact copy, no
         interpolation blur of the bone or of its carried noise; with ``bone="both"`` split between
-        the bones, :func:`lsn_fast.compose.split_whole_pixel`). Other modes: ``(target, None)``.
+        the bones, :func:`lsn_fast.split_whole_pixel`). Other modes: ``(target, None)``.
 
         Returns ``(target (B,) mm, d (B,2) px or None)``."""
         if self.moves != "integer":

@@ -394,7 +394,7 @@ def train_jsn_model(baseline=None, followup=None, jsn_mm=None, *, source=None, m
 # ----------------------------------------------------------------------------- public entry
 def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: float = 0.1, method: str = "poc",
                  model: nn.Module | None = None, *, masks=None, axis=None, band: float = 0.15, refine: int = 2,
-                 batch_size: int = 64, return_details: bool = False) -> torch.Tensor:
+                 batch_size: int = 64, return_details: bool = False) -> torch.Tensor | tuple[torch.Tensor, dict]:
     """Joint space narrowing between two visits of the same joints, (B,) mm, positive = narrowing.
 
     Args:
@@ -409,8 +409,12 @@ def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: flo
         axis: joint axis (dy, dx) from the lower to the upper bone, an angle in degrees, or
             (B,2); default perpendicular to the fitted joint line.
         band: POC spectral weight σ, cycles/px. refine: POC refinement iterations.
-        return_details: (poc) also return a dict with the per-bone displacements (px), axis,
-            split line and windows.
+        return_details: (poc) return ``(jsn, details)``, ``details`` a dict of ``d_upper_px``,
+            ``d_lower_px`` (B,2) px, each bone's displacement (dy, dx) from baseline to follow-up;
+            ``axis`` (B,2), the unit joint axis used; ``line_baseline``, ``line_followup`` (B,W) px,
+            the row of the split between the bone regions in each column.
+    Returns:
+        (B,) mm, or ``(jsn, details)`` with ``return_details``.
     """
     check_images(baseline, "baseline")
     check_images(followup, "followup")
