@@ -26,18 +26,24 @@ __all__ = ["group_norm_act", "recompose_head", "group_norm_act_reference", "reco
 _FLOAT = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def triton_available(device: torch.device | str) -> bool:
-    """Whether the Triton kernels can run on ``device`` (CUDA, or CPU under TRITON_INTERPRET=1)."""
-    device = torch.device(device)
-    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        return False
-    if device.type not in ("cpu", "cuda"):
-        return False
+def _triton_unavailable_reason(device: torch.device) -> str | None:
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and not interpret):
+        return f"Triton kernels are not available on {device} (CUDA, or CPU with TRITON_INTERPRET=1)"
     try:
         import lsn_fast.kernels.lsn_fused  # noqa: F401
-    except Exception:  # noqa: BLE001 - no triton, or a triton that cannot load
-        return False
-    return True
+    except Exception as e:  # noqa: BLE001 - no triton, or a triton that cannot load
+        return f"Triton kernels cannot load: {type(e).__name__}: {e}"
+    if interpret:
+        from .registry import triton_interpreter_problem
+
+        return triton_interpreter_problem()
+    return None
+
+
+def triton_available(device: torch.device | str) -> bool:
+    """Whether the Triton kernels can run on ``device`` (CUDA, or CPU under TRITON_INTERPRET=1)."""
+    return _triton_unavailable_reason(torch.device(device)) is None
 
 
 def _use_triton(backend: str, device: torch.device, *tensors) -> bool:
@@ -46,11 +52,11 @@ def _use_triton(backend: str, device: torch.device, *tensors) -> bool:
     if backend == "reference":
         return False
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    ok = triton_available(device)
+    reason = _triton_unavailable_reason(torch.device(device))
+    ok = reason is None
     if backend == "triton":
         if not ok:
-            raise RuntimeError(f"backend='triton': Triton kernels are not available on {device} "
-                               "(CUDA, or CPU with TRITON_INTERPRET=1)")
+            raise RuntimeError(f"backend='triton': {reason}")
         if grad:
             raise RuntimeError("backend='triton': the fused LSN kernels are inference-only; "
                                "use torch.no_grad() or backend='auto'")

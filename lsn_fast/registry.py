@@ -122,9 +122,38 @@ def _triton_devices() -> tuple[str, ...]:
     return ("cuda", "cpu") if os.environ.get("TRITON_INTERPRET", "0") == "1" else ("cuda",)
 
 
+def _major_minor(version: str) -> tuple[int, int]:
+    parts = (version.split("+")[0].split(".") + ["0", "0"])[:2]
+    return tuple(int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts)
+
+
+def triton_interpreter_problem(triton_version: str | None = None, numpy_version: str | None = None) -> str | None:
+    """Why Triton's CPU interpreter (``TRITON_INTERPRET=1``) cannot run the kernels here, or None.
+
+    Triton before 3.7 turns the interpreter's 1-element arrays into Python ints with ``int()``,
+    which NumPy 2.4 made a ``TypeError`` (triton-lang/triton#9171, fixed in Triton 3.7): every
+    launch of a kernel with a loop bound taken from a program id then fails. Versions default to
+    the installed ``triton`` and ``numpy``; compiled kernels on a GPU are not affected.
+    """
+    if triton_version is None or numpy_version is None:
+        from importlib import metadata  # versions without importing triton (its env is read at import)
+
+        try:
+            triton_version = triton_version or metadata.version("triton")
+            numpy_version = numpy_version or metadata.version("numpy")
+        except metadata.PackageNotFoundError:
+            return None
+    if _major_minor(triton_version) < (3, 7) and _major_minor(numpy_version) >= (2, 4):
+        return (f"Triton {triton_version}'s interpreter (TRITON_INTERPRET=1) cannot run with NumPy {numpy_version} "
+                "(triton-lang/triton#9171): install 'numpy<2.4' or 'triton>=3.7'")
+    return None
+
+
 def _load_triton():
     if os.environ.get("TRITON_INTERPRET", "0") != "1" and not torch.cuda.is_available():
         raise RuntimeError("Triton needs a CUDA device (or TRITON_INTERPRET=1 for the CPU interpreter)")
+    if os.environ.get("TRITON_INTERPRET", "0") == "1" and (problem := triton_interpreter_problem()):
+        raise RuntimeError(problem)
     mod = importlib.import_module("lsn_fast._triton_backend")
     return mod.OPS
 

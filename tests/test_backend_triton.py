@@ -23,7 +23,13 @@ import torch
 GPU = torch.cuda.is_available() and os.environ.get("LSN_FAST_FORCE_INTERPRET") != "1"
 DEVICE = "cuda" if GPU else "cpu"
 _PREV_INTERPRET = os.environ.get("TRITON_INTERPRET")
-if not GPU:
+if not GPU:  # checked before TRITON_INTERPRET is touched, so a skip leaves the environment as it was
+    import pytest
+
+    from lsn_fast.registry import triton_interpreter_problem
+
+    if _problem := triton_interpreter_problem():
+        pytest.skip(_problem, allow_module_level=True)
     os.environ["TRITON_INTERPRET"] = "1"
 
 import contextlib  # noqa: E402
@@ -39,6 +45,7 @@ import lsn_fast as lf  # noqa: E402
 from lsn_fast import registry  # noqa: E402
 from lsn_fast.philox import philox4x32  # noqa: E402
 from lsn_fast.reference import _resample_axis, synthesize_reference  # noqa: E402
+
 
 ks = pytest.importorskip("lsn_fast.kernels.synthesize")
 from lsn_fast.kernels.synthesize import _philox4x32_10, synthesize_triton  # noqa: E402
@@ -293,3 +300,14 @@ def test_stream_integer_moves_match_reference():
         b, jb, ib = JSWStream(bank, 6, backend="reference", **kw).generate(torch.arange(6))
         assert torch.equal(ja, jb) and torch.equal(ia["disp_px"], ib["disp_px"])
         torch.testing.assert_close(a.cpu(), b.cpu(), atol=1e-6, rtol=0)
+
+
+def test_interpreter_guard_names_the_bad_version_pair():
+    # Triton < 3.7's interpreter calls int() on 1-element arrays, a TypeError from NumPy 2.4 on
+    # (triton-lang/triton#9171): seen with Triton 3.6 + NumPy 2.4.6, every launch failed
+    msg = registry.triton_interpreter_problem("3.6.0", "2.4.6")
+    assert msg and "3.6.0" in msg and "2.4.6" in msg and "numpy<2.4" in msg and "triton>=3.7" in msg
+    assert registry.triton_interpreter_problem("3.6.0", "2.3.5") is None
+    assert registry.triton_interpreter_problem("3.7.0", "2.4.6") is None
+    assert registry.triton_interpreter_problem("3.10.1", "2.5.0rc1") is None
+    assert registry.triton_interpreter_problem("3.5.1+git1234", "2.4.0") is not None

@@ -15,7 +15,13 @@ import torch
 GPU = torch.cuda.is_available() and os.environ.get("LSN_FAST_FORCE_INTERPRET") != "1"
 DEVICE = "cuda" if GPU else "cpu"
 _PREV_INTERPRET = os.environ.get("TRITON_INTERPRET")
-if not GPU:
+if not GPU:  # checked before TRITON_INTERPRET is touched, so a skip leaves the environment as it was
+    import pytest
+
+    from lsn_fast.registry import triton_interpreter_problem
+
+    if _problem := triton_interpreter_problem():
+        pytest.skip(_problem, allow_module_level=True)
     os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
@@ -26,6 +32,7 @@ import torch.nn as nn  # noqa: E402
 from hypothesis import assume, given, settings  # noqa: E402
 
 from lsn_fast import fused  # noqa: E402
+
 
 kl = pytest.importorskip("lsn_fast.kernels.lsn_fused")
 

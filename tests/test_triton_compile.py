@@ -40,6 +40,12 @@ def test_every_variant_fits_the_register_file(rows):
         if "regs" not in r:
             pytest.skip("Triton's bundled cuobjdump is not available")
         assert r["regs"] * r["num_warps"] * 32 <= 65536, r
-    # the common paths do not spill (only the rare wide-blur bucket may)
-    spills = [r["variant"] for r in rows if r.get("stack", 0) > 0 and "wide" not in r["variant"]]
+    # the common paths do not spill (only the rare wide-blur bucket may). Spill bytes come from
+    # ptxas -v: a stack frame alone is no spill (Triton 3.6 puts precise sin/cos's 28-byte
+    # argument-reduction array there); without ptxas, fall back to "no stack at all"
+    if all("spill_stores" in r for r in rows if r["ok"]):
+        spills = [r["variant"] for r in rows if r["ok"] and r["spill_stores"] + r["spill_loads"] > 0
+                  and "wide" not in r["variant"]]
+    else:
+        spills = [r["variant"] for r in rows if r.get("stack", 0) > 0 and "wide" not in r["variant"]]
     assert not spills, spills
