@@ -72,6 +72,7 @@ def per_sample(
     dtype: torch.dtype = torch.float32,
     min_value: float | None = None,
     min_inclusive: bool = True,
+    max_value: float | None = None,
 ) -> torch.Tensor:
     """Broadcast a scalar or a (B,) / (1,) tensor/sequence to a (B,) tensor on ``device``.
 
@@ -80,6 +81,10 @@ def per_sample(
     if isinstance(v, bool):
         raise TypeError(f"{name}: expected a number or a tensor, got bool")
     if isinstance(v, (int, float)):
+        if max_value is not None and math.isfinite(v) and v > max_value:  # before a float32 overflow
+            raise ValueError(f"{name}: every value must be <= {max_value:g}, got {v:g}")
+        if math.isfinite(v) and abs(v) > torch.finfo(dtype).max:
+            raise ValueError(f"{name}: {v:g} does not fit in {dtype}")
         t = torch.full((batch,), float(v), device=device, dtype=dtype)
     else:
         if not isinstance(v, torch.Tensor):
@@ -101,4 +106,6 @@ def per_sample(
         if bool(bad.any()):
             op = ">=" if min_inclusive else ">"
             raise ValueError(f"{name}: every value must be {op} {min_value}, got min {float(t.min()):.6g}")
+    if max_value is not None and bool((t > max_value).any()):
+        raise ValueError(f"{name}: every value must be <= {max_value:g}, got max {float(t.max()):.6g}")
     return t

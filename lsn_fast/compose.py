@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validation import check_tensor, per_sample
+from ._validation import check_positive_float, check_tensor, per_sample
 from .detector import Detector
 from .layers import LayerStack, _check_bone
 from .ops import seed_to_signed, synthesize_op
@@ -28,6 +28,13 @@ def _check_common(detector, seed, interp, out_dtype, bone):
         raise ValueError(f"interp: expected 'linear' or 'cubic', got {interp!r}")
     if out_dtype not in _OUT_DTYPES:
         raise TypeError(f"out_dtype: expected float32, float16 or bfloat16, got {out_dtype}")
+    if out_dtype == torch.float16 and detector is not None and detector.output == "counts":
+        # counts reach n0·(1 + scatter) plus noise; float16 stops at 65504 (then inf)
+        peak = float(torch.as_tensor(detector.n0, dtype=torch.float32).max()) * (
+            1.0 + float(torch.as_tensor(detector.scatter, dtype=torch.float32).max()))
+        if peak > 32768.0:
+            raise ValueError(f"out_dtype: float16 cannot hold counts up to n0·(1+scatter) = {peak:g} "
+                             "(max 65504, with room for noise up to 32768); use float32 or bfloat16")
     _check_bone(bone)
 
 
@@ -201,7 +208,19 @@ def whole_pixel_moves(jsw0_mm: torch.Tensor, target_mm: torch.Tensor, axis: torc
         ``(reached (B,) mm >= 0, d (B,2) px)``: ``d`` holds whole numbers, the displacement of the
         upper bone that opens the joint by ``reached − jsw0_mm`` (the lower bone moves by ``−d``;
         both bones: :func:`split_whole_pixel`).
+
+    Checks types, shapes and ``spacing_mm`` (no device sync); the values are the caller's.
     """
+    for name, t in (("jsw0_mm", jsw0_mm), ("target_mm", target_mm), ("axis", axis)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got {type(t).__name__}"
+                            + (f" of {t.dtype}" if isinstance(t, torch.Tensor) else ""))
+    if jsw0_mm.ndim != 1 or target_mm.shape != jsw0_mm.shape:
+        raise ValueError(f"jsw0_mm, target_mm: expected two (B,) tensors, got {tuple(jsw0_mm.shape)} and "
+                         f"{tuple(target_mm.shape)}")
+    if axis.shape != (jsw0_mm.shape[0], 2):
+        raise ValueError(f"axis: expected ({jsw0_mm.shape[0]}, 2) unit vectors (dy, dx), got {tuple(axis.shape)}")
+    spacing_mm = check_positive_float(spacing_mm, "spacing_mm")
     s = (target_mm - jsw0_mm) / spacing_mm
     d = torch.round(s[:, None] * axis)
     reached = jsw0_mm + (d * axis).sum(dim=1) * spacing_mm
@@ -217,6 +236,9 @@ def split_whole_pixel(disp: torch.Tensor):
     bone takes ``floor(d/2)`` and the lower bone the rest, against it, so the gap stays centred
     within half a pixel and the JSW keeps its 1-px steps. Returns ``(upper (B,2), lower (B,2))``:
     move the upper bone by ``upper`` and the lower bone by ``−lower``."""
+    if not isinstance(disp, torch.Tensor) or disp.ndim != 2 or disp.shape[1] != 2:
+        raise ValueError(f"disp: expected a (B,2) tensor of whole-pixel moves, got "
+                         f"{tuple(disp.shape) if isinstance(disp, torch.Tensor) else type(disp).__name__}")
     up = torch.div(disp, 2, rounding_mode="floor")
     return up, disp - up
 

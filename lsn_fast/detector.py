@@ -18,6 +18,7 @@ scatter-to-primary ratio without a grid is ~0.02–0.1: set ``scatter`` to model
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -28,6 +29,10 @@ NOISE_MODES = {"none": 0, "gaussian": 1, "poisson": 2}
 OUTPUT_MODES = {"attenuation": 0, "counts": 1}
 # Column order of Detector.params(); the kernels read this layout.
 PARAM_COLUMNS = ("n0", "scatter", "scatter_sigma_px", "blur_sigma_px", "electronic_sigma")
+# (lower bound, lower bound allowed, upper bound) per column: far beyond any detector, they keep
+# the kernels' work finite (a blur radius is ceil(3σ) px) and every value inside float32.
+PARAM_RANGES = {"n0": (0.0, False, 1e12), "scatter": (0.0, True, 100.0), "scatter_sigma_px": (0.0, False, 1000.0),
+                "blur_sigma_px": (0.0, True, 1000.0), "electronic_sigma": (0.0, True, 1e6)}
 # Below this mean count, Poisson noise is drawn exactly by inversion (one uniform, at most
 # POISSON_INVERSION_TERMS terms); above it by the third-order Cornish–Fisher expansion of the
 # Poisson quantile, rounded: k = floor(λ + sqrt(λ)·z + (z² − 1)/6 + 1/2).
@@ -40,14 +45,17 @@ class Detector:
     """Detector chain parameters. Every numeric field is a float or a (B,) tensor (per sample).
 
     Args:
-        n0: photons per pixel in air (unattenuated), > 0. Typical 1e3 (low dose) – 1e5.
+        n0: photons per pixel in air (unattenuated), in (0, 1e12]. Typical 1e3 (low dose) – 1e5.
         noise: ``"poisson"`` (default), ``"gaussian"`` (q + sqrt(q)·z) or ``"none"``.
-        blur_sigma_px: detector blur (MTF) as a Gaussian σ in px, >= 0.
-        electronic_sigma: additive electronic noise σ in counts, >= 0.
-        scatter: scatter-to-primary ratio, >= 0 (0 disables the stage).
-        scatter_sigma_px: width σ of the scatter kernel in px, > 0.
+        blur_sigma_px: detector blur (MTF) as a Gaussian σ in px, in [0, 1000].
+        electronic_sigma: additive electronic noise σ in counts, in [0, 1e6].
+        scatter: scatter-to-primary ratio, in [0, 100] (0 disables the stage).
+        scatter_sigma_px: width σ of the scatter kernel in px, in (0, 1000].
         output: ``"attenuation"`` (y = −log(q/n0), bone bright) or ``"counts"``.
-        min_counts: counts are clamped to at least this before the log, > 0.
+        min_counts: counts are clamped to at least this before the log, finite and > 0.
+
+    The upper bounds are far beyond any detector; they keep the kernels' work finite (a blur
+    kernel has radius ⌈3σ⌉ px, computed per pixel) and every value inside float32.
     """
 
     n0: float | torch.Tensor = 1.0e4
@@ -64,8 +72,12 @@ class Detector:
             raise ValueError(f"noise: expected one of {sorted(NOISE_MODES)}, got {self.noise!r}")
         if self.output not in OUTPUT_MODES:
             raise ValueError(f"output: expected one of {sorted(OUTPUT_MODES)}, got {self.output!r}")
-        if not (isinstance(self.min_counts, (int, float)) and self.min_counts > 0):
-            raise ValueError(f"min_counts: must be a number > 0, got {self.min_counts!r}")
+        if not (isinstance(self.min_counts, (int, float)) and not isinstance(self.min_counts, bool)
+                and math.isfinite(self.min_counts) and self.min_counts > 0):
+            raise ValueError(f"min_counts: must be a finite number > 0, got {self.min_counts!r}")
+        for name in PARAM_COLUMNS:  # scalars fail here, at construction; tensors in params()
+            if not isinstance(getattr(self, name), torch.Tensor):
+                self._column(name, 1, torch.device("cpu"))
 
     @property
     def noise_mode(self) -> int:
@@ -78,17 +90,15 @@ class Detector:
     def params(self, batch: int, device="cpu") -> torch.Tensor:
         """Per-sample numeric parameters as a (B, 5) float32 tensor, columns ``PARAM_COLUMNS``.
 
-        Validates every value (n0 > 0, the rest >= 0, scatter_sigma_px > 0) and names the field.
+        Validates every value against the ranges above and names the field.
         """
         device = torch.device(device)
-        cols = [
-            per_sample(self.n0, "n0", batch, device=device, min_value=0.0, min_inclusive=False),
-            per_sample(self.scatter, "scatter", batch, device=device, min_value=0.0),
-            per_sample(self.scatter_sigma_px, "scatter_sigma_px", batch, device=device, min_value=0.0, min_inclusive=False),
-            per_sample(self.blur_sigma_px, "blur_sigma_px", batch, device=device, min_value=0.0),
-            per_sample(self.electronic_sigma, "electronic_sigma", batch, device=device, min_value=0.0),
-        ]
-        return torch.stack(cols, dim=1).contiguous()
+        return torch.stack([self._column(n, batch, device) for n in PARAM_COLUMNS], dim=1).contiguous()
+
+    def _column(self, name: str, batch: int, device: torch.device) -> torch.Tensor:
+        lo, lo_inclusive, hi = PARAM_RANGES[name]
+        return per_sample(getattr(self, name), name, batch, device=device, min_value=lo,
+                          min_inclusive=lo_inclusive, max_value=hi)
 
     def replace(self, **changes) -> "Detector":
         kw = {f.name: getattr(self, f.name) for f in fields(self)}

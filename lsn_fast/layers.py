@@ -21,6 +21,8 @@ Geometry conventions (used everywhere in lsn_fast):
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass
 from typing import Iterator
@@ -44,7 +46,12 @@ def axis_from_angle(angle_deg, batch: int | None = None) -> torch.Tensor:
     Returns:
         Tensor (B, 2) float32.
     """
-    a = torch.as_tensor(angle_deg, dtype=torch.float32)
+    try:
+        a = torch.as_tensor(angle_deg, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"angle_deg: expected a number or a (B,) tensor of degrees ({e})") from None
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError("angle_deg: contains NaN or Inf")
     if a.ndim == 0:
         a = a.reshape(1).expand(batch or 1)
     r = torch.deg2rad(a)
@@ -60,6 +67,8 @@ def _normalize_axis(axis, batch: int, device) -> torch.Tensor | None:
     if axis is None:
         return None
     if isinstance(axis, (int, float)) and not isinstance(axis, bool):
+        if not math.isfinite(axis):
+            raise ValueError(f"axis: an angle must be finite degrees, got {axis!r}")
         return axis_from_angle(float(axis), batch).to(device)
     a = torch.as_tensor(axis, dtype=torch.float32)
     if a.ndim == 1 and a.shape[0] == 2:

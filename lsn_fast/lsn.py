@@ -85,6 +85,20 @@ class LSNConfig:
     refine_layers: int = 6
 
     def __post_init__(self):
+        for name in ("base_channels", "blocks_per_level", "heads", "attn_layers", "groups", "refine_channels",
+                     "refine_layers"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"config: {name} must be an int, got {v!r}")
+        for name in ("blocks_per_level", "heads", "groups"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"config: {name} must be >= 1, got {getattr(self, name)}")
+        if self.attn_layers < 0:
+            raise ValueError(f"config: attn_layers must be >= 0, got {self.attn_layers}")
+        for name in ("rope_base", "input_scale"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"config: {name} must be a finite number > 0, got {v!r}")
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
         if self.base_channels < 1 or not self.channel_mults or min(self.channel_mults) < 1:
             raise ValueError("config: base_channels and channel_mults must be >= 1")
@@ -450,23 +464,35 @@ def load_weights(path: str | os.PathLike, map_location="cpu") -> LSN:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"LSN weights not found: {path}. Train them with `{TRAIN_COMMAND}` "
-            f"and the three fine-tunes after it in lsn_fast/weights/README.md (v2: attenuation randomization, "
-            f"v3: --refine-channels 16 --train-only refine, v4: all weights)"
+            f"and the fine-tunes after it in lsn_fast/weights/README.md (the shipped v6: five runs in all)"
         )
     from safetensors.torch import load_file
 
     try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"map_location: expected a device such as 'cpu' or 'cuda:0', got {map_location!r}") from None
+    try:
         meta = read_metadata(path)
-        state = load_file(path, device=str(map_location))
+        state = load_file(path, device="cpu")
     except Exception as e:  # corrupt / foreign file
         raise ValueError(f"path: {path} is not a readable safetensors LSN file ({type(e).__name__}: {e})") from None
     if "lsn_config" not in meta:
         raise ValueError(f"path: {path} has no 'lsn_config' metadata; not an lsn_fast LSN weights file")
-    model = LSN(LSNConfig.from_json(meta["lsn_config"]))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        model = LSN(LSNConfig.from_json(meta["lsn_config"]))
+    except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
+        raise ValueError(f"path: {path} has an invalid 'lsn_config' ({type(e).__name__}: {e})") from None
+    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ValueError(f"path: {path} holds NaN or Inf weights (e.g. {bad[:3]})")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"path: {path} does not match its config ({str(e).splitlines()[-1].strip()})") from None
     if missing or unexpected:
         raise ValueError(f"path: {path} does not match its config (missing {missing[:4]}, unexpected {unexpected[:4]})")
-    return model.to(map_location).eval()
+    return model.to(device).eval()
 
 
 # ------------------------------------------------------------------------------ separate

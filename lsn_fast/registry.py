@@ -38,10 +38,34 @@ _REGISTRY: dict[str, BackendSpec] = {}
 _LOADED: dict[str, dict[str, Callable] | BaseException] = {}
 
 
+def _is_device_type(d: str) -> bool:
+    try:
+        return torch.device(d).type == d
+    except RuntimeError:
+        return False
+
+
 def register_backend(name: str, devices, priority: int, loader: Callable[[], dict[str, Callable]], doc: str = "") -> None:
     """Register (or replace) a backend. ``loader()`` imports it and returns ``{op_name: fn}``;
-    it raises ``ImportError``/``RuntimeError`` when the backend cannot run here."""
-    _REGISTRY[name] = BackendSpec(name, tuple(devices), priority, loader, doc)
+    it raises ``ImportError``/``RuntimeError`` when the backend cannot run here.
+
+    Args:
+        name: a non-empty string (what ``backend=`` selects).
+        devices: device types it runs on, e.g. ``("cuda",)`` or ``("cpu", "cuda")``.
+        priority: int; ``backend="auto"`` tries higher first (reference 0, cpu 20, cuda 25, triton 30).
+        loader: a callable taking no arguments.
+        doc: one line for listings.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name: expected a non-empty string, got {name!r}")
+    devices = (devices,) if isinstance(devices, str) else tuple(devices)
+    if not devices or not all(isinstance(d, str) and _is_device_type(d) for d in devices):
+        raise ValueError(f"devices: expected a tuple of device types such as ('cpu',) or ('cuda',), got {devices!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority: expected an int, got {type(priority).__name__}")
+    if not callable(loader):
+        raise TypeError(f"loader: expected a callable returning {{op_name: fn}}, got {type(loader).__name__}")
+    _REGISTRY[name] = BackendSpec(name, devices, priority, loader, str(doc))
     _LOADED.pop(name, None)
 
 

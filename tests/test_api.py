@@ -317,6 +317,70 @@ def test_compose_errors_name_the_argument(small_stack):
         lf.compose(small_stack, sample_index=torch.tensor([-1, 0]))
 
 
+def test_detector_ranges_are_checked_where_the_value_is_given(small_stack):
+    # without an upper bound, blur_sigma_px=1e7 hung the C++ blur (radius ceil(3σ) per pixel) and
+    # 1e9 overflowed its int radius into NaN; scatter=1e38 and min_counts=inf gave inf/NaN images
+    for field, value in (("blur_sigma_px", 1e7), ("scatter_sigma_px", 1e7), ("scatter", 1e38), ("n0", 1e39),
+                         ("electronic_sigma", 1e9), ("min_counts", float("inf"))):
+        with pytest.raises(ValueError, match=f"^{field}"):
+            lf.Detector(**{field: value})
+    with pytest.raises(ValueError, match="^blur_sigma_px: every value must be <= 1000"):
+        lf.compose(small_stack, detector=lf.Detector(blur_sigma_px=torch.tensor([0.5, 2e3])))
+    assert lf.Detector(blur_sigma_px=1000.0, scatter=100.0).params(2).shape == (2, 5)  # the bounds themselves pass
+    # float16 counts would overflow to inf above 65504
+    with pytest.raises(ValueError, match="^out_dtype: float16"):
+        lf.compose(small_stack, detector=lf.Detector(n0=1e5, output="counts"), out_dtype=torch.float16)
+    out = lf.compose(small_stack, detector=lf.Detector(n0=1e4, output="counts"), out_dtype=torch.float16)
+    assert bool(torch.isfinite(out).all())
+
+
+def test_axis_angles_must_be_finite(small_stack):
+    with pytest.raises(ValueError, match="^axis"):
+        lf.LayerStack(small_stack.soft, small_stack.upper, small_stack.lower, 0.1, float("nan"))
+    with pytest.raises(ValueError, match="^axis"):
+        lf.measure_jsw(small_stack, axis=float("inf"))
+    with pytest.raises(ValueError, match="^angle_deg"):
+        lf.axis_from_angle(torch.tensor([0.0, float("nan")]))
+
+
+def test_whole_pixel_helpers_check_their_arguments():
+    j0, tgt, ax = torch.ones(2), torch.tensor([1.5, 0.5]), torch.tensor([[-1.0, 0.0]] * 2)
+    with pytest.raises(ValueError, match="^spacing_mm"):
+        lf.whole_pixel_moves(j0, tgt, ax, 0.0)
+    with pytest.raises(TypeError, match="^jsw0_mm"):
+        lf.whole_pixel_moves([1.0, 1.0], tgt, ax, 0.1)
+    with pytest.raises(ValueError, match="^axis"):
+        lf.whole_pixel_moves(j0, tgt, ax[:1], 0.1)
+    with pytest.raises(ValueError, match="^disp"):
+        lf.split_whole_pixel([[3.0, 1.0]])
+    reached, d = lf.whole_pixel_moves(j0, tgt, ax, 0.1)  # 5 px along -y opens, 5 px along +y closes
+    torch.testing.assert_close(reached, tgt)
+    assert d.tolist() == [[-5.0, 0.0], [5.0, 0.0]]
+
+
+def test_register_backend_checks_its_arguments():
+    from lsn_fast import registry
+
+    before = dict(registry._REGISTRY)
+    try:
+        with pytest.raises(TypeError, match="^priority"):  # a str priority broke every later call
+            lf.register_backend("probe", ("cpu",), "high", lambda: {})
+        with pytest.raises(ValueError, match="^devices"):
+            lf.register_backend("probe", ("gpu",), 1, lambda: {})
+        with pytest.raises(ValueError, match="^name"):
+            lf.register_backend("", ("cpu",), 1, lambda: {})
+        with pytest.raises(TypeError, match="^loader"):
+            lf.register_backend("probe", ("cpu",), 1, None)
+        assert "probe" not in registry._REGISTRY
+        lf.register_backend("probe", "cpu", -1, lambda: {})  # a bare device string is one device
+        assert registry._REGISTRY["probe"].devices == ("cpu",)
+        assert lf.backends()["probe"] is True
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(before)
+        registry._LOADED.pop("probe", None)
+
+
 def test_compose_jsw_below_zero_is_an_error_not_a_clamp(small_stack):
     out = lf.compose(small_stack, shift_px=-7.5)  # 8 px gap -> 0.5 px, allowed
     assert torch.isfinite(out).all()

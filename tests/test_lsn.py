@@ -101,6 +101,34 @@ def test_weights_roundtrip_and_missing(tmp_path, tiny):
         load_weights(bad)
 
 
+def test_weights_loader_errors_name_the_argument(tmp_path, tiny):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    p = tmp_path / "w.safetensors"
+    save_weights(tiny, p)
+    with pytest.raises(ValueError, match="^map_location"):  # was blamed on `path`
+        load_weights(p, map_location="bogus")
+    state = load_file(p)
+    with safe_open(p, "pt") as f:
+        meta = f.metadata()
+    name = next(k for k, t in state.items() if t.is_floating_point())
+    cases = {
+        "nan": ({**state, name: torch.full_like(state[name], float("nan"))}, meta, "NaN or Inf"),
+        "shape": ({**state, name: torch.zeros(3, 3)}, meta, "does not match its config"),  # was torch's RuntimeError
+        "config": (state, {**meta, "lsn_config": "{not json"}, "invalid 'lsn_config'"),  # was JSONDecodeError
+    }
+    for label, (sd, md, msg) in cases.items():
+        q = tmp_path / f"{label}.safetensors"
+        save_file(sd, str(q), metadata=md)
+        with pytest.raises(ValueError, match=f"^path: .*{msg}"):
+            load_weights(q)
+    with pytest.raises(ValueError, match="heads"):  # was ZeroDivisionError
+        LSNConfig(heads=0)
+    with pytest.raises(TypeError, match="groups"):
+        LSNConfig(groups=2.5)
+
+
 @pytest.mark.skipif(not os.path.isfile(DEFAULT_WEIGHTS), reason="shipped weights missing")
 def test_pretrained_loads_and_is_finite():
     m = LSN.pretrained()
