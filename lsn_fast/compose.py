@@ -44,7 +44,7 @@ def _check_index(index, n: int, name: str, device) -> torch.Tensor:
     elif not isinstance(index, torch.Tensor):
         try:
             index = torch.as_tensor(index)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RuntimeError):  # RuntimeError: None and other objects
             raise TypeError(f"{name}: expected an int tensor of indices, got {type(index).__name__}") from None
     if index.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
         raise TypeError(f"{name}: expected an integer tensor, got {index.dtype}")
@@ -303,6 +303,8 @@ def compose(
         raise TypeError(f"stack: expected a LayerStack, got {type(stack).__name__}")
     _check_common(detector, seed, interp, out_dtype, bone)
     B = stack.batch_size
+    if B == 0:
+        raise ValueError("stack: empty batch (B=0)")
     if jsw_mm is not None and shift_px is not None:
         raise ValueError("jsw_mm, shift_px: give one of them, not both")
     if jsw_mm is not None:
@@ -310,6 +312,8 @@ def compose(
         axis = stack.resolved_axis()
     elif shift_px is not None:
         if isinstance(shift_px, torch.Tensor) and shift_px.requires_grad:
+            if shift_px.numel() not in (1, B):
+                raise ValueError(f"shift_px: expected a scalar or shape ({B},), got {tuple(shift_px.shape)}")
             shift = shift_px.to(device=stack.device, dtype=torch.float32).reshape(-1).expand(B)
             check_tensor(shift.detach(), "shift_px", ndim=1)
         else:

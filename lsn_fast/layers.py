@@ -208,8 +208,15 @@ class LayerStack:
     @staticmethod
     def cat(stacks: "list[LayerStack]") -> "LayerStack":
         """Concatenate stacks along the batch (same H, W, spacing, dtype and device)."""
+        stacks = list(stacks)
         if not stacks:
             raise ValueError("stacks: need at least one LayerStack")
+        for i, s in enumerate(stacks):
+            if not isinstance(s, LayerStack):
+                raise TypeError(f"stacks: item {i} is a {type(s).__name__}, not a LayerStack")
+            if s.shape[1:] != stacks[0].shape[1:] or s.dtype != stacks[0].dtype or s.device != stacks[0].device:
+                raise ValueError(f"stacks: item {i} is {tuple(s.shape[1:])} {s.dtype} on {s.device}, item 0 "
+                                 f"{tuple(stacks[0].shape[1:])} {stacks[0].dtype} on {stacks[0].device}; all must match")
         sp = stacks[0].spacing_mm
         if any(abs(s.spacing_mm - sp) > 1e-12 for s in stacks):
             raise ValueError("stacks: all stacks must have the same spacing_mm")
@@ -348,6 +355,8 @@ class LayerStack:
         if isinstance(flip, bool):
             fl = torch.full((B,), flip, device=dev)
         else:
+            if not isinstance(flip, (torch.Tensor, list, tuple)):
+                raise TypeError(f"flip: expected a bool or a ({B},) bool tensor, got {type(flip).__name__}")
             fl = torch.as_tensor(flip, device=dev)
             if fl.dtype != torch.bool or fl.ndim != 1 or fl.shape[0] not in (1, B):
                 raise ValueError(f"flip: expected a bool or a ({B},) bool tensor, got {fl.dtype} {tuple(fl.shape)}")
@@ -473,6 +482,8 @@ class LayerStack:
         missing = [k for k in ("soft", "upper", "lower", "spacing_mm") if k not in d]
         if missing:
             raise ValueError(f"path: {path} lacks {missing}; not a LayerStack file")
+        if d["spacing_mm"].numel() != 1:
+            raise ValueError(f"path: {path} holds spacing_mm of shape {tuple(d['spacing_mm'].shape)}, expected one value")
         st = cls(d["soft"], d["upper"], d["lower"], float(d["spacing_mm"].reshape(-1)[0]), d.get("axis"))
         return st if device is None else st.to(device)
 

@@ -379,7 +379,7 @@ def generate(
     Args:
         n: number of phantoms (int >= 1).
         size: image size, an int or (H, W), each >= 32 px.
-        spacing_mm: pixel spacing, mm (> 0). The anatomy is in mm; fields of view under 24 mm
+        spacing_mm: pixel spacing, mm, in (0, 2]. The anatomy is in mm; fields of view under 24 mm
             get proportionally smaller lateral anatomy (``params["scale"]``).
         seed: int; sample i depends only on (seed, i).
         jsw_mm: true JSW per phantom, mm (>= 0): None (uniform in [0, 3] mm), a float, or n values.
@@ -402,6 +402,8 @@ def generate(
         raise ValueError(f"n: must be >= 1, got {n}")
     H, W = _check_size(size)
     sp = check_positive_float(spacing_mm, "spacing_mm")
+    if sp > 2.0:  # a finger joint then spans a handful of pixels; far beyond it the area integration breaks
+        raise ValueError(f"spacing_mm: the phantom supports pixels up to 2 mm, got {sp:g}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
     tilt = _check_tilt(tilt_deg)
@@ -414,6 +416,8 @@ def generate(
         device = torch.device(device)
     except (TypeError, RuntimeError) as e:
         raise ValueError(f"device: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: CUDA is not available here")
 
     fov = min(H, W) * sp
     # texture grid in the canonical frame, covering the rotated, jittered field of view

@@ -595,7 +595,10 @@ class JSWStream(torch.utils.data.IterableDataset):
         Returns a dict of (B,) CPU tensors: index, bank_index, bone (0/1), jsw_mm (target),
         jsw0_mm, shift_px, grade, detector params ``params`` (B,5) or None, augment values.
         """
-        k = torch.as_tensor(index, dtype=torch.int64).reshape(-1).cpu()
+        k = torch.as_tensor(index)
+        if k.is_floating_point() or k.is_complex() or k.dtype == torch.bool:
+            raise TypeError(f"index: expected integer global sample indices, got {k.dtype}")
+        k = k.to(torch.int64).reshape(-1).cpu()
         if k.numel() == 0:
             raise ValueError("index: empty batch")
         if bool((k < 0).any()):
@@ -915,6 +918,10 @@ class JSWStream(torch.utils.data.IterableDataset):
     def record(self, info: dict) -> None:
         """Record that the batch with this ``info`` was consumed (use with DataLoader workers,
         whose progress the main process cannot see; :meth:`loader` does it for you)."""
+        keys = ("shard", "cursor", "num_shards", "num_workers", "rank")
+        if not isinstance(info, dict) or any(k not in info for k in keys):
+            raise ValueError(f"info: expected the info dict of a batch of this stream (keys {keys}), got "
+                             f"{sorted(info) if isinstance(info, dict) else type(info).__name__}")
         shard, cursor = int(info["shard"]), int(info["cursor"])
         self._num_shards = int(info["num_shards"])
         nw, rank = int(info["num_workers"]), int(info["rank"])

@@ -580,3 +580,38 @@ def test_every_public_name_resolves_and_has_a_docstring():
     compose_module = importlib.import_module("lsn_fast.compose")  # lf.compose is the function
     assert lf.whole_pixel_moves is compose_module.whole_pixel_moves
     assert lf.split_whole_pixel is compose_module.split_whole_pixel
+
+
+def test_more_bad_inputs_get_named_errors(small_stack, tmp_path):
+    st = small_stack
+    with pytest.raises(ValueError, match="^stack: empty batch"):  # cpu raised its own message, reference returned ()
+        lf.compose(st[5:])
+    with pytest.raises(TypeError, match="^index"):  # was torch's "Could not infer dtype of NoneType"
+        lf.synthesize(st, None, jsw_mm=1.0)
+    with pytest.raises(ValueError, match="^shift_px"):  # a grad-carrying shift of the wrong batch
+        lf.compose(st, shift_px=torch.ones(4, requires_grad=True), backend="reference")
+    with pytest.raises(ValueError, match="^stacks"):
+        lf.LayerStack.cat([st, lf.phantom.generate(1, size=48, spacing_mm=st.spacing_mm)[0]])
+    with pytest.raises(TypeError, match="^stacks"):
+        lf.LayerStack.cat([st, st.soft])
+    with pytest.raises(TypeError, match="^flip"):
+        st.rotated(0.0, flip=None)
+    with pytest.raises(ValueError, match="^upper"):  # a float32 overflow in torch before
+        st.scaled(upper=1e39)
+    with pytest.raises(ValueError, match="^spacing_mm"):  # gave negative soft tissue
+        lf.phantom.generate(1, size=32, spacing_mm=1000.0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device"):  # was torch's AssertionError
+            lf.phantom.generate(1, size=32, device="cuda")
+    stream = lf.JSWStream(st, 2, backend="reference")
+    with pytest.raises(TypeError, match="^index"):  # 1.7 was silently drawn as 1
+        stream.draws([1.7, 2.2])
+    with pytest.raises(ValueError, match="^info"):
+        stream.record({})
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "empty_spacing.safetensors"
+    save_file({"soft": st.soft.contiguous(), "upper": st.upper.contiguous(), "lower": st.lower.contiguous(),
+               "spacing_mm": torch.zeros(0)}, str(bad))
+    with pytest.raises(ValueError, match="^path: .*spacing_mm"):  # was IndexError
+        lf.LayerStack.load(bad)
