@@ -38,6 +38,14 @@ def _check_common(detector, seed, interp, out_dtype, bone):
     _check_bone(bone)
 
 
+def _check_shift_fits(shift: torch.Tensor, H: int, W: int, name: str) -> None:
+    """A move longer than the image takes the bone out of it, and its JSW label would be a number
+    the image does not show."""
+    worst = float(shift.detach().abs().max())
+    if worst > max(H, W):
+        raise ValueError(f"{name}: a bone move of {worst:.4g} px leaves the {H}x{W} px image")
+
+
 def _check_index(index, n: int, name: str, device) -> torch.Tensor:
     if isinstance(index, int) and not isinstance(index, bool):
         index = torch.tensor([index])
@@ -172,6 +180,7 @@ def synthesize(
         target = jsw0 + shift * bank.spacing_mm
         if bool((target < 0).any()):
             raise ValueError(f"shift_px: would make JSW < 0 (min {float(target.min()):.4f} mm); bones may not interpenetrate")
+    _check_shift_fits(shift, bank.shape[1], bank.shape[2], "jsw_mm" if jsw_mm is not None else "shift_px")
     si = _sample_index(sample_index, B, bank.device)
     whole = None
     if moves == "integer":
@@ -329,6 +338,8 @@ def compose(
     else:
         shift = torch.zeros(B, device=stack.device)
         axis = stack.axis if stack.axis is not None else torch.tensor([[-1.0, 0.0]], device=stack.device).expand(B, 2)
+    if jsw_mm is not None or shift_px is not None:
+        _check_shift_fits(shift, stack.shape[1], stack.shape[2], "jsw_mm" if jsw_mm is not None else "shift_px")
     index = torch.arange(B, device=stack.device, dtype=torch.int64)
     si = _sample_index(sample_index, B, stack.device)
     if bone == "both":

@@ -615,3 +615,15 @@ def test_more_bad_inputs_get_named_errors(small_stack, tmp_path):
                "spacing_mm": torch.zeros(0)}, str(bad))
     with pytest.raises(ValueError, match="^path: .*spacing_mm"):  # was IndexError
         lf.LayerStack.load(bad)
+
+
+def test_a_move_that_leaves_the_image_is_an_error_not_a_label(small_stack):
+    # shift_px=1e30 used to return the bone-free image labelled 1e29 mm
+    H = small_stack.shape[1]
+    for call in (lambda: lf.synthesize(small_stack, [0, 1], shift_px=1e30),
+                 lambda: lf.compose(small_stack, shift_px=float(H + 1))):
+        with pytest.raises(ValueError, match="^shift_px: a bone move of"):
+            call()
+    with pytest.raises(ValueError, match="^jsw_mm: a bone move of"):
+        lf.compose(small_stack, jsw_mm=1e6)
+    lf.compose(small_stack, shift_px=float(H // 2))  # large but inside: fine
