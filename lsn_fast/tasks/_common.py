@@ -4,13 +4,14 @@ that takes tensors, iterables or batch functions, and naive augmentation (the co
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from numbers import Integral
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._validation import check_tensor
+from .._validation import check_positive_float, check_tensor
 
 _IMG_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -22,6 +23,102 @@ def check_images(images, name: str = "images") -> torch.Tensor:
     if images.shape[2] < 16 or images.shape[3] < 16:
         raise ValueError(f"{name}: images must be at least 16x16, got {tuple(images.shape[2:])}")
     return images
+
+
+def check_int(v, name: str, minimum: int = 1) -> int:
+    """An int (not a bool) >= ``minimum``: ``TypeError`` for another type, ``ValueError`` below it."""
+    if isinstance(v, bool) or not isinstance(v, Integral):
+        raise TypeError(f"{name}: expected an int >= {minimum}, got {v!r}")
+    if v < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """An int seed that torch's generators accept (-2**63 <= seed < 2**64)."""
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(f"{name}: expected an int, got {seed!r}")
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"{name}: must lie in [-2**63, 2**64), got {seed!r}")
+    return int(seed)
+
+
+def check_model(model, cls: type = nn.Module, name: str = "model"):
+    """``model`` is an instance of ``cls`` (default: any ``nn.Module``); ``TypeError`` otherwise."""
+    if not isinstance(model, cls):
+        what = "nn.Module" if cls is nn.Module else cls.__name__
+        art = "an" if what[0] in "AEIOUaeioun" else "a"  # "an nn.Module"
+        raise TypeError(f"{name}: expected {art} {what}, got {type(model).__name__}")
+    return model
+
+
+def check_device(device, name: str = "device") -> torch.device:
+    """A torch device that exists here: ``"cpu"``, ``"cuda[:N]"`` with CUDA available (no silent
+    fallback) or ``"mps"`` where available."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ValueError(f"{name}: not a torch device: {device!r} ({e})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}: CUDA is not available (asked for {device!r})")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}: {device!r}, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{name}: MPS is not available (asked for {device!r})")
+    elif dev.type != "cpu":
+        raise ValueError(f"{name}: expected 'cpu', 'cuda[:N]' or 'mps', got {device!r}")
+    return dev
+
+
+def check_train_args(*, steps, batch_size, lr, seed, augment, device) -> torch.device | None:
+    """The trainers' common arguments; returns ``device`` as a ``torch.device`` (None stays None)."""
+    check_int(steps, "steps")
+    check_int(batch_size, "batch_size")
+    check_positive_float(lr, "lr")
+    check_seed(seed)
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment: expected a callable (batch, generator) -> batch or None, got {type(augment).__name__}")
+    return None if device is None else check_device(device)
+
+
+def to_tensor(v, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``torch.as_tensor(v, dtype=dtype)`` with a ``TypeError`` naming ``name`` when it fails."""
+    if isinstance(v, (str, bytes)) or v is None:
+        raise TypeError(f"{name}: expected a number, a sequence or a tensor, got {type(v).__name__}")
+    try:
+        return torch.as_tensor(v, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"{name}: expected a number, a sequence or a tensor ({e})") from None
+
+
+def check_labels(y, name: str, n: int, *, classes: int | None = None) -> torch.Tensor:
+    """Per-sample labels: a real-valued tensor (int or float dtype, not bool) of ``n`` finite
+    values. With ``classes``: integer-valued in ``[0, classes)`` (a float tensor of whole numbers
+    is accepted). Returns ``y`` unchanged."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(y).__name__}")
+    if y.dtype == torch.bool or y.is_complex():
+        raise TypeError(f"{name}: dtype {str(y.dtype).replace('torch.', '')} is not supported (use an int or float dtype)")
+    if y.numel() != n:
+        raise ValueError(f"{name}: expected {n} labels, got {y.numel()} (shape {tuple(y.shape)})")
+    if n == 0:
+        return y
+    with torch.no_grad():
+        if y.is_floating_point() and not bool(torch.isfinite(y).all()):
+            raise ValueError(f"{name}: contains NaN or Inf")
+        if classes is not None:
+            flat = y.reshape(-1)
+            frac = flat[flat != torch.round(flat)] if y.is_floating_point() else flat[:0]
+            if frac.numel():
+                raise ValueError(f"{name}: expected whole numbers in 0..{classes - 1}, got non-integer values "
+                                 f"(e.g. {float(frac[0]):.4g})")
+            lo, hi = float(y.min()), float(y.max())
+            if lo < 0 or hi >= classes:
+                raise ValueError(f"{name}: values must lie in 0..{classes - 1}, got values in [{lo:g}, {hi:g}]")
+    return y
 
 
 def normalize_images(x: torch.Tensor) -> torch.Tensor:
@@ -86,30 +183,102 @@ def tensor_source(*tensors: torch.Tensor) -> BatchFn:
     return fn
 
 
-def iterable_source(it: Iterable) -> BatchFn:
+def iterable_source(it: Iterable, name: str = "data") -> BatchFn:
     """Batches from an iterable/iterator yielding tuples (the first k entries are used; the
-    batch size is the iterable's). Restarts a re-iterable when it is exhausted."""
-    state = {"it": iter(it)}
+    batch size is the iterable's). Restarts a re-iterable when it is exhausted; an iterable that
+    yields nothing, a one-shot iterator that runs out, or a batch that is not a tuple/list is a
+    ``ValueError``/``TypeError`` naming ``name``."""
+    state = {"it": iter(it), "n": 0}
 
     def fn(batch: int, g: torch.Generator):
         try:
             b = next(state["it"])
         except StopIteration:
             state["it"] = iter(it)
-            b = next(state["it"])
+            try:
+                b = next(state["it"])
+            except StopIteration:
+                if state["n"] == 0:
+                    raise ValueError(f"{name}: the iterable yielded no batches") from None
+                raise ValueError(f"{name}: the iterator ran out after {state['n']} batches (pass a re-iterable, "
+                                 "e.g. a list, or fewer steps)") from None
+        if not isinstance(b, (tuple, list)):
+            raise TypeError(f"{name}: each batch must be a tuple (images, labels, ...), got {type(b).__name__}")
+        state["n"] += 1
         return tuple(b)
 
     return fn
 
 
-def as_source(data) -> BatchFn:
+def as_source(data, name: str = "data") -> BatchFn:
     if callable(data) and not isinstance(data, torch.Tensor):
         return data
     if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
         return tensor_source(*data)
-    if isinstance(data, Iterable):
-        return iterable_source(data)
-    raise TypeError("data: expected a tuple of tensors, an iterable of batches or a batch function")
+    if isinstance(data, Iterable) and not isinstance(data, (torch.Tensor, str, bytes)):
+        return iterable_source(data, name)
+    raise TypeError(f"{name}: expected a tuple of tensors, an iterable of batches or a batch function, "
+                    f"got {type(data).__name__}")
+
+
+# a batch spec: (label, kind) per leading batch entry; kind "images" ((B,1,H,W), all images of one
+# batch of the same shape), "values" (B finite labels) or an int K (B whole-number labels in 0..K-1)
+BatchSpec = Sequence[tuple]
+
+
+def check_batch(batch, spec: BatchSpec, name: str) -> None:
+    """Check one batch ``(entry_0, entry_1, ...)`` against ``spec``; errors start with ``name``."""
+    if not isinstance(batch, (tuple, list)):
+        raise TypeError(f"{name}: a batch must be a tuple ({', '.join(lab for lab, _ in spec)}, ...), "
+                        f"got {type(batch).__name__}")
+    if len(batch) < len(spec):
+        raise ValueError(f"{name}: a batch must hold at least {len(spec)} entries "
+                         f"({', '.join(lab for lab, _ in spec)}), got {len(batch)}")
+    first = None
+    for i, (lab, kind) in enumerate(spec):
+        t, where = batch[i], f"{name}: batch entry {i} ({lab})"
+        if kind == "images":
+            check_images(t, where)
+            if first is None:
+                first = t
+            elif t.shape != first.shape:
+                raise ValueError(f"{where}: shape {tuple(t.shape)} differs from entry 0's {tuple(first.shape)}")
+        else:
+            check_labels(t, where, first.shape[0], classes=None if kind == "values" else int(kind))
+
+
+def checked_source(source, spec: BatchSpec, name: str = "source") -> BatchFn:
+    """:func:`as_source` with validation against ``spec`` (see :func:`check_batch`).
+
+    A tuple/list of tensors is checked whole, once (every entry's first dimension must agree);
+    of an iterable or a batch function, the first batch drawn is checked (no extra draw, so
+    training sees exactly the batches it would see unchecked; later batches are not, so that a
+    stream on a GPU is not synchronized every step)."""
+    if isinstance(source, (tuple, list)):
+        if not source:
+            raise ValueError(f"{name}: empty (expected a tuple of tensors or batches)")
+        is_t = [isinstance(t, torch.Tensor) for t in source]
+        if any(is_t) and not all(is_t):
+            raise TypeError(f"{name}: a tuple of tensors must hold only tensors, entry {is_t.index(False)} is "
+                            f"{type(source[is_t.index(False)]).__name__}")
+        if all(is_t):
+            check_batch(tuple(source), spec, name)
+            n = source[0].shape[0]
+            for i, t in enumerate(source):
+                if t.ndim == 0 or t.shape[0] != n:
+                    raise ValueError(f"{name}: entry {i} has shape {tuple(t.shape)}; every entry needs first dimension {n}")
+            return tensor_source(*source)
+    inner = as_source(source, name)
+    state = {"checked": False}
+
+    def fn(batch: int, g: torch.Generator):
+        b = inner(batch, g)
+        if not state["checked"]:
+            check_batch(b, spec, name)
+            state["checked"] = True
+        return b
+
+    return fn
 
 
 def mixed_source(a: BatchFn, b: BatchFn, frac_b: float) -> BatchFn:
@@ -135,10 +304,10 @@ def fit(model: nn.Module, source: BatchFn, loss_fn: Callable, *, steps: int, bat
     """AdamW with a short warm-up and cosine decay; ``loss_fn(model, batch) -> scalar``.
 
     Returns the loss history (one float per step)."""
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps: must be an int >= 1, got {steps!r}")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size: must be an int >= 1, got {batch_size!r}")
+    check_int(steps, "steps")
+    check_int(batch_size, "batch_size")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment: expected a callable (batch, generator) -> batch or None, got {type(augment).__name__}")
     g = torch.Generator().manual_seed(int(seed))
     dev = model_device(model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -177,6 +346,7 @@ def fit(model: nn.Module, source: BatchFn, loss_fn: Callable, *, steps: int, bat
 
 @torch.no_grad()
 def batched_apply(fn: Callable, *tensors: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    check_int(batch_size, "batch_size")
     outs = []
     for s in range(0, tensors[0].shape[0], batch_size):
         outs.append(fn(*(t[s:s + batch_size] for t in tensors)))

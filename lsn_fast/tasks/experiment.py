@@ -71,7 +71,7 @@ import torch.nn.functional as F
 
 from lsn_fast.compose import _bank_geometry, _whole_pixel_copy, split_whole_pixel, whole_pixel_moves
 
-from ._common import fit, mixed_source, naive_augment, normalize_images, tensor_source
+from ._common import check_device, check_int, fit, mixed_source, naive_augment, normalize_images, tensor_source
 from .jsn import quantify_jsn, train_jsn_model
 from .jsw_regression import predict_jsw, train_jsw_regressor
 from .metrics import bias, mae, regression_metrics
@@ -805,7 +805,8 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         quick: use :meth:`FivePercentConfig.quick` (CPU, minutes) instead of the full config.
         seeds: experiment seeds (data, subsets, initializations, noise); default (0, 1, 2), (0, 1) with ``quick``.
         out_dir: where to write tables and plots (None: write nothing).
-        config: an explicit config (overrides ``quick``); ``overrides``: fields to replace.
+        config: an explicit config (overrides ``quick``); ``overrides``: fields to replace
+            (``steps``, ``batch_size``, ``realism_steps`` must be ints >= 1, checked up front).
         plots: write the PNGs.
         log: a print-like callable for progress lines. With ``jobs > 1`` the workers' per-seed lines
             go to stdout when ``log`` is ``print`` and are dropped otherwise.
@@ -830,6 +831,8 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         raise ValueError(f"moves: expected one of {MOVE_MODES}, got {cfg.moves!r}")
     if cfg.bone not in BONE_MODES:
         raise ValueError(f"bone: expected one of {BONE_MODES}, got {cfg.bone!r}")
+    for name in ("steps", "batch_size", "realism_steps"):
+        check_int(getattr(cfg, name), name)
     cfg = replace(cfg, device=_check_device(cfg.device))
     jobs = int(jobs)
     if jobs < 1:
@@ -902,17 +905,10 @@ def _geometry_text(geometry: dict) -> str:
 
 
 def _check_device(device) -> str:
-    """A torch device string that exists here (``"cuda"`` without a GPU is an error, not a fallback)."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device: not a torch device: {device!r} ({e})") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device here")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device: {device!r}, but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif dev.type != "cpu":
+    """A torch device string that exists here (``"cuda"`` without a GPU is an error, not a fallback);
+    the experiment runs on the CPU or CUDA only."""
+    dev = check_device(device)
+    if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
     return str(dev)
 

@@ -41,8 +41,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._validation import check_positive_float
-from ._common import ConvEncoder, as_source, batched_apply, check_images, fit, model_device, normalize_images, pool_features
+from .._validation import FLOAT_DTYPES, check_positive_float, check_tensor
+from ._common import (ConvEncoder, as_source, batched_apply, check_images, check_int, check_model, check_seed,
+                      check_train_args, checked_source, fit, model_device, normalize_images, pool_features, to_tensor)
 from .metrics import pearson_r, regression_metrics
 
 __all__ = ["quantify_jsn", "poc_displacement", "joint_line", "region_windows", "SiameseJSN", "train_jsn_model",
@@ -73,8 +74,14 @@ def _hann(n: int, device) -> torch.Tensor:
 def joint_line(images: torch.Tensor, bands: int = 8, search: tuple[float, float] = (0.15, 0.85)):
     """Fit the joint line ``y = a + b·x`` (pixel-centre coordinates) on (B,1,H,W) images.
 
+    ``bands``: number of vertical bands, an int >= 1 (at least 2 and at most W/4 are used).
+    ``search``: ``(lo, hi)``, the rows searched for the joint as fractions of the height, finite
+    with ``0 <= lo < hi <= 1``.
+
     Returns ``(a (B,), b (B,))`` float32. See the module docstring (step 1)."""
     check_images(images)
+    check_int(bands, "bands")
+    search = _check_search(search)
     x = images.float()
     B, _, H, W = x.shape
     x = _smooth(x, max(1.0, H / 64))
@@ -108,6 +115,22 @@ def joint_line(images: torch.Tensor, bands: int = 8, search: tuple[float, float]
     b = torch.where(sxx > 1e-6, sxy / sxx.clamp_min(1e-6), torch.zeros_like(sxx)).clamp(-0.4, 0.4)  # |tilt| <= ~22°
     a = my - b * mx
     return a, b
+
+
+def _check_search(search) -> tuple[float, float]:
+    if isinstance(search, (str, bytes)) or not isinstance(search, (tuple, list, torch.Tensor)) or len(search) != 2:
+        raise TypeError(f"search: expected a pair (lo, hi) of row fractions, got {search!r}")
+    out = []
+    for v in search:
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"search: expected a pair (lo, hi) of numbers, got {search!r}")
+        out.append(v)
+    lo, hi = out
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 1.0):
+        raise ValueError(f"search: expected finite fractions 0 <= lo < hi <= 1, got {tuple(out)}")
+    return lo, hi
 
 
 def _line_from_masks(upper: torch.Tensor, lower: torch.Tensor):
@@ -180,7 +203,47 @@ def poc_displacement(a: torch.Tensor, b: torch.Tensor, window: torch.Tensor | No
     ``a``, ``b``: (B,1,H,W) (already pre-filtered); ``window``: (B or 1,1,H,W), applied to ``a``
     (and to ``b`` unless ``window_b`` is given) after removing each image's weighted mean
     (default: 2-D Hann). ``band``: σ of the Gaussian weight on the normalized cross-power
-    spectrum, cycles/px (None: plain POC). Sub-pixel peak: 3-point Gaussian fit per axis."""
+    spectrum, cycles/px (None: plain POC). Sub-pixel peak: 3-point Gaussian fit per axis.
+
+    Checked: ``a``, ``b`` finite float tensors of one shape (B,1,H,W) on one device; windows
+    finite, >= 0, of shape (B or 1,1,H,W), none all zero; ``band`` None or a finite number > 0."""
+    a = _check_poc_image(a, "a")
+    b = _check_poc_image(b, "b")
+    if b.shape != a.shape:
+        raise ValueError(f"b: shape {tuple(b.shape)} differs from a's {tuple(a.shape)}")
+    if b.device != a.device:
+        raise ValueError(f"b: on {b.device}, a on {a.device}")
+    if window is not None:
+        _check_window(window, "window", a)
+    if window_b is not None:
+        _check_window(window_b, "window_b", a)
+    if band is not None:
+        band = check_positive_float(band, "band")
+    return _poc_displacement(a, b, window, band, window_b)
+
+
+def _check_poc_image(x, name: str) -> torch.Tensor:
+    check_tensor(x, name, ndim=4, dtypes=FLOAT_DTYPES)
+    if x.shape[1] != 1:
+        raise ValueError(f"{name}: expected (B,1,H,W), got shape {tuple(x.shape)}")
+    return x
+
+
+def _check_window(w, name: str, a: torch.Tensor) -> None:
+    B, _, H, W = a.shape
+    check_tensor(w, name, ndim=4, dtypes=FLOAT_DTYPES)
+    if w.shape[0] not in (1, B) or tuple(w.shape[1:]) != (1, H, W):
+        raise ValueError(f"{name}: expected shape (1 or {B},1,{H},{W}), got {tuple(w.shape)}")
+    if w.device != a.device:
+        raise ValueError(f"{name}: on {w.device}, a on {a.device}")
+    if bool((w < 0).any()):
+        raise ValueError(f"{name}: contains negative weights (min {float(w.min()):.4g})")
+    if not bool((w.flatten(1).amax(dim=1) > 0).all()):
+        raise ValueError(f"{name}: all zero (for at least one sample): nothing to correlate")
+
+
+def _poc_displacement(a, b, window=None, band=0.15, window_b=None) -> torch.Tensor:
+    """:func:`poc_displacement` without the input checks (internal callers pass checked inputs)."""
     B, _, H, W = a.shape
     if window is None:
         window = (_hann(H, a.device)[:, None] * _hann(W, a.device)[None, :]).view(1, 1, H, W)
@@ -233,6 +296,12 @@ def _check_axis(axis, B: int, device):
         return None
     from ..layers import _normalize_axis
 
+    if isinstance(axis, bool) or isinstance(axis, (str, bytes)):
+        raise TypeError(f"axis: expected an angle in degrees, a (2,) or a ({B}, 2) tensor of (dy, dx), got {axis!r}")
+    if isinstance(axis, (int, float)) and not math.isfinite(axis):
+        raise ValueError(f"axis: the angle must be finite, got {axis!r}")
+    if not isinstance(axis, (int, float, torch.Tensor)):
+        axis = to_tensor(axis, "axis", torch.float32)
     return _normalize_axis(axis, B, device)
 
 
@@ -265,7 +334,7 @@ def _poc_jsn(baseline, followup, spacing_mm, masks=None, axis=None, band=0.15, r
         for it in range(refine + 1):
             wf = region_windows(xf.shape, line_f - d[:, :1])[k]
             ffs = ff if it == 0 else _fourier_shift(ff, -d)
-            d = d + poc_displacement(fb, ffs, wb[k], band, window_b=wf)
+            d = d + _poc_displacement(fb, ffs, wb[k], band, window_b=wf)
         disps.append(d)
     du, dl = disps
     jsn = ((du - dl) * (-ax)).sum(dim=1) * spacing_mm
@@ -315,7 +384,12 @@ def output_fit(model: SiameseJSN, source, n: int = 256, seed: int = 0) -> tuple[
     its own generator, so a training stream is untouched): spread = std(predictions) /
     std(labels), about 1 for a model that tracks its labels and near 0 for one that predicts one
     value for every pair; r = Pearson correlation of predictions and labels (0 if either is
-    constant)."""
+    constant). ``model``: an ``nn.Module``; ``source``: a batch function; ``n``: an int >= 2."""
+    check_model(model)
+    if not callable(source) or isinstance(source, torch.Tensor):
+        raise TypeError(f"source: expected a batch function fn(batch_size, generator), got {type(source).__name__}")
+    check_int(n, "n", 2)
+    check_seed(seed)
     batch = source(n, torch.Generator().manual_seed(int(seed) + 104_729))
     dev = model_device(model)
     was_training = model.training
@@ -347,7 +421,17 @@ def train_jsn_model(baseline=None, followup=None, jsn_mm=None, *, source=None, m
     initialization and data order (seed + 1000·k), at most ``restarts`` times, with a warning; the
     number used is in ``model.restarts``. A first attempt that does not collapse is exactly the
     unguarded result. Not applied to fine-tuning (a passed ``model``) or to iterable sources
-    (they cannot be peeked at)."""
+    (they cannot be peeked at).
+
+    Checked before anything reaches the model: ``jsn_mm`` finite, one per pair; a ``source``'s
+    batches (a tuple of tensors whole; of an iterable or a batch function, the first batch
+    drawn) must be ``(baseline, followup (B,1,H,W) finite and of one shape, jsn (B,) finite,
+    ...)``; a passed ``model`` must be a :class:`SiameseJSN`; ``steps``, ``batch_size`` ints
+    >= 1, ``lr`` > 0, ``augment`` None or callable, ``device`` an available torch device
+    (``"cuda"`` without a GPU is an error)."""
+    device = check_train_args(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=augment, device=device)
+    if model is not None:
+        check_model(model, SiameseJSN)
     if source is None:
         if baseline is None or followup is None or jsn_mm is None:
             raise ValueError("baseline, followup, jsn_mm: give all three, or a source")
@@ -355,14 +439,16 @@ def train_jsn_model(baseline=None, followup=None, jsn_mm=None, *, source=None, m
         check_images(followup, "followup")
         if baseline.shape != followup.shape:
             raise ValueError(f"followup: shape {tuple(followup.shape)} differs from baseline {tuple(baseline.shape)}")
-        jsn_mm = torch.as_tensor(jsn_mm, dtype=torch.float32).reshape(-1)
+        jsn_mm = to_tensor(jsn_mm, "jsn_mm", torch.float32).reshape(-1)
         if jsn_mm.shape[0] != baseline.shape[0]:
             raise ValueError(f"jsn_mm: expected {baseline.shape[0]} labels, got {jsn_mm.shape[0]}")
+        if not bool(torch.isfinite(jsn_mm).all()):
+            raise ValueError("jsn_mm: contains NaN or Inf")
         source = as_source((baseline, followup, jsn_mm))
         peekable = True
     else:
         peekable = callable(source) and not isinstance(source, torch.Tensor)
-        source = as_source(source)
+        source = checked_source(source, (("baseline", "images"), ("followup", "images"), ("jsn", "values")))
     if not (isinstance(restarts, int) and restarts >= 0):
         raise ValueError(f"restarts: must be an int >= 0, got {restarts!r}")
     new = model is None
@@ -408,7 +494,9 @@ def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: flo
             the split between the regions then comes from them instead of the row profile.
         axis: joint axis (dy, dx) from the lower to the upper bone, an angle in degrees, or
             (B,2); default perpendicular to the fitted joint line.
-        band: POC spectral weight σ, cycles/px. refine: POC refinement iterations.
+        band: POC spectral weight σ, cycles/px, a finite number > 0 or None (plain POC).
+            refine: POC refinement iterations, an int >= 0.
+        batch_size: (learned) pairs per forward pass, an int >= 1.
         return_details: (poc) return ``(jsn, details)``, ``details`` a dict of ``d_upper_px``,
             ``d_lower_px`` (B,2) px, each bone's displacement (dy, dx) from baseline to follow-up;
             ``axis`` (B,2), the unit joint axis used; ``line_baseline``, ``line_followup`` (B,W) px,
@@ -423,23 +511,32 @@ def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: flo
     if followup.device != baseline.device:
         raise ValueError(f"followup: on {followup.device}, baseline on {baseline.device}")
     spacing_mm = check_positive_float(spacing_mm, "spacing_mm")
+    check_int(batch_size, "batch_size")
     if method == "poc":
-        if not (isinstance(refine, int) and refine >= 0):
+        if isinstance(refine, bool) or not (isinstance(refine, int) and refine >= 0):
             raise ValueError(f"refine: expected an int >= 0, got {refine!r}")
-        if band is not None and not band > 0:
-            raise ValueError(f"band: must be > 0 cycles/px or None, got {band!r}")
+        if band is not None:
+            check_positive_float(band, "band")
+        _check_axis(axis, baseline.shape[0], baseline.device)
+        _check_masks(masks, baseline.shape)
         with torch.no_grad():
             return _poc_jsn(baseline, followup, spacing_mm, masks, axis, band, refine, return_details)
     if method == "learned":
         if model is None:
             raise ValueError("model: method='learned' needs a trained model (lsn_fast.tasks.jsn.train_jsn_model)")
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+        check_model(model)
         dev = model_device(model)
         model.eval()
+
+        def run(a, b):
+            y = model(a.to(dev), b.to(dev))
+            if not isinstance(y, torch.Tensor) or y.numel() != a.shape[0]:
+                got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                raise ValueError(f"model: expected one JSN per pair, shape ({a.shape[0]},), got {got}")
+            return y.float().to(baseline.device)
+
         with torch.no_grad():
-            return batched_apply(lambda a, b: model(a.to(dev), b.to(dev)).float().to(baseline.device), baseline, followup,
-                                 batch_size=batch_size)
+            return batched_apply(run, baseline, followup, batch_size=batch_size)
     raise ValueError(f"method: expected 'poc' or 'learned', got {method!r}")
 
 

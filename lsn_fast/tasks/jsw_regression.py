@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._common import ConvEncoder, as_source, batched_apply, check_images, fit, model_device, normalize_images, pool_features
+from ._common import (ConvEncoder, as_source, batched_apply, check_images, check_int, check_labels, check_model,
+                      check_train_args, checked_source, fit, model_device, normalize_images, pool_features, to_tensor)
 from .metrics import regression_metrics
 
 __all__ = ["JSWRegressor", "train_jsw_regressor", "predict_jsw", "evaluate_jsw"]
@@ -52,21 +53,30 @@ def train_jsw_regressor(images=None, jsw=None, *, source=None, model: JSWRegress
     Data: ``images`` (N,1,H,W) with ``jsw`` (N,) mm, or ``source``: an iterable yielding
     ``(images, jsw, ...)`` batches (e.g. :class:`lsn_fast.JSWStream`) or a batch function
     ``fn(batch_size, generator) -> (images, jsw)``.
-    A new model takes its output offset/scale from ``jsw`` (when given); a passed ``model`` is
-    fine-tuned as is. Returns the model in eval mode.
+    A new model takes its output offset/scale from ``jsw`` (when given); a passed ``model`` (a
+    :class:`JSWRegressor`) is fine-tuned as is. Returns the model in eval mode.
+
+    Checked before anything reaches the model: labels finite, one per image; a ``source``'s
+    batches (a tuple of tensors whole; of an iterable or a batch function, the first batch
+    drawn) must be ``(images (B,1,H,W) finite, jsw (B,) finite, ...)``; ``steps``,
+    ``batch_size`` ints >= 1, ``lr`` > 0, ``augment`` None or callable, ``device`` an available
+    torch device (``"cuda"`` without a GPU is an error).
     """
+    device = check_train_args(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=augment, device=device)
+    if model is not None:
+        check_model(model, JSWRegressor)
     if source is None:
         if images is None or jsw is None:
             raise ValueError("images, jsw: give both, or a source")
         check_images(images)
-        jsw = torch.as_tensor(jsw, dtype=torch.float32).reshape(-1)
+        jsw = to_tensor(jsw, "jsw", torch.float32).reshape(-1)
         if jsw.shape[0] != images.shape[0]:
             raise ValueError(f"jsw: expected {images.shape[0]} labels, got {jsw.shape[0]}")
         if not bool(torch.isfinite(jsw).all()):
             raise ValueError("jsw: contains NaN or Inf")
         source = as_source((images, jsw))
     else:
-        source = as_source(source)
+        source = checked_source(source, (("images", "images"), ("jsw", "values")))
     torch.manual_seed(seed)
     new = model is None
     if new:
@@ -81,14 +91,28 @@ def train_jsw_regressor(images=None, jsw=None, *, source=None, model: JSWRegress
 
 
 def predict_jsw(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    """(B,) mm, on the CPU."""
+    """(B,) mm, on the CPU. ``model``: an ``nn.Module`` giving one value per image (a trained
+    :class:`JSWRegressor`); ``images`` (B,1,H,W) finite; ``batch_size``: an int >= 1."""
+    check_model(model)
     check_images(images)
+    check_int(batch_size, "batch_size")
     dev = model_device(model)
     model.eval()
-    return batched_apply(lambda x: model(x.to(dev)).float().cpu(), images, batch_size=batch_size)
+
+    def run(x):
+        y = model(x.to(dev))
+        if not isinstance(y, torch.Tensor) or y.numel() != x.shape[0]:
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"model: expected one JSW per image, shape ({x.shape[0]},), got {got}")
+        return y.float().cpu()
+
+    return batched_apply(run, images, batch_size=batch_size)
 
 
 def evaluate_jsw(model: nn.Module, images: torch.Tensor, jsw) -> dict:
-    """MAE, RMSE, bias, Pearson r, ICC(2,1) of the model's predictions (mm)."""
+    """MAE, RMSE, bias, Pearson r, ICC(2,1) of the model's predictions (mm); ``jsw``: (B,) finite."""
+    check_model(model)
+    check_images(images)
+    check_labels(to_tensor(jsw, "jsw"), "jsw", images.shape[0])
     pred = predict_jsw(model, images)
     return regression_metrics(pred, jsw)

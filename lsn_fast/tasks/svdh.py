@@ -33,7 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._common import ConvEncoder, as_source, batched_apply, check_images, fit, model_device, normalize_images, pool_features
+from ._common import (ConvEncoder, as_source, batched_apply, check_images, check_int, check_labels, check_model,
+                      check_train_args, checked_source, fit, model_device, normalize_images, pool_features, to_tensor)
 from .metrics import classification_metrics
 
 __all__ = ["SVDH_THRESHOLDS", "REFERENCE_JSW_MM", "NUM_GRADES", "svdh_grade", "SvdHClassifier", "train_svdh_classifier",
@@ -51,9 +52,10 @@ def svdh_grade(jsw_mm, reference_jsw_mm="phantom", thresholds=SVDH_THRESHOLDS) -
         jsw_mm: JSW, float or (B,) mm, >= 0.
         reference_jsw_mm: healthy reference: a joint type in ``REFERENCE_JSW_MM``, a float or a
             (B,) tensor (e.g. each joint's own baseline JSW), mm > 0.
-        thresholds: 4 increasing relative-loss thresholds.
+        thresholds: 4 finite, strictly increasing relative-loss thresholds (a sequence or a
+            1-D tensor).
     """
-    j = torch.as_tensor(jsw_mm, dtype=torch.float64).reshape(-1)
+    j = to_tensor(jsw_mm, "jsw_mm", torch.float64).reshape(-1)
     if not bool(torch.isfinite(j).all()):
         raise ValueError("jsw_mm: contains NaN or Inf")
     if bool((j < 0).any()):
@@ -63,13 +65,17 @@ def svdh_grade(jsw_mm, reference_jsw_mm="phantom", thresholds=SVDH_THRESHOLDS) -
             raise ValueError(f"reference_jsw_mm: unknown joint type {reference_jsw_mm!r}; expected one of {sorted(REFERENCE_JSW_MM)} or mm")
         ref = torch.tensor(REFERENCE_JSW_MM[reference_jsw_mm], dtype=torch.float64)
     else:
-        ref = torch.as_tensor(reference_jsw_mm, dtype=torch.float64).reshape(-1)
+        ref = to_tensor(reference_jsw_mm, "reference_jsw_mm", torch.float64).reshape(-1)
         if ref.numel() not in (1, j.numel()):
             raise ValueError(f"reference_jsw_mm: expected a scalar or {j.numel()} values, got {ref.numel()}")
         if not bool(torch.isfinite(ref).all()) or bool((ref <= 0).any()):
             raise ValueError("reference_jsw_mm: must be finite and > 0")
-    th = torch.as_tensor(thresholds, dtype=torch.float64)
-    if th.numel() != NUM_GRADES - 1 or bool((th[1:] <= th[:-1]).any()):
+    th = to_tensor(thresholds, "thresholds", torch.float64)
+    if th.ndim != 1 or th.numel() != NUM_GRADES - 1:
+        raise ValueError(f"thresholds: expected {NUM_GRADES - 1} values in a 1-D sequence, got shape {tuple(th.shape)}")
+    if not bool(torch.isfinite(th).all()):
+        raise ValueError(f"thresholds: contains NaN or Inf: {th.tolist()}")
+    if bool((th[1:] <= th[:-1]).any()):
         raise ValueError(f"thresholds: expected {NUM_GRADES - 1} increasing values, got {th.tolist()}")
     loss = (1.0 - j / ref).clamp_min(0.0)
     return torch.bucketize(loss, th, right=True).to(torch.int64)
@@ -96,19 +102,30 @@ def train_svdh_classifier(images=None, grades=None, *, source=None, model: SvdHC
                           batch_size: int = 32, lr: float = 2e-3, seed: int = 0, augment=None, device=None,
                           progress: bool = False) -> SvdHClassifier:
     """Train (or fine-tune) a :class:`SvdHClassifier` on ``images`` (N,1,H,W) and ``grades`` (N,)
-    int in 0–4, or on ``source`` (iterable of ``(images, grades)`` batches or a batch function)."""
+    int in 0–4, or on ``source`` (a tuple of tensors, an iterable of ``(images, grades)`` batches
+    or a batch function).
+
+    Grades must be whole numbers in 0–4 (an int tensor, or a float tensor of whole numbers; a
+    fraction such as 1.5 is an error, not truncated), also in a ``source``'s batches (the first
+    batch drawn); a passed ``model`` must be an :class:`SvdHClassifier` with 5 outputs."""
+    device = check_train_args(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=augment, device=device)
+    if model is not None:
+        check_model(model, SvdHClassifier)
+        out = model.head[-1].out_features
+        if out != NUM_GRADES:
+            raise ValueError(f"model: an SvdHClassifier with {out} classes; grades 0–4 need {NUM_GRADES}")
     if source is None:
         if images is None or grades is None:
             raise ValueError("images, grades: give both, or a source")
         check_images(images)
-        grades = torch.as_tensor(grades).reshape(-1).to(torch.int64)
+        grades = to_tensor(grades, "grades").reshape(-1)
         if grades.shape[0] != images.shape[0]:
             raise ValueError(f"grades: expected {images.shape[0]} labels, got {grades.shape[0]}")
-        if bool(((grades < 0) | (grades >= NUM_GRADES)).any()):
-            raise ValueError(f"grades: must lie in [0, {NUM_GRADES})")
+        check_labels(grades, "grades", images.shape[0], classes=NUM_GRADES)
+        grades = grades.to(torch.int64)
         source = as_source((images, grades))
     else:
-        source = as_source(source)
+        source = checked_source(source, (("images", "images"), ("grades", NUM_GRADES)))
     torch.manual_seed(seed)
     model = model if model is not None else SvdHClassifier()
     if device is not None:
@@ -119,13 +136,28 @@ def train_svdh_classifier(images=None, grades=None, *, source=None, model: SvdHC
 
 
 def predict_svdh(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    """(B,) int64 grades, on the CPU."""
+    """(B,) int64 grades, on the CPU. ``model``: an ``nn.Module`` giving (b, classes) logits (a
+    trained :class:`SvdHClassifier`); ``images`` (B,1,H,W) finite; ``batch_size``: an int >= 1."""
+    check_model(model)
     check_images(images)
+    check_int(batch_size, "batch_size")
     dev = model_device(model)
     model.eval()
-    return batched_apply(lambda x: model(x.to(dev)).argmax(dim=1).cpu(), images, batch_size=batch_size)
+
+    def run(x):
+        y = model(x.to(dev))
+        if not isinstance(y, torch.Tensor) or y.ndim != 2 or y.shape[0] != x.shape[0]:
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"model: expected logits of shape ({x.shape[0]}, classes), got {got}")
+        return y.argmax(dim=1).cpu()
+
+    return batched_apply(run, images, batch_size=batch_size)
 
 
 def evaluate_svdh(model: nn.Module, images: torch.Tensor, grades) -> dict:
-    """Accuracy, quadratic-weighted kappa and confusion matrix of the classifier's grades."""
+    """Accuracy, quadratic-weighted kappa and confusion matrix of the classifier's grades;
+    ``grades``: (B,) whole numbers in 0–4."""
+    check_model(model)
+    check_images(images)
+    check_labels(to_tensor(grades, "grades"), "grades", images.shape[0], classes=NUM_GRADES)
     return classification_metrics(grades, predict_svdh(model, images), NUM_GRADES)
