@@ -382,8 +382,12 @@ def test_register_backend_checks_its_arguments():
 
 
 def test_compose_jsw_below_zero_is_an_error_not_a_clamp(small_stack):
-    out = lf.compose(small_stack, shift_px=-7.5)  # 8 px gap -> 0.5 px, allowed
-    assert torch.isfinite(out).all()
+    out = lf.compose(small_stack, shift_px=-7.5)  # 8 px gap -> 0.5 px, allowed, and moved exactly
+    axis = small_stack.resolved_axis()
+    moved = lf.reference.translate(small_stack.upper, -7.5 * axis)
+    torch.testing.assert_close(out[:, 0], small_stack.soft + moved + small_stack.lower, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="^shift_px: would make JSW < 0"):  # 8 px gap, -8.1 px: no clamp
+        lf.compose(small_stack, shift_px=-8.1)
 
 
 # --------------------------------------------------------------------------- synthesize

@@ -66,6 +66,11 @@ def test_separate_any_size_and_spacing(tiny):
     x = torch.rand(2, 1, 50, 37) * 0.6
     st = separate(x, tiny)
     assert isinstance(st, LayerStack) and st.shape == (2, 50, 37) and st.spacing_mm == 0.1
+    # the documented padding (replicate, bottom/right, to the model's multiple 16: 64x48), run by
+    # hand and cropped back from the top-left: a crop from the wrong side shifts every layer
+    with torch.no_grad():
+        ref = tiny(torch.nn.functional.pad(x, (0, 48 - 37, 0, 64 - 50), mode="replicate")).layers[..., :50, :37]
+    torch.testing.assert_close(torch.stack([st.soft, st.upper, st.lower], 1), ref)
     st2 = separate(x, tiny, spacing_mm=0.15)  # resampled to 75x56 (+pad 80x64) and back
     assert st2.shape == (2, 50, 37) and st2.spacing_mm == 0.15
     for t in (st2.soft, st2.upper, st2.lower):
@@ -76,6 +81,20 @@ def test_separate_any_size_and_spacing(tiny):
         ref = tiny(x16).layers
     s = separate(x16, tiny)
     torch.testing.assert_close(torch.stack([s.soft, s.upper, s.lower], 1), ref)
+
+
+def test_layer_metrics_psnr_and_ssim_on_known_cases():
+    from lsn_fast.evaluate import layer_metrics
+
+    true = torch.zeros(2, 32, 32)
+    true[:, 8:24, 8:24] = torch.tensor([2.0, 0.5]).view(2, 1, 1)  # per-sample max M = 2.0, 0.5
+    c = torch.tensor([0.02, 0.01]).view(2, 1, 1)
+    psnr, ssim = layer_metrics(true + c, true)  # MSE/M² = (c/M)²  ->  PSNR = 20·log10(M/c)
+    torch.testing.assert_close(psnr, 20 * torch.log10(torch.tensor([2.0 / 0.02, 0.5 / 0.01])), rtol=0, atol=1e-4)
+    psnr, ssim = layer_metrics(true, true)
+    torch.testing.assert_close(ssim, torch.ones(2), rtol=0, atol=1e-5)  # float32 SSIM of identical images
+    _, ssim_noisy = layer_metrics(true + 0.2 * torch.randn(2, 32, 32, generator=torch.Generator().manual_seed(0)), true)
+    assert bool((ssim_noisy < 0.9).all())
 
 
 def test_config_json_roundtrip():

@@ -12,7 +12,7 @@ import lsn_fast as lf
 from lsn_fast.tasks import metrics as M
 from lsn_fast.tasks.jsn import SiameseJSN, _fourier_shift, joint_line, poc_displacement, quantify_jsn, train_jsn_model
 from lsn_fast.tasks.jsw_regression import JSWRegressor, evaluate_jsw, predict_jsw, train_jsw_regressor
-from lsn_fast.tasks.svdh import SvdHClassifier, evaluate_svdh, svdh_grade, train_svdh_classifier
+from lsn_fast.tasks.svdh import SvdHClassifier, evaluate_svdh, predict_svdh, svdh_grade, train_svdh_classifier
 
 
 # ----------------------------------------------------------------------------- metrics (hand-computed)
@@ -56,6 +56,9 @@ def test_classification_metrics_hand():
     assert M.quadratic_weighted_kappa(t, p, 3) == pytest.approx(7 / 11)
     assert M.quadratic_weighted_kappa(t, t, 3) == pytest.approx(1.0)
     assert M.quadratic_weighted_kappa([0, 4], [4, 0], 5) == pytest.approx(-1.0)
+    # degenerate: both raters constant (expected disagreement 0): agreement is 1, else 0
+    assert M.quadratic_weighted_kappa([2, 2], [2, 2], 5) == 1.0
+    assert M.quadratic_weighted_kappa([2, 2], [3, 3], 5) == pytest.approx(0.0)
 
 
 def test_metrics_reject_bad_input():
@@ -167,6 +170,19 @@ def small_set():
     return img, info["jsw_mm"]
 
 
+def test_subpixel_peak_gaussian_and_parabola_branches():
+    from lsn_fast.tasks.jsn import _subpixel
+
+    x = torch.tensor([-1.0, 0.0, 1.0])
+    g = torch.exp(-((x - 0.3) ** 2) / (2 * 0.8**2))  # all samples > 0: the 3-point Gaussian fit is exact
+    torch.testing.assert_close(_subpixel(g[0:1], g[1:2], g[2:3]), torch.tensor([0.3]))
+    q = 1.0 - (x - 0.4) ** 2  # one neighbour <= 0 (-0.96): the parabola fit, exact on a parabola
+    assert float(q[0]) <= 0
+    torch.testing.assert_close(_subpixel(q[0:1], q[1:2], q[2:3]), torch.tensor([0.4]))
+    q = 1.0 - (x + 0.4) ** 2  # mirrored: the sign follows the side of the peak
+    torch.testing.assert_close(_subpixel(q[0:1], q[1:2], q[2:3]), torch.tensor([-0.4]))
+
+
 def test_jsw_regressor_trains_from_tensors_and_iterables(small_set):
     img, jsw = small_set
     m = train_jsw_regressor(img, jsw, steps=4, batch_size=6, seed=0)
@@ -175,6 +191,9 @@ def test_jsw_regressor_trains_from_tensors_and_iterables(small_set):
     assert p.shape == (12,) and bool(torch.isfinite(p).all())
     met = evaluate_jsw(m, img, jsw)
     assert set(met) >= {"mae", "rmse", "r", "icc"}
+    # the metrics are of (prediction, truth) in that order: bias = mean(pred − true)
+    assert met == pytest.approx(M.regression_metrics(p, jsw))
+    assert met["bias"] == pytest.approx(float((p - jsw).mean()), abs=1e-6)
     batches = [(img[:6], jsw[:6], {}), (img[6:], jsw[6:], {})]  # like JSWStream's (images, jsw, info)
     m2 = train_jsw_regressor(source=batches, steps=3, seed=1)
     assert bool(torch.isfinite(predict_jsw(m2, img)).all())
@@ -191,6 +210,9 @@ def test_jsn_model_and_learned_quantify(small_set):
     assert isinstance(m, SiameseJSN)
     out = quantify_jsn(img, img, 0.2, method="learned", model=m)
     assert out.shape == (12,) and bool(torch.isfinite(out).all())
+    with torch.no_grad():  # "learned" is the model's own output in mm, batched
+        torch.testing.assert_close(out, m.eval()(img, img).float().reshape(-1))
+    torch.testing.assert_close(quantify_jsn(img, img, 0.2, method="learned", model=m, batch_size=5), out)
 
 
 def test_jsn_collapse_guard_restarts_a_constant_model(small_set):
@@ -239,6 +261,19 @@ def test_svdh_classifier(small_set):
     assert isinstance(m, SvdHClassifier)
     met = evaluate_svdh(m, img, grades)
     assert 0.0 <= met["accuracy"] <= 1.0 and len(met["confusion"]) == 5
+    pred = predict_svdh(m, img)
+    assert met["accuracy"] == pytest.approx(float((pred == grades).float().mean()))
+    # confusion rows are the true grades, columns the predicted ones: a model that always says
+    # grade 3, scored on grades 0..4, fills column 3 only (the trained tiny model may predict
+    # the grades' own distribution, where a transposed matrix would not show)
+
+    class AlwaysThree(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((x.shape[0],), 3), 5).float()
+
+    g = torch.tensor([0, 1, 2, 3, 4, 4, 0, 1, 2, 3, 4, 4])
+    cm = torch.tensor(evaluate_svdh(AlwaysThree(), img, g)["confusion"])
+    assert cm[:, 3].tolist() == [2, 2, 2, 2, 4] and int(cm.sum()) == int(cm[:, 3].sum())
     with pytest.raises(ValueError, match="grades"):
         train_svdh_classifier(img, torch.full((12,), 7), steps=1)
 
