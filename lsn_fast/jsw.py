@@ -224,6 +224,11 @@ def _margins(f: torch.Tensor, upper: bool, w: int):
 def measure_jsw_profile(stack: LayerStack, axis=None) -> JSWMeasurement:
     """Measure the JSW per line and its central-half mean (DESIGN.md §4).
 
+    Exact for margins that are sharp up to pixel area coverage (phantoms, moved layers). Blurred
+    margins read narrow once the blur outgrows the summation window: for a Gaussian edge blur of
+    σ = 0.75 px the error stays under 0.001 mm at 0.1 mm pixels; at σ = 1.5 px the JSW reads about
+    0.3 px narrow (measured on straight bones, tests/test_jsw.py).
+
     Args:
         stack: LayerStack (B,H,W), any float dtype, CPU or CUDA (computed in float32).
         axis: joint axis override: an angle in degrees, a (2,) or (B,2) (dy, dx) tensor; default

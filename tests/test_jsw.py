@@ -171,6 +171,28 @@ def test_sloped_margin_profile_mean_and_min():
     assert abs(float(m.min_mm[0]) - float((y_l - (c + k * xc.max())) * sp)) < 1e-4
 
 
+def _erf_edge_stack(gap_px: float, sigma_px: float, H: int = 64, W: int = 40) -> LayerStack:
+    """Straight bones whose margins are Gaussian-blurred edges (σ px), pixel-area averaged."""
+    y = torch.arange(H, dtype=torch.float64)[:, None] + torch.linspace(0, 1, 401, dtype=torch.float64)[None, :]
+    end_u, start_l = H / 2 - gap_px / 2, H / 2 + gap_px / 2
+    cov_u = (0.5 * torch.erfc((y - end_u) / (math.sqrt(2) * sigma_px))).mean(1)
+    cov_l = (0.5 * torch.erfc((start_l - y) / (math.sqrt(2) * sigma_px))).mean(1)
+    cols = torch.zeros(W, dtype=torch.float64)
+    cols[W // 5 : W - W // 5] = 1.0
+    up, lo = (0.5 * cov_u[:, None] * cols).float()[None], (0.4 * cov_l[:, None] * cols).float()[None]
+    return LayerStack(torch.full_like(up, 0.3), up, lo, 0.1, axis=(-1.0, 0.0))
+
+
+@pytest.mark.parametrize("gap_px", [6.0, 10.0, 14.3])
+def test_blurred_margins_within_the_documented_error(gap_px):
+    # the margin sum must reach past a blurred edge's tail: with a window one pixel shorter this
+    # fails (checked 2026-12-02); sharp edges would not notice (exact coverage)
+    got = float(measure_jsw(_erf_edge_stack(gap_px, 0.75))[0])
+    assert abs(got - gap_px * 0.1) < 0.001, (got, gap_px * 0.1)
+    wide = float(measure_jsw(_erf_edge_stack(gap_px, 1.5))[0])  # documented: reads ~0.3 px narrow
+    assert -0.05 < wide - gap_px * 0.1 < -0.02, wide
+
+
 def test_axis_argument_overrides_stack_axis():
     stack = make_stack(96, 80, 8.0, 12.0, 0.3, -0.2, 0.1)
     wrong = stack._replace(axis=axis_from_angle(-25.0))
