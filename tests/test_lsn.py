@@ -71,6 +71,15 @@ def test_separate_any_size_and_spacing(tiny):
     with torch.no_grad():
         ref = tiny(torch.nn.functional.pad(x, (0, 48 - 37, 0, 64 - 50), mode="replicate")).layers[..., :50, :37]
     torch.testing.assert_close(torch.stack([st.soft, st.upper, st.lower], 1), ref)
+    # other spacings are resampled to the nominal 0.1 mm before the network: 0.2 mm doubles the size
+    seen = []
+    hook = tiny.stem.register_forward_hook(lambda mod, inp, out: seen.append(tuple(inp[0].shape[-2:])))
+    try:
+        separate(torch.rand(1, 1, 32, 24), tiny, spacing_mm=0.2)
+        separate(torch.rand(1, 1, 64, 48), tiny, spacing_mm=0.05)
+    finally:
+        hook.remove()
+    assert seen == [(64, 48), (32, 32)]  # 32x24 at 0.05 mm -> 32x24, padded to the multiple 16 -> 32x32
     st2 = separate(x, tiny, spacing_mm=0.15)  # resampled to 75x56 (+pad 80x64) and back
     assert st2.shape == (2, 50, 37) and st2.spacing_mm == 0.15
     for t in (st2.soft, st2.upper, st2.lower):

@@ -157,6 +157,7 @@ def test_resume_single_process_finite_and_infinite(bank):
     assert state["consumed"] == {"0": 6}
     s2 = JSWStream(bank, 3, num_samples=14, **RICH)
     s2.load_state_dict(state)
+    assert s2.state_dict()["consumed"] == {0: 6}  # a resumed stream reports where it stands before iterating
     tail = list(s2)
     assert len(head) + len(tail) == len(full)
     for a, b in zip(head + tail, full):
@@ -447,3 +448,39 @@ def test_cuda_stream_matches_and_overlaps(bank):  # pragma: no cover - GPU sessi
             got = collect(JSWStream(src, 8, device="cuda", **whole))
             for k in cpu:
                 assert torch.allclose(got[k][0].cpu(), cpu[k][0], atol=1e-5) and torch.equal(got[k][1].cpu(), cpu[k][1])
+
+
+def test_log_range_detector_draws_are_log_uniform(bank):
+    s = JSWStream(bank, 4, detector=lf.Detector(), detector_ranges={"n0": (1e3, 1e5, "log"),
+                                                                   "blur_sigma_px": (0.2, 1.4)})
+    d = s.draws(torch.arange(4000))["params"]
+    n0, blur = d[:, 0].double(), d[:, 3].double()
+    assert float(n0.min()) >= 1e3 * (1 - 1e-6) and float(n0.max()) <= 1e5 * (1 + 1e-6)
+    # log-uniform: log10 n0 uniform on [3, 5] (mean 4, a quarter below 3.5); linear: uniform on [0.2, 1.4]
+    assert abs(float(n0.log10().mean()) - 4.0) < 0.03
+    assert abs(float((n0 < 10**3.5).double().mean()) - 0.25) < 0.03
+    assert abs(float(blur.mean()) - 0.8) < 0.02 and float(blur.min()) >= 0.2 and float(blur.max()) <= 1.4
+
+
+def test_export_whole_pixel_displacements_keep_their_axes():
+    from lsn_fast.export import _flat_info
+
+    info = {k: torch.zeros(2) for k in ("index", "bank_index", "bone", "jsw0_mm", "shift_px", "grade")}
+    info["disp_px"] = torch.tensor([[-3.0, 1.0], [2.0, -5.0]])  # (dy, dx) per sample
+    out = _flat_info(torch.zeros(2, 1, 4, 4), torch.zeros(2), info)
+    assert out["disp_dy_px"].tolist() == [-3.0, 2.0] and out["disp_dx_px"].tolist() == [1.0, -5.0]
+
+
+def test_augment_is_flip_then_rotate_then_scale_and_shift_with_the_drawn_values(bank):
+    aug = Augment(hflip=0.5, rotate_deg=10.0, intensity_scale=(0.8, 1.2), intensity_shift=(-0.1, 0.1))
+    idx = torch.arange(24)
+    plain, _, _ = JSWStream(bank, 4, detector=lf.Detector(), seed=5).generate(idx)
+    got, _, info = JSWStream(bank, 4, detector=lf.Detector(), seed=5, augment=aug).generate(idx)
+    a = info["augment"]
+    rot = a["rotate_deg"]
+    assert float(rot.min()) < 0 < float(rot.max()) and float(rot.abs().max()) <= 10.0  # symmetric range
+    from lsn_fast.reference import rotate_about_centre
+
+    x = torch.where(a["hflip"].view(-1, 1, 1, 1), plain.flip(-1), plain)
+    want = rotate_about_centre(x, rot) * a["intensity_scale"].view(-1, 1, 1, 1) + a["intensity_shift"].view(-1, 1, 1, 1)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
