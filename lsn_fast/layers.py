@@ -22,7 +22,6 @@ Geometry conventions (used everywhere in lsn_fast):
 from __future__ import annotations
 
 import math
-
 import os
 from dataclasses import dataclass
 from typing import Iterator

@@ -17,6 +17,7 @@ API layer has already validated.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from dataclasses import dataclass
@@ -151,6 +152,18 @@ def _major_minor(version: str) -> tuple[int, int]:
     return tuple(int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts)
 
 
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> tuple[str, str] | None:
+    """(triton, numpy) versions, read once (the fused LSN kernels ask on every interpreted call),
+    without importing triton (its environment is read at import)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("triton"), metadata.version("numpy")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def triton_interpreter_problem(triton_version: str | None = None, numpy_version: str | None = None) -> str | None:
     """Why Triton's CPU interpreter (``TRITON_INTERPRET=1``) cannot run the kernels here, or None.
 
@@ -160,13 +173,11 @@ def triton_interpreter_problem(triton_version: str | None = None, numpy_version:
     the installed ``triton`` and ``numpy``; compiled kernels on a GPU are not affected.
     """
     if triton_version is None or numpy_version is None:
-        from importlib import metadata  # versions without importing triton (its env is read at import)
-
-        try:
-            triton_version = triton_version or metadata.version("triton")
-            numpy_version = numpy_version or metadata.version("numpy")
-        except metadata.PackageNotFoundError:
+        installed = _installed_versions()
+        if installed is None:
             return None
+        triton_version = triton_version or installed[0]
+        numpy_version = numpy_version or installed[1]
     if _major_minor(triton_version) < (3, 7) and _major_minor(numpy_version) >= (2, 4):
         return (f"Triton {triton_version}'s interpreter (TRITON_INTERPRET=1) cannot run with NumPy {numpy_version} "
                 "(triton-lang/triton#9171): install 'numpy<2.4' or 'triton>=3.7'")

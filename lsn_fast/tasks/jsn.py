@@ -298,14 +298,13 @@ def _check_axis(axis, B: int, device):
 
     if isinstance(axis, bool) or isinstance(axis, (str, bytes)):
         raise TypeError(f"axis: expected an angle in degrees, a (2,) or a ({B}, 2) tensor of (dy, dx), got {axis!r}")
-    if isinstance(axis, (int, float)) and not math.isfinite(axis):
-        raise ValueError(f"axis: the angle must be finite, got {axis!r}")
     if not isinstance(axis, (int, float, torch.Tensor)):
         axis = to_tensor(axis, "axis", torch.float32)
     return _normalize_axis(axis, B, device)
 
 
-def _poc_jsn(baseline, followup, spacing_mm, masks=None, axis=None, band=0.15, refine=2, return_details=False):
+def _poc_jsn(baseline, followup, spacing_mm, m=None, ax=None, band=0.15, refine=2, return_details=False):
+    """``m``, ``ax``: the results of :func:`_check_masks` and :func:`_check_axis` (or None)."""
     B, _, H, W = baseline.shape
     dev = baseline.device
     xb, xf = baseline.float(), followup.float()
@@ -315,12 +314,10 @@ def _poc_jsn(baseline, followup, spacing_mm, masks=None, axis=None, band=0.15, r
     line_b = a_b[:, None] + b_b[:, None] * xs[None, :]
     line_f = a_f[:, None] + b_f[:, None] * xs[None, :]
     slope = b_b
-    m = _check_masks(masks, baseline.shape)
     if m is not None:  # split of the baseline from its masks; the follow-up's moves like the profile's
         mline, slope = _line_from_masks(m[0].to(dev), m[1].to(dev))
         line_f = mline + (line_f - line_b)
         line_b = mline
-    ax = _check_axis(axis, B, dev)
     if ax is None:  # perpendicular to the joint line, pointing up (towards the upper bone)
         ax = torch.stack([-torch.ones_like(slope), slope], 1)
         ax = ax / ax.norm(dim=1, keepdim=True)
@@ -517,10 +514,10 @@ def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: flo
             raise ValueError(f"refine: expected an int >= 0, got {refine!r}")
         if band is not None:
             check_positive_float(band, "band")
-        _check_axis(axis, baseline.shape[0], baseline.device)
-        _check_masks(masks, baseline.shape)
+        ax = _check_axis(axis, baseline.shape[0], baseline.device)
+        m = _check_masks(masks, baseline.shape)
         with torch.no_grad():
-            return _poc_jsn(baseline, followup, spacing_mm, masks, axis, band, refine, return_details)
+            return _poc_jsn(baseline, followup, spacing_mm, m, ax, band, refine, return_details)
     if method == "learned":
         if model is None:
             raise ValueError("model: method='learned' needs a trained model (lsn_fast.tasks.jsn.train_jsn_model)")
