@@ -15,8 +15,13 @@ by bf16 rounding, ~1e-2 of the layer range) and ``floor/time`` with floor = mode
 ``torch.utils.flop_counter``) over the device's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s; on CPU
 the achieved GFLOP/s is reported instead).
 
-    python benchmarks/bench_lsn.py --device cuda --batch 64 --size 256 --model default
+    python benchmarks/bench_lsn.py --device cuda --batch 64 --size 256 --model default,shipped
     python benchmarks/bench_lsn.py --device cpu --batch 2 --size 64 --model tiny --variants eager-fp32,fused   # smoke
+
+``--model`` takes several models, measured one after the other into one results file: ``default``
+(the GPU-size config, random weights: the speed does not depend on the values) and ``shipped``
+(the packaged CPU-trained weights with their full-resolution refiner, whose fused path runs the
+refiner between the ``refine_input`` and ``recompose_head`` kernels).
 """
 
 from __future__ import annotations
@@ -48,38 +53,26 @@ def model_flops(model: LSN, x: torch.Tensor) -> float:
     return float(fc.get_total_flops())
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--model", default="default", help="tiny | small | default | path to a .safetensors")
-    ap.add_argument("--variants", default=",".join(ALL))
-    ap.add_argument("--compile-mode", default="max-autotune")
-    ap.add_argument("--warmup", type=int, default=None)
-    ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
-    dev = args.device
-    if dev == "cuda" and not torch.cuda.is_available():
-        print("--device cuda: no CUDA device", file=sys.stderr)
-        return 2
-    warmup = args.warmup if args.warmup is not None else (10 if dev == "cuda" else 1)
-    repeats = args.repeats if args.repeats is not None else (30 if dev == "cuda" else 3)
-    torch.manual_seed(0)
-    if os.path.isfile(args.model):
-        model = lf.LSN.pretrained(args.model)
-    else:
-        model = LSN(LSNConfig.named(args.model))
-    model = model.to(dev).eval()
-    x = lf.phantom.generate(args.batch, size=args.size, spacing_mm=0.1, seed=0)[0]
-    x = lf.compose(x, detector=lf.Detector(), seed=0).to(dev)  # realistic noisy attenuation input
+def load_model(spec: str) -> LSN:
+    """``tiny`` | ``small`` | ``default`` (random weights of that config), ``shipped`` (the packaged
+    weights, with their refiner) or a path to a .safetensors file."""
+    if spec == "shipped":
+        return lf.LSN.pretrained()
+    if os.path.isfile(spec):
+        return lf.LSN.pretrained(spec)
+    return LSN(LSNConfig.named(spec))
+
+
+def bench_model(spec: str, model: LSN, x: torch.Tensor, args, dev: str, warmup: int, repeats: int) -> dict:
+    """Every wanted variant of one model on input ``x``; returns {"meta": ..., "rows": [...], "notes": [...]}."""
     B, _, H, W = x.shape
     flops = model_flops(model, x)
     name = device_name(dev)
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None) if dev == "cuda" else None
-    print(f"device: {name}; model {args.model} ({model.num_parameters / 1e6:.2f} M params); input {tuple(x.shape)}; "
-          f"{flops / 1e9:.1f} GFLOP per batch" + (f"; bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else ""))
+    refine = model.config.refine_channels
+    print(f"device: {name}; model {spec} ({model.num_parameters / 1e6:.2f} M params"
+          f"{f', refiner {refine} ch' if refine else ''}); input {tuple(x.shape)}; "
+          f"{flops / 1e9:.1f} GFLOP per batch" + (f"; bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else ""), flush=True)
     with torch.no_grad():
         ref = model(x).layers.float()
 
@@ -91,7 +84,7 @@ def main(argv=None) -> int:
         notes.append(f"fused Triton kernels unavailable on {dev}: the fused rows ran the eager fallback")
 
     def add(label, fn):
-        row = {"variant": label}
+        row = {"model": spec, "variant": label}
         try:
             t0 = time.perf_counter()
             out = fn()
@@ -144,7 +137,7 @@ def main(argv=None) -> int:
         try:
             runner = FastSeparator(fresh(), B, H, W, device=dev, fused=fused, cuda_graph=graph)
         except Exception as e:  # noqa: BLE001
-            rows.append({"variant": label, "error": f"{type(e).__name__}: {e}"[:300]})
+            rows.append({"model": spec, "variant": label, "error": f"{type(e).__name__}: {e}"[:300]})
             print(f"{label:<22} failed: {rows[-1]['error']}")
             continue
         add(label, lambda runner=runner: runner(x))
@@ -153,35 +146,85 @@ def main(argv=None) -> int:
     comp = by.get(f"compile-{args.compile_mode}")
     best = by.get("fused-graph") or by.get("fused")
     if comp and best:
-        notes.append(f"{best['variant']} vs compile-{args.compile_mode}: {comp['ms'] / best['ms']:.2f}x (target >= 1.3x on an H100-class GPU)")
-    date = _dt.datetime.now().strftime("%Y-%m-%d")
-    out = args.out or os.path.join("benchmarks", "results", f"{date}-{dev}-lsn")
+        notes.append(f"{spec}: {best['variant']} vs compile-{args.compile_mode}: {comp['ms'] / best['ms']:.2f}x "
+                     "(target >= 1.3x on an H100-class GPU)")
+    meta = {"model": spec, "params": model.num_parameters, "refine_channels": refine, "gflop_per_batch": flops / 1e9,
+            "peak_bf16_tflops": peak / 1e12 if peak else None}
+    return {"meta": meta, "rows": rows, "notes": notes}
+
+
+def write_results(out: str, meta: dict, runs: list[dict]) -> None:
+    """results.json and results.md for every model measured so far (rewritten after each model,
+    so that a run cut off by a time limit keeps what it finished)."""
     os.makedirs(out, exist_ok=True)
-    meta = {"command": "python benchmarks/bench_lsn.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "date": _dt.datetime.now().isoformat(timespec="seconds"), "device": name, "versions": versions(),
-            "model": args.model, "params": model.num_parameters, "input": list(x.shape), "gflop_per_batch": flops / 1e9,
-            "peak_bf16_tflops": peak / 1e12 if peak else None, "warmup": warmup, "repeats": repeats, "notes": notes}
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+        json.dump({"meta": meta, "models": runs}, f, indent=1)
     lines = ["# LSN inference benchmark", "", f"* command: `{meta['command']}`", f"* date: {meta['date']}",
-             f"* device: **{name}**", f"* versions: {meta['versions']}",
-             f"* model: {args.model}, {model.num_parameters / 1e6:.2f} M parameters; input {tuple(x.shape)}; "
-             f"{flops / 1e9:.1f} GFLOP per batch (torch.utils.flop_counter)",
-             f"* timing: median of {repeats} calls after {warmup} warm-up calls", "",
-             "| variant | ms / batch | images/s | TFLOP/s | floor/time | max abs err vs eager fp32 |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        if "ms" in r:
-            ft = f"{r['floor_over_time']:.3f}" if r.get("floor_over_time") is not None else "-"
-            lines.append(f"| {r['variant']} | {r['ms']:.3f} | {r['images_per_s']:.0f} | {r['tflops']:.3f} | {ft} | "
-                         f"{r['max_abs_err_vs_eager_fp32']:.2e} |")
-        else:
-            lines.append(f"| {r['variant']} | failed: {r.get('error', '')[:100]} | | | | |")
-    lines += [""] + [f"* {n}" for n in notes]
+             f"* device: **{meta['device']}**", f"* versions: {meta['versions']}",
+             f"* input {tuple(meta['input'])}; timing: median of {meta['repeats']} calls after {meta['warmup']} "
+             "warm-up calls; FLOPs by torch.utils.flop_counter"]
+    for run in runs:
+        m = run["meta"]
+        refiner = f", refiner {m['refine_channels']} channels" if m["refine_channels"] else ""
+        lines += ["", f"## {m['model']}: {m['params'] / 1e6:.2f} M parameters{refiner}, "
+                      f"{m['gflop_per_batch']:.1f} GFLOP per batch", "",
+                  "| variant | ms / batch | images/s | TFLOP/s | floor/time | max abs err vs eager fp32 |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in run["rows"]:
+            if "ms" in r:
+                ft = f"{r['floor_over_time']:.3f}" if r.get("floor_over_time") is not None else "-"
+                lines.append(f"| {r['variant']} | {r['ms']:.3f} | {r['images_per_s']:.0f} | {r['tflops']:.3f} | {ft} | "
+                             f"{r['max_abs_err_vs_eager_fp32']:.2e} |")
+            else:
+                lines.append(f"| {r['variant']} | failed: {r.get('error', '')[:100]} | | | | |")
+        lines += [""] + [f"* {n}" for n in run["notes"]]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    for n in notes:
-        print("note:", n)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--model", default="default,shipped",
+                    help="comma-separated: tiny | small | default (random weights of that config) | shipped (the "
+                         "packaged weights, with their refiner) | path to a .safetensors")
+    ap.add_argument("--variants", default=",".join(ALL))
+    ap.add_argument("--compile-mode", default="max-autotune")
+    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    dev = args.device
+    if dev == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device", file=sys.stderr)
+        return 2
+    specs = [m for m in args.model.split(",") if m]
+    models = {}
+    for spec in specs:  # every name checked before anything is timed
+        try:
+            models[spec] = load_model(spec)
+        except (ValueError, OSError) as e:
+            print(f"--model {spec}: {e}", file=sys.stderr)
+            return 2
+    warmup = args.warmup if args.warmup is not None else (10 if dev == "cuda" else 1)
+    repeats = args.repeats if args.repeats is not None else (30 if dev == "cuda" else 3)
+    torch.manual_seed(0)
+    x = lf.phantom.generate(args.batch, size=args.size, spacing_mm=0.1, seed=0)[0]
+    x = lf.compose(x, detector=lf.Detector(), seed=0).to(dev)  # realistic noisy attenuation input
+    date = _dt.datetime.now().strftime("%Y-%m-%d")
+    out = args.out or os.path.join("benchmarks", "results", f"{date}-{dev}-lsn")
+    meta = {"command": "python benchmarks/bench_lsn.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "date": _dt.datetime.now().isoformat(timespec="seconds"), "device": device_name(dev),
+            "versions": versions(), "input": list(x.shape), "warmup": warmup, "repeats": repeats}
+    runs = []
+    for spec in specs:
+        torch.manual_seed(0)
+        runs.append(bench_model(spec, models[spec].to(dev).eval(), x, args, dev, warmup, repeats))
+        write_results(out, meta, runs)
+        for n in runs[-1]["notes"]:
+            print("note:", n)
     print("results:", out)
     return 0
 

@@ -13,8 +13,9 @@ Steps (each logged; a failing step is reported and the next one still runs):
    (``tests/test_backend_cuda.py``, ``tests/test_backend_triton.py``, ``tests/test_kernel_lsn_fused.py``);
 5. compute-sanitizer memcheck (no caching allocator), racecheck and synccheck on
    ``benchmarks/cuda_smoke.py``;
-6. ``bench_lsn.py``: LSN inference at 256² batch 64 (eager, bf16 channels-last, torch.compile
-   max-autotune, fused kernels, CUDA graph), at most 200 s (``--skip-lsn`` to skip);
+6. ``bench_lsn.py``: LSN inference at 256² batch 64 of the ``default`` config and of the shipped
+   weights (with their refiner) (eager, bf16 channels-last, torch.compile max-autotune, fused
+   kernels, CUDA graph), at most 320 s (``--skip-lsn`` to skip);
 7. ``bench_stream.py --device cuda``: JSWStream feeding a training loop vs a static batch and vs CPU
    DataLoader workers, at most 120 s (``--skip-stream`` to skip);
 8. the benchmark grid of ``bench_synthesize.py`` (256², 512² x batch 64, 256, 1024 x bank 64, 4096 x
@@ -127,9 +128,10 @@ def main(argv=None) -> int:
         step("synccheck", [cs, "--tool", "synccheck", "--error-exitcode", "1", *smoke, "--quick"], timeout=120)
     # 6. LSN inference (eager / torch.compile max-autotune / fused + CUDA graph), then the synthesis grid
     if not args.skip_lsn and left() > 240:
+        # two models into one results file, rewritten after each: a timeout keeps the first
         step("bench_lsn", [PY, "benchmarks/bench_lsn.py", "--device", "cuda", "--batch", "64", "--size", "256",
-                           "--model", "default", "--out", os.path.join(args.out, "bench_lsn")],
-             timeout=min(200, left() - 150))
+                           "--model", "default,shipped", "--out", os.path.join(args.out, "bench_lsn")],
+             timeout=min(320, left() - 150))
     # JSWStream in a real loop: static batch vs stream (side stream, prefetch) vs CPU DataLoader workers
     if not args.skip_stream and left() > 200:
         step("bench_stream", [PY, "benchmarks/bench_stream.py", "--device", "cuda", "--sizes", "256", "--batch-size", "256",

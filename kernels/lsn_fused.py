@@ -14,8 +14,13 @@ kernels). Fused here:
   eager's GroupNorm (2 reads + 1 write) followed by SiLU (1 read + 1 write).
 * :func:`recompose_head` — ``D = relu(y + r)``, ``layers = D * softmax(z over 3 channels)`` from the
   head's 6-channel output: one read of (y, head) and one write of (layers, D) instead of ~6 passes.
+  With a refiner's correction c it computes ``D = relu(relu(y + r) + c)`` in the same pass.
+* :func:`refine_input` — the :class:`~lsn_fast.lsn.DenoiseRefiner`'s input ``[y, relu(y + r),
+  softmax(z)]`` written straight into one 5-channel tensor in the convolution's dtype and memory
+  format, instead of relu + softmax + ``torch.cat`` + casts. A refined model's head is then these
+  two kernels around the refiner's convolutions.
 
-Both are pure functions over pointers and strides; validation and dispatch live in
+All are pure functions over pointers and strides; validation and dispatch live in
 :mod:`lsn_fast.fused` (which also holds the eager references the tests compare against).
 They run compiled on CUDA and, for the tests, under ``TRITON_INTERPRET=1`` on CPU.
 """
@@ -154,33 +159,60 @@ def group_norm_act_triton(x: torch.Tensor, groups: int, weight: torch.Tensor | N
 
 # ------------------------------------------------------------------------------ head
 @triton.jit
-def _recompose_kernel(y_ptr, h_ptr, layers_ptr, d_ptr, HW, yB, yP, hB, hC, hP, lB, lC, lP, dB, dP,
-                      BLOCK: tl.constexpr):
-    """D = relu(y + h0); layers_k = D · softmax(h1, h2, h3)_k, for BLOCK pixels of sample b."""
-    b = tl.program_id(0).to(tl.int64)
-    p = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    m = p < HW
-    p = p.to(tl.int64)
+def _load_head(y_ptr, h_ptr, b, p, m, yB, yP, hB, hC, hP):
+    """y, D0 = relu(y + h0) and the three softmax fractions of (h1, h2, h3), float32."""
     hb = h_ptr + b * hB + p * hP
     y = tl.load(y_ptr + b * yB + p * yP, mask=m, other=0.0).to(tl.float32)
     r = tl.load(hb, mask=m, other=0.0).to(tl.float32)
     z1 = tl.load(hb + hC, mask=m, other=0.0).to(tl.float32)
     z2 = tl.load(hb + 2 * hC, mask=m, other=0.0).to(tl.float32)
     z3 = tl.load(hb + 3 * hC, mask=m, other=0.0).to(tl.float32)
-    d = tl.maximum(y + r, 0.0)
     zm = tl.maximum(tl.maximum(z1, z2), z3)
     e1 = tl.exp(z1 - zm)
     e2 = tl.exp(z2 - zm)
     e3 = tl.exp(z3 - zm)
-    s = d / (e1 + e2 + e3)
+    s = e1 + e2 + e3  # divided, not multiplied by 1/s, as torch.softmax does
+    return y, tl.maximum(y + r, 0.0), e1 / s, e2 / s, e3 / s
+
+
+@triton.jit
+def _recompose_kernel(y_ptr, h_ptr, c_ptr, layers_ptr, d_ptr, HW, yB, yP, hB, hC, hP, cB, cP, lB, lC, lP, dB, dP,
+                      BLOCK: tl.constexpr, CORRECT: tl.constexpr):
+    """D = relu(y + h0) (then D = relu(D + c) with CORRECT); layers_k = D · softmax(h1, h2, h3)_k,
+    for BLOCK pixels of sample b."""
+    b = tl.program_id(0).to(tl.int64)
+    p = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m = p < HW
+    p = p.to(tl.int64)
+    y, d, f1, f2, f3 = _load_head(y_ptr, h_ptr, b, p, m, yB, yP, hB, hC, hP)
+    if CORRECT:  # the refiner's correction, added after D0's relu as in the eager model
+        d = tl.maximum(d + tl.load(c_ptr + b * cB + p * cP, mask=m, other=0.0).to(tl.float32), 0.0)
     lb = layers_ptr + b * lB + p * lP
-    tl.store(lb, (e1 * s).to(layers_ptr.dtype.element_ty), mask=m)
-    tl.store(lb + lC, (e2 * s).to(layers_ptr.dtype.element_ty), mask=m)
-    tl.store(lb + 2 * lC, (e3 * s).to(layers_ptr.dtype.element_ty), mask=m)
+    tl.store(lb, (f1 * d).to(layers_ptr.dtype.element_ty), mask=m)
+    tl.store(lb + lC, (f2 * d).to(layers_ptr.dtype.element_ty), mask=m)
+    tl.store(lb + 2 * lC, (f3 * d).to(layers_ptr.dtype.element_ty), mask=m)
     tl.store(d_ptr + b * dB + p * dP, d.to(d_ptr.dtype.element_ty), mask=m)
 
 
-def recompose_head_triton(y: torch.Tensor, head: torch.Tensor, block: int = 1024):
+@triton.jit
+def _refine_input_kernel(y_ptr, h_ptr, o_ptr, HW, yB, yP, hB, hC, hP, oB, oC, oP, BLOCK: tl.constexpr):
+    """The refiner's 5-channel input [y, D0, p_soft, p_upper, p_lower] for BLOCK pixels of sample b."""
+    b = tl.program_id(0).to(tl.int64)
+    p = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m = p < HW
+    p = p.to(tl.int64)
+    y, d, f1, f2, f3 = _load_head(y_ptr, h_ptr, b, p, m, yB, yP, hB, hC, hP)
+    ob = o_ptr + b * oB + p * oP
+    ty = o_ptr.dtype.element_ty
+    tl.store(ob, y.to(ty), mask=m)
+    tl.store(ob + oC, d.to(ty), mask=m)
+    tl.store(ob + 2 * oC, f1.to(ty), mask=m)
+    tl.store(ob + 3 * oC, f2.to(ty), mask=m)
+    tl.store(ob + 4 * oC, f3.to(ty), mask=m)
+
+
+def recompose_head_triton(y: torch.Tensor, head: torch.Tensor, correction: torch.Tensor | None = None,
+                          block: int = 1024):
     """Launch the recomposition kernel (no validation: see ``lsn_fast.fused.recompose_head``).
 
     Returns ``(layers (B,3,H,W) float32, denoised (B,1,H,W) float32)``, NCHW-contiguous.
@@ -191,6 +223,26 @@ def recompose_head_triton(y: torch.Tensor, head: torch.Tensor, block: int = 1024
     den = torch.empty((B, 1, H, W), device=head.device, dtype=torch.float32)
     yB, _, yP = _flat_strides(y)
     hB, hC, hP = _flat_strides(head)
+    cB, _, cP = _flat_strides(correction) if correction is not None else (0, 0, 0)
     _recompose_kernel[(B, triton.cdiv(hw, block))](
-        y, head, layers, den, hw, yB, yP, hB, hC, hP, 3 * hw, hw, 1, hw, 1, BLOCK=block)
+        y, head, correction if correction is not None else den, layers, den, hw, yB, yP, hB, hC, hP, cB, cP,
+        3 * hw, hw, 1, hw, 1, BLOCK=block, CORRECT=correction is not None)
     return layers, den
+
+
+def refine_input_triton(y: torch.Tensor, head: torch.Tensor, dtype: torch.dtype, channels_last: bool,
+                        block: int = 1024) -> torch.Tensor:
+    """Launch the refiner-input kernel (no validation: see ``lsn_fast.fused.refine_input``).
+
+    Returns the (B,5,H,W) tensor ``[y, relu(y + h0), softmax(h1:4)]`` in ``dtype``, channels-last
+    or NCHW-contiguous.
+    """
+    B, _, H, W = head.shape
+    hw = H * W
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty((B, 5, H, W), device=head.device, dtype=dtype, memory_format=fmt)
+    yB, _, yP = _flat_strides(y)
+    hB, hC, hP = _flat_strides(head)
+    oB, oC, oP = _flat_strides(out)
+    _refine_input_kernel[(B, triton.cdiv(hw, block))](y, head, out, hw, yB, yP, hB, hC, hP, oB, oC, oP, BLOCK=block)
+    return out

@@ -1,10 +1,12 @@
 """Fused LSN inference ops: validation, dispatch and their eager references (issue 4, item 5).
 
-Two ops, each with an eager-PyTorch reference (what the tests compare against) and a Triton
+Three ops, each with an eager-PyTorch reference (what the tests compare against) and a Triton
 implementation (``kernels/lsn_fused.py``):
 
 * :func:`group_norm_act` — ``silu(group_norm(x))`` (or without the SiLU);
-* :func:`recompose_head` — the LSN head's ``D = relu(y + r)``, ``layers = D · softmax(z)``.
+* :func:`recompose_head` — the LSN head's ``D = relu(y + r)``, ``layers = D · softmax(z)``, with an
+  optional refiner correction ``D = relu(relu(y + r) + c)``;
+* :func:`refine_input` — the refiner's input ``[y, relu(y + r), softmax(z)]`` in one tensor.
 
 ``backend="auto"`` takes Triton for CUDA tensors (or on CPU under ``TRITON_INTERPRET=1``, which is
 how CI tests the kernels) and the eager reference otherwise, and always the reference while
@@ -20,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["group_norm_act", "recompose_head", "group_norm_act_reference", "recompose_head_reference",
-           "triton_available"]
+__all__ = ["group_norm_act", "recompose_head", "refine_input", "group_norm_act_reference", "recompose_head_reference",
+           "refine_input_reference", "triton_available"]
 
 _FLOAT = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -129,24 +131,24 @@ def group_norm_act(
 
 
 # ------------------------------------------------------------------------------ recomposition head
-def recompose_head_reference(y: torch.Tensor, head: torch.Tensor):
-    """Eager reference: ``D = relu(y + head[:,0])``, ``layers = D · softmax(head[:,1:4])``."""
+def recompose_head_reference(y: torch.Tensor, head: torch.Tensor, correction: torch.Tensor | None = None):
+    """Eager reference: ``D = relu(y + head[:,0])`` (then ``D = relu(D + correction)``),
+    ``layers = D · softmax(head[:,1:4])``."""
     h = head.float()
     d = F.relu(y.float() + h[:, 0:1])
+    if correction is not None:
+        d = F.relu(d + correction.float())
     return d * torch.softmax(h[:, 1:4], dim=1), d
 
 
-def recompose_head(y: torch.Tensor, head: torch.Tensor, *, backend: str = "auto"):
-    """The LSN's output parametrization, fused.
+def refine_input_reference(y: torch.Tensor, head: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Eager reference: ``cat([y, relu(y + head[:,0]), softmax(head[:,1:4])]).to(dtype)``, (B,5,H,W)."""
+    h = head.float()
+    y = y.float()
+    return torch.cat([y, F.relu(y + h[:, 0:1]), torch.softmax(h[:, 1:4], dim=1)], dim=1).to(dtype)
 
-    Args:
-        y: (B,1,H,W) input attenuation (any float dtype).
-        head: (B,K,H,W) head output, K >= 4: channel 0 the residual r, channels 1–3 the logits of
-            the soft/upper/lower fractions (further channels are ignored here).
-    Returns:
-        ``(layers (B,3,H,W) float32 >= 0, denoised (B,1,H,W) float32 >= 0)`` with
-        ``layers.sum(1) == denoised`` up to float rounding.
-    """
+
+def _check_head(y, head):
     for name, t in (("y", y), ("head", head)):
         if not isinstance(t, torch.Tensor) or t.ndim != 4:
             raise ValueError(f"{name}: expected a (B,C,H,W) tensor, got {getattr(t, 'shape', type(t).__name__)}")
@@ -158,13 +160,67 @@ def recompose_head(y: torch.Tensor, head: torch.Tensor, *, backend: str = "auto"
         raise ValueError(f"y/head: on different devices ({y.device}, {head.device})")
     if y.numel() == 0:
         raise ValueError(f"y: empty tensor of shape {tuple(y.shape)}")
-    if not _use_triton(backend, y.device, y, head):
-        return recompose_head_reference(y, head)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """``t`` if its H and W dimensions flatten to one pixel index (what the kernels address), else a contiguous copy."""
+    B, C, H, W = t.shape
+    ok = W == 1 or H == 1 or t.stride(2) == W * t.stride(3)
+    return t if ok else t.contiguous()
+
+
+def recompose_head(y: torch.Tensor, head: torch.Tensor, correction: torch.Tensor | None = None, *,
+                   backend: str = "auto"):
+    """The LSN's output parametrization, fused.
+
+    Args:
+        y: (B,1,H,W) input attenuation (any float dtype).
+        head: (B,K,H,W) head output, K >= 4: channel 0 the residual r, channels 1–3 the logits of
+            the soft/upper/lower fractions (further channels are ignored here).
+        correction: optional (B,1,H,W) correction c of the denoised image (the
+            :class:`~lsn_fast.lsn.DenoiseRefiner`'s output): ``D = relu(relu(y + r) + c)``.
+    Returns:
+        ``(layers (B,3,H,W) float32 >= 0, denoised (B,1,H,W) float32 >= 0)`` with
+        ``layers.sum(1) == denoised`` up to float rounding.
+    """
+    _check_head(y, head)
+    if correction is not None:
+        if not isinstance(correction, torch.Tensor) or correction.shape != y.shape:
+            raise ValueError(f"correction: expected shape {tuple(y.shape)} like y, got "
+                             f"{tuple(getattr(correction, 'shape', ())) or type(correction).__name__}")
+        if correction.dtype not in _FLOAT:
+            raise TypeError(f"correction: expected float32, float16 or bfloat16, got {correction.dtype}")
+        if correction.device != y.device:
+            raise ValueError(f"correction: on {correction.device}, y on {y.device}")
+    if not _use_triton(backend, y.device, y, head, correction):
+        return recompose_head_reference(y, head, correction)
     from lsn_fast.kernels.lsn_fused import recompose_head_triton
 
-    def flat(t):
-        B, C, H, W = t.shape
-        ok = W == 1 or H == 1 or t.stride(2) == W * t.stride(3)
-        return t if ok else t.contiguous()
+    return recompose_head_triton(_flat(y), _flat(head), None if correction is None else _flat(correction))
 
-    return recompose_head_triton(flat(y), flat(head))
+
+def refine_input(y: torch.Tensor, head: torch.Tensor, *, dtype: torch.dtype = torch.float32,
+                 channels_last: bool | None = None, backend: str = "auto") -> torch.Tensor:
+    """The :class:`~lsn_fast.lsn.DenoiseRefiner`'s input, fused: ``[y, relu(y + r), softmax(z)]``.
+
+    Args:
+        y, head: as for :func:`recompose_head`.
+        dtype: storage dtype of the result (float32, or the convolution's autocast dtype: writing
+            bf16 here is what autocast would cast the float32 input to anyway).
+        channels_last: memory format of the result; ``None`` takes ``head``'s (channels-last
+            when ``head`` is channels-last and not also NCHW-contiguous).
+    Returns:
+        (B,5,H,W) tensor in ``dtype``: channel 0 ``y``, 1 the denoised ``D0 = relu(y + r)`` (>= 0),
+        2–4 the soft/upper/lower fractions (>= 0, sum to 1).
+    """
+    _check_head(y, head)
+    if dtype not in _FLOAT:
+        raise TypeError(f"dtype: expected float32, float16 or bfloat16, got {dtype}")
+    if channels_last is None:
+        channels_last = head.is_contiguous(memory_format=torch.channels_last) and not head.is_contiguous()
+    if not _use_triton(backend, y.device, y, head):
+        out = refine_input_reference(y, head, dtype)
+        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+    from lsn_fast.kernels.lsn_fused import refine_input_triton
+
+    return refine_input_triton(_flat(y), _flat(head), dtype, bool(channels_last))

@@ -365,12 +365,15 @@ class LSN(nn.Module):
         for up, dec in zip(self.up, self.dec):
             h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = dec(torch.cat([h, skips.pop()], dim=1))
-        out = self.head(_norm_silu(self.head_norm, h, self.fused)).float()
-        if self.fused and self.refine is None:
-            from .fused import recompose_head
+        out = self.head(_norm_silu(self.head_norm, h, self.fused))
+        if self.fused:  # the kernels read the head in its own dtype; no float copy of all 6 channels
+            return self._fused_head(x, out)
+        return self._eager_head(x, out)
 
-            layers, denoised = recompose_head(x, out)
-            return LSNOutput(layers=layers, denoised=denoised, seg_logits=out[:, 4:6])
+    def _eager_head(self, x: torch.Tensor, out: torch.Tensor) -> LSNOutput:
+        """The output parametrization (module docstring) from the input ``x`` (B,1,H,W) and the
+        head's output ``out`` (B,6,H,W), with the refiner when there is one."""
+        out = out.float()
         denoised = F.relu(x.float() + out[:, 0:1])
         frac = torch.softmax(out[:, 1:4], dim=1)
         if self.refine is not None:
@@ -378,8 +381,23 @@ class LSN(nn.Module):
             denoised = F.relu(denoised + self.refine(x.to(rd), denoised.to(rd), frac.to(rd)).float())
         return LSNOutput(layers=denoised * frac, denoised=denoised, seg_logits=out[:, 4:6])
 
+    def _fused_head(self, x: torch.Tensor, out: torch.Tensor) -> LSNOutput:
+        """:meth:`_eager_head` through :mod:`lsn_fast.fused`'s kernels: the same values."""
+        from .fused import recompose_head, refine_input
+
+        correction = None
+        if self.refine is not None:
+            dev = x.device.type
+            # the dtype the refiner's first convolution computes in: autocast casts its input to
+            # that anyway, so the kernel writes it there directly
+            dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.refine.net[0].weight.dtype
+            correction = self.refine.net(refine_input(x, out, dtype=dt))
+        layers, denoised = recompose_head(x, out, correction)
+        return LSNOutput(layers=layers, denoised=denoised, seg_logits=out[:, 4:6].float())
+
     def fuse(self, enable: bool = True) -> "LSN":
-        """Run GroupNorm+SiLU pairs and the recomposition head as fused Triton kernels (in place).
+        """Run GroupNorm+SiLU pairs and the recomposition head (with a refiner: its input and its
+        correction too) as fused Triton kernels (in place).
 
         The kernels are inference-only: where autograd records, or where Triton cannot run (CPU
         without ``TRITON_INTERPRET=1``), each op falls back to its eager form, so a fused model

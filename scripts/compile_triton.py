@@ -97,7 +97,14 @@ def lsn_fused_variants():
                         dict(BLOCK=1024, KP=64, CH_INNER=ch_inner, SILU=True, AFFINE=True), 4))
     fn = kf._recompose_kernel
     for dt in ("fp32", "bf16"):
-        out.append((f"recompose/{dt} head", fn, signature(fn, {"h_ptr": PTR[dt], "y_ptr": "*fp32"}), dict(BLOCK=1024), 4))
+        for correct in (False, True):  # with a refiner's correction (bf16 under autocast)
+            sig = signature(fn, {"h_ptr": PTR[dt], "y_ptr": "*fp32", "c_ptr": PTR[dt]})
+            out.append((f"recompose/{dt} head{' +refiner' if correct else ''}", fn, sig,
+                        dict(BLOCK=1024, CORRECT=correct), 4))
+    fn = kf._refine_input_kernel
+    for dt in ("fp32", "bf16"):
+        out.append((f"refine_input/{dt} head -> {dt}", fn, signature(fn, {"h_ptr": PTR[dt], "y_ptr": "*fp32",
+                                                                           "o_ptr": PTR[dt]}), dict(BLOCK=1024), 4))
     return out
 
 

@@ -7,6 +7,7 @@ float32 storage ``atol = rtol = 1e-5`` (GroupNorm statistics are summed in anoth
 dtype, so ``2 ulp`` of that dtype (``rtol = atol = 2e-2`` bf16, ``4e-3`` fp16).
 """
 
+import dataclasses
 import os
 
 import torch
@@ -164,21 +165,55 @@ def test_group_norm_act_bad_input():
 @given(st.integers(1, 3), st.sampled_from([1, 3, 8, 13]), st.sampled_from([1, 5, 16, 19]),
        st.sampled_from([torch.float32, torch.bfloat16, torch.float16]), st.sampled_from([4, 6]),
        st.sampled_from(["contiguous", "channels_last", "sliced"]), st.sampled_from([8, 64]),
-       st.integers(0, 2**31 - 1))
-def test_recompose_head_matches_reference(B, H, W, dtype, K, layout, block, seed):
+       st.sampled_from([None, torch.float32, torch.bfloat16]), st.integers(0, 2**31 - 1))
+def test_recompose_head_matches_reference(B, H, W, dtype, K, layout, block, corr_dtype, seed):
     g = torch.Generator().manual_seed(seed)
     y = (torch.rand(B, 1, H, W, generator=g) * 3).to(dtype)
     head = (torch.randn(B, K, H, W, generator=g) * 4).to(dtype)
     head = _layout(head, layout)
-    want_l, want_d = fused.recompose_head_reference(y, head)
+    # a correction as large as D itself, so that its relu clips some pixels to zero
+    corr = None if corr_dtype is None else (torch.randn(B, 1, H, W, generator=g) * 3).to(corr_dtype)
+    want_l, want_d = fused.recompose_head_reference(y, head, corr)
     if layout == "sliced":
         head = head.contiguous()
-    got_l, got_d = (t.cpu() for t in kl.recompose_head_triton(y.to(DEVICE), head.to(DEVICE), block=block))
+    got_l, got_d = (t.cpu() for t in kl.recompose_head_triton(
+        y.to(DEVICE), head.to(DEVICE), None if corr is None else corr.to(DEVICE), block=block))
     assert got_l.dtype == got_d.dtype == torch.float32
     torch.testing.assert_close(got_d, want_d, atol=1e-6, rtol=1e-6)  # exact ops in fp32 from the same inputs
     torch.testing.assert_close(got_l, want_l, atol=1e-5, rtol=1e-5)
-    assert bool((got_l >= 0).all())
+    assert bool((got_l >= 0).all()) and bool((got_d >= 0).all())
     torch.testing.assert_close(got_l.sum(1, keepdim=True), got_d, atol=1e-5, rtol=1e-5)
+    if corr is not None:  # the correction really entered: D differs from the uncorrected head's
+        plain_d = fused.recompose_head_reference(y, head)[1]
+        assert not torch.allclose(got_d, plain_d)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.sampled_from([1, 3, 8, 13]), st.sampled_from([1, 5, 16, 19]),
+       st.sampled_from([torch.float32, torch.bfloat16, torch.float16]), st.sampled_from([4, 6]),
+       st.sampled_from(["contiguous", "channels_last", "sliced"]),
+       st.sampled_from([torch.float32, torch.bfloat16, torch.float16]), st.booleans(), st.sampled_from([8, 64]),
+       st.integers(0, 2**31 - 1))
+def test_refine_input_matches_reference(B, H, W, dtype, K, layout, out_dtype, channels_last, block, seed):
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(B, 1, H, W, generator=g) * 3).to(dtype)
+    head = _layout((torch.randn(B, K, H, W, generator=g) * 4).to(dtype), layout)
+    want = fused.refine_input_reference(y, head, out_dtype)
+    if layout == "sliced":
+        head = head.contiguous()
+    got = kl.refine_input_triton(y.to(DEVICE), head.to(DEVICE), out_dtype, channels_last, block=block).cpu()
+    assert got.shape == (B, 5, H, W) and got.dtype == out_dtype
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert got.is_contiguous(memory_format=fmt)
+    # float32: the same fp32 ops; 16 bit: each side rounds about the same fp32 value once, so at
+    # most 1 ulp apart (the interpreter's cast need not round to nearest as torch's does)
+    tol = {torch.float32: 1e-6, torch.bfloat16: 8e-3, torch.float16: 1e-3}[out_dtype]
+    torch.testing.assert_close(got, want, atol=tol, rtol=tol)
+    # independent of the reference: channel 0 is y, 1 is >= 0, 2-4 are fractions that sum to 1
+    # (16 bit: the interpreter's float32 -> bf16 cast may round the other way than torch's: 1 ulp)
+    torch.testing.assert_close(got[:, 0:1].float(), y.float(), atol=tol, rtol=tol)
+    assert bool((got[:, 1:] >= 0).all())
+    torch.testing.assert_close(got[:, 2:].float().sum(1), torch.ones(B, H, W), atol=4 * tol, rtol=0)
 
 
 def test_recompose_head_api_and_bad_input():
@@ -195,6 +230,36 @@ def test_recompose_head_api_and_bad_input():
         fused.recompose_head(torch.rand(2, 1, 6, 4), head)
     with pytest.raises(TypeError, match="head"):
         fused.recompose_head(y, head.to(torch.int32))
+    with pytest.raises(ValueError, match="correction"):
+        fused.recompose_head(y, head, torch.randn(2, 1, 5, 6))
+    with pytest.raises(TypeError, match="correction"):
+        fused.recompose_head(y, head, torch.zeros(2, 1, 6, 5, dtype=torch.int64))
+    # a non-flattenable correction (a transposed view) is copied, not misread
+    corr = torch.randn(2, 1, 5, 6).transpose(2, 3)
+    with torch.no_grad():
+        gl, gd = (t.cpu() for t in fused.recompose_head(y.to(DEVICE), head.to(DEVICE), corr.to(DEVICE),
+                                                        backend="triton"))
+    wl, wd = fused.recompose_head_reference(y, head, corr)
+    torch.testing.assert_close(gd, wd)
+    torch.testing.assert_close(gl, wl, atol=1e-5, rtol=1e-5)
+
+
+def test_refine_input_api_and_bad_input():
+    y = torch.rand(2, 1, 6, 5)
+    head = torch.randn(2, 6, 6, 5).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got = fused.refine_input(y.to(DEVICE), head.to(DEVICE), dtype=torch.bfloat16, backend="triton").cpu()
+        ref = fused.refine_input(y, head, dtype=torch.bfloat16, backend="reference")
+    # memory format follows head's unless asked; the reference path honours it too
+    assert got.is_contiguous(memory_format=torch.channels_last) and ref.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, ref, atol=8e-3, rtol=8e-3)
+    assert fused.refine_input(y, head.contiguous(), backend="reference").is_contiguous()
+    with pytest.raises(TypeError, match="dtype"):
+        fused.refine_input(y, head, dtype=torch.float64)
+    with pytest.raises(ValueError, match="y/head"):
+        fused.refine_input(y, torch.randn(2, 3, 6, 5))
+    with pytest.raises(ValueError, match="backend"):
+        fused.refine_input(y, head, backend="cuda")
 
 
 def test_fused_lsn_matches_unfused_model(monkeypatch):
@@ -242,19 +307,71 @@ def test_fused_lsn_matches_unfused_model(monkeypatch):
         FastSeparator(model, 1, 30, 48)
 
 
-def test_fused_lsn_with_refiner_matches_unfused():
-    """A model with a DenoiseRefiner keeps the eager head when fused (the refiner needs the
-    fractions before the multiply) and gives the unfused outputs."""
+def test_fused_lsn_with_refiner_matches_unfused(monkeypatch):
+    """A model with a DenoiseRefiner runs its head as the two kernels around the refiner's
+    convolutions (refine_input, then recompose_head with the correction) and gives the unfused outputs."""
     from lsn_fast.lsn import LSN, with_refiner
 
+    calls = {"refine_input": 0, "head_corrected": 0}
+    ri, head = kl.refine_input_triton, kl.recompose_head_triton
+
+    def count_ri(*a, **k):
+        calls["refine_input"] += 1
+        return ri(*a, **k)
+
+    def count_head(y, h, correction=None, **k):
+        calls["head_corrected"] += correction is not None
+        return head(y, h, correction, **k)
+
+    monkeypatch.setattr(kl, "refine_input_triton", count_ri)
+    monkeypatch.setattr(kl, "recompose_head_triton", count_head)
     torch.manual_seed(1)
     model = with_refiner(LSN.tiny(), 8, 3).eval()
-    for p in model.parameters():
+    for p in model.parameters():  # the zero-initialized last convolutions would hide the refiner
         p.data.add_(0.05 * torch.randn_like(p))
     x = torch.rand(1, 1, 32, 32) * 2
     with torch.no_grad():
         want = model(x)
         got = model.to(DEVICE).fuse()(x.to(DEVICE))
+        plain = LSN(dataclasses.replace(model.config, refine_channels=0))
     model.fuse(False).cpu()
+    assert calls == {"refine_input": 1, "head_corrected": 1}
     torch.testing.assert_close(got.layers.cpu(), want.layers, atol=2e-5, rtol=2e-5)
     torch.testing.assert_close(got.denoised.cpu(), want.denoised, atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(got.seg_logits.cpu(), want.seg_logits, atol=2e-5, rtol=2e-5)
+    # the refiner changed the result (else the check above could not tell a skipped refiner)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("refine.")})
+    with torch.no_grad():
+        assert (plain(x).denoised - want.denoised).abs().max() > 1e-3
+
+
+def test_fused_refiner_head_under_autocast_matches_eager():
+    """Under bf16 autocast the fused head hands the refiner a bf16 input (what autocast would cast
+    to) and gives the eager head's outputs from the same bf16 head output (CPU autocast, interpreter)."""
+    from lsn_fast.lsn import LSN, with_refiner
+
+    if GPU:
+        pytest.skip("CPU autocast check; the GPU suite's benchmark compares the bf16 rows")
+    torch.manual_seed(2)
+    model = with_refiner(LSN.tiny(), 8, 3).eval()
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = torch.rand(2, 1, 32, 32) * 2
+    out = (torch.randn(2, 6, 32, 32) * 2).to(torch.bfloat16)  # what the head conv returns under autocast
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = model._eager_head(x, out)
+        got = model._fused_head(x, out)
+    assert got.layers.dtype == want.layers.dtype == torch.float32
+    # The interpreter casts float32 -> bf16 by truncation (seen: every value equals its truncation;
+    # compiled Triton rounds to nearest, as autocast does), so about half the refiner's inputs are
+    # 1 ulp off autocast's and the refiner's bf16 output moves by about its own ulp.
+    for a, b in ((got.denoised, want.denoised), (got.layers, want.layers), (got.seg_logits, want.seg_logits)):
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=1e-2)
+    # Exact, given that cast: the eager refiner on the truncated reference input, then the eager head.
+    x5 = fused.refine_input_reference(x, out).contiguous()
+    x5 = (x5.view(torch.int32) & -65536).view(torch.float32).to(torch.bfloat16)  # truncate to bf16
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        corr = model.refine.net(x5)
+    want_l, want_d = fused.recompose_head_reference(x, out, corr)
+    torch.testing.assert_close(got.denoised, want_d, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(got.layers, want_l, atol=1e-5, rtol=1e-5)
