@@ -429,6 +429,49 @@ def test_laplacian_loss_term_sees_texture_that_the_others_barely_do():
     assert abs(float(more - base) - 3.0 * terms["lap"]) < 1e-4 * max(1.0, float(more))
 
 
+def test_bone_masks_channel_order_and_threshold():
+    """``bone_masks``: (soft, upper, lower) layers -> masks (upper, lower), each ``layer >
+    threshold``: hand-placed bones in the top and bottom rows of a 4×3 field, soft tissue
+    everywhere (never a mask), one value exactly at the threshold (not bone)."""
+    layers = torch.zeros(2, 3, 4, 3)
+    layers[:, 0] = 0.3  # soft tissue everywhere
+    layers[:, 1, 0] = 0.5  # upper bone: row 0
+    layers[:, 2, 3] = 0.2  # lower bone: row 3
+    layers[:, 1, 1, 0] = T.MASK_THRESHOLD  # at the threshold: not bone
+    layers[1, 2, 2, 2] = 2 * T.MASK_THRESHOLD  # sample 1 only: a lower-bone pixel in row 2
+    up = torch.zeros(4, 3)
+    up[0] = 1.0
+    low = torch.zeros(4, 3)
+    low[3] = 1.0
+    low1 = low.clone()
+    low1[2, 2] = 1.0
+    m = T.bone_masks(layers)
+    assert m.shape == (2, 2, 4, 3) and m.dtype == torch.float32
+    assert torch.equal(m[0, 0], up) and torch.equal(m[0, 1], low)
+    assert torch.equal(m[1, 0], up) and torch.equal(m[1, 1], low1)
+    assert torch.equal(T.bone_masks(layers, threshold=0.3)[:, 0], up.expand(2, 4, 3))  # 0.5 > 0.3; lower's 0.2 is not
+    assert float(T.bone_masks(layers, threshold=0.3)[:, 1].sum()) == 0.0
+
+
+def test_grad_loss_term_hand():
+    """``_grad_l1(a, b)`` = mean |∂y a − ∂y b| + mean |∂x a − ∂x b| (forward differences, each
+    mean over its own (H−1)·W or H·(W−1) differences). On a 3×5 field (H ≠ W, so the axes cannot
+    stand in for each other): a = 3·row + 2·col against 0 gives 3 + 2; a column ramp alone
+    gives 0 + 2, a row ramp alone 3 + 0; a step between columns 1 and 2 of height 0.5 gives
+    0 + 0.5·(3 differences of 12); equal inputs and constant offsets give 0."""
+    yy, xx = torch.meshgrid(torch.arange(3.0), torch.arange(5.0), indexing="ij")
+    z = torch.zeros(2, 1, 3, 5)
+    a = (3 * yy + 2 * xx).expand(2, 1, 3, 5)
+    assert float(T._grad_l1(a, z)) == pytest.approx(5.0, abs=1e-6)
+    assert float(T._grad_l1(z, a)) == pytest.approx(5.0, abs=1e-6)  # symmetric
+    assert float(T._grad_l1((2 * xx).expand(2, 1, 3, 5), z)) == pytest.approx(2.0, abs=1e-6)  # dx only
+    assert float(T._grad_l1((3 * yy).expand(2, 1, 3, 5), z)) == pytest.approx(3.0, abs=1e-6)  # dy only
+    step = (0.5 * (xx >= 2)).expand(2, 1, 3, 5)
+    assert float(T._grad_l1(step, z)) == pytest.approx(0.5 * 3 / 12, abs=1e-6)  # 3 of the 3×4 x-differences
+    assert float(T._grad_l1(step.transpose(-1, -2), z.transpose(-1, -2))) == pytest.approx(0.5 * 3 / 12, abs=1e-6)
+    assert float(T._grad_l1(a + 0.7, a)) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_bone_edge_band_and_edge_loss_term():
     """``bone_edge_band``: a 5×5 bone square in a 15×15 field gives the pixels within 2 px of its
     outline (Chebyshev distance, inside and out), built by hand here; ``recon_edge`` is the

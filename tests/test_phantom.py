@@ -171,6 +171,74 @@ def test_info_and_stack_layout():
     assert torch.allclose(stack.upper.float(), full.upper, atol=2e-3)
 
 
+@pytest.fixture
+def one_thread():
+    """Render on one thread (fast and steady on 2 shared cores); restores the thread count."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _gap_centre_rows(stack: LayerStack, i: int = 0) -> torch.Tensor:
+    """Untilted phantom ``i``: per column over the central half of the columns that hold both
+    bones, the gap's centre row (edge coordinates) between the upper bone's last covered row and
+    the lower bone's first. Each margin is exact to < 1 px (a partly covered pixel counts), so
+    the centre is exact to ±½ px."""
+    up, lo = stack.upper[i].float(), stack.lower[i].float()
+    H, W = up.shape
+    rows = torch.arange(H).view(H, 1).expand(H, W)
+    cols = ((up > 0).any(0) & (lo > 0).any(0)).nonzero().view(-1)
+    c0, c1 = int(cols.min()), int(cols.max())
+    q = (c1 - c0 + 1) // 4
+    sel = torch.arange(c0 + q, c1 - q + 1)
+    end_u = torch.where(up > 0, rows, -1).amax(0)[sel] + 1.0
+    start_l = torch.where(lo > 0, rows, H).amin(0)[sel].float()
+    return 0.5 * (end_u + start_l)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_gap_stays_at_the_joint_centre_at_every_jsw(seed, one_thread):
+    """The joint (gap) centre is the origin of the canonical frame: the crop's centre plus the
+    position jitter. For one anatomy (same seed; JSW >= 0.3 mm leaves every other draw unchanged)
+    a wider gap opens symmetrically about the same centre line: per column, the centre row moves
+    by at most 1 px (two ±½ px readings) between JSW 0.5, 1.5 and 2.9 mm (a gap grown from one
+    side would move it by 5–12 px). Against the crop centre + ``jit_y`` the central columns'
+    mean centre lies within 0.5 mm: the condylar end profile (notch depth ≤ 0.4 mm, curvature
+    ≤ 0.9 mm·ξ², both × the anatomy scale 0.53 here) bends the gap's centre line that far at most."""
+    sp, H = 0.1, 128
+    centres = []
+    for jsw in (0.5, 1.5, 2.9):
+        stack, info = generate(1, H, sp, seed=seed, jsw_mm=jsw, tilt_deg=0.0)
+        c = _gap_centre_rows(stack)
+        centres.append(c)
+        joint_centre = 0.5 * H + float(info["params"]["jit_y"][0]) / sp  # row (edge coordinates)
+        assert abs(float(c.mean()) - joint_centre) * sp <= 0.5, (jsw, float(c.mean()), joint_centre)
+    for c in centres[1:]:
+        assert c.shape == centres[0].shape and float((c - centres[0]).abs().max()) <= 1.0, (c, centres[0])
+
+
+def test_anatomy_scales_with_fields_of_view_under_24_mm(one_thread):
+    """``spacing_mm`` docs: fields of view under 24 mm get proportionally smaller lateral anatomy
+    (scale min(1, fov / 24 mm)); at 24 mm and above it is full size. Same seeds at 128 px and a
+    field of view of 12, 18, 24 and 48 mm: each bone's widest row (the head / base, 2·half-width)
+    divided by the scale 0.5, 0.75, 1, 1 is the same anatomy. A width read by counting covered
+    columns is exact to [−⅛, +2] px, so the rescaled widths agree within 3 px / scale of the
+    coarser of the two."""
+    fovs = (12.0, 18.0, 24.0, 48.0)
+    est = {}
+    for fov in fovs:
+        sp = fov / 128
+        stack, _ = generate(4, 128, sp, seed=5, jsw_mm=1.0, tilt_deg=0.0)
+        scale = min(1.0, fov / 24.0)
+        est[fov] = [((getattr(stack, b) > 0).sum(-1).amax(-1) * sp / scale, 3 * sp / scale) for b in ("upper", "lower")]
+    ref = est[24.0]
+    for fov in fovs:
+        for (w, tol), (w_ref, tol_ref) in zip(est[fov], ref):
+            assert float((w - w_ref).abs().max()) <= max(tol, tol_ref), (fov, w, w_ref)
+    assert float(ref[0][0].min()) > 5.0  # full-size heads are several mm wide: the check has teeth
+
+
 # ----------------------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     "kwargs, exc, name",

@@ -201,6 +201,42 @@ def test_resume_with_workers(bank):
         list(bad)  # 2 shards saved, 1 now
 
 
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_loader_with_workers_ends_the_epoch_exactly_at_the_last_batch(bank, drop_last):
+    """With DataLoader workers the epoch is complete when every shard's cursor *reaches* its end
+    (2 shards of 17 samples: [0, 8) and [8, 17); with drop_last and batch 4 the second ends after
+    8 samples, not 9): after the last batch the state is empty, as for the single-process stream;
+    one batch short of the end (either shard) it is not."""
+    s = JSWStream(bank, 4, num_samples=17, drop_last=drop_last)
+    ends = {0: 8, 1: 8 if drop_last else 9}
+    assert [s.shard_range(sh, 2) for sh in range(2)] == [(0, 8), (8, 17)]
+    first = [b[2] for b in s.loader(num_workers=2)]
+    assert sorted(torch.cat([i["index"] for i in first]).tolist()) == list(range(8)) + list(range(8, 8 + ends[1]))
+    assert s.state_dict()["consumed"] == {}  # epoch complete: a cursor exactly at the end counts as done
+    # the boundary, recorded batch by batch: done only once both shards sit exactly at their ends
+    for last in (0, 1):
+        t = JSWStream(bank, 4, num_samples=17, drop_last=drop_last)
+        for info in [i for i in first if i["shard"] != last] + [i for i in first if i["shard"] == last]:
+            assert not t._epoch_done()
+            t.record(info)
+        assert t.state_dict()["consumed"] == ends and t._epoch_done()
+
+
+def test_record_ignores_a_stale_cursor(bank):
+    """``record`` keeps the furthest point a shard has reached: recording an earlier batch after a
+    later one (or the same batch twice) does not move the resume point back, so the resumed run
+    does not repeat samples."""
+    full = list(JSWStream(bank, 3, num_samples=14))
+    infos = [b[2] for b in full]
+    s = JSWStream(bank, 3, num_samples=14)
+    for i in (0, 2, 1, 2, 0):  # batch 2 ends at sample 9; batches 0 and 1 are stale after it
+        s.record(infos[i])
+    assert s.state_dict()["consumed"] == {0: 9}
+    r = JSWStream(bank, 3, num_samples=14)
+    r.load_state_dict(s.state_dict())
+    assert [b[2]["index"].tolist() for b in r] == [i["index"].tolist() for i in infos[3:]]
+
+
 def test_set_epoch_gives_fresh_indices(bank):
     s = JSWStream(bank, 4, num_samples=6)
     s.set_epoch(2)

@@ -375,6 +375,50 @@ def test_synthesizer_layer_pose_keeps_the_label(phantoms):
         Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), hflip=2.0)
 
 
+def test_synthesizer_anatomy_draws_cover_both_sides_of_one(phantoms):
+    """``stretch`` / ``density``: factors uniform in ``1 ± stretch`` / ``1 ± density``, so over 4000
+    draws (fixed seed) both lie inside their ranges, about half of them (0.45–0.55; binomial
+    sd 0.008) below 1, with mean 1 ± 0.01 (sd ≈ 0.002) and both ends of the range reached
+    to within 5 % of the half-range (a uniform misses that with probability ~1e-44)."""
+    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+
+    st, info = phantoms
+    n = 4000
+    pose = Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), stretch=0.2, density=0.3)._draw_pose(
+        n, torch.Generator().manual_seed(0))
+    for name, half, f in (("stretch", 0.2, pose["stretch"]), ("density", 0.3, pose["density"])):
+        assert f.shape == ((n,) if name == "stretch" else (3, n)), name
+        f = f.double().reshape(-1)
+        assert float(f.min()) >= 1 - half - 1e-6 and float(f.max()) <= 1 + half + 1e-6, name
+        assert float(f.min()) < 1 - 0.95 * half and float(f.max()) > 1 + 0.95 * half, name
+        assert 0.45 < float((f < 1).double().mean()) < 0.55, name
+        assert abs(float(f.mean()) - 1) < 0.01, name
+
+
+def test_mixed_source_takes_round_frac_times_batch_from_b():
+    """``mixed_source(a, b, frac_b)``: each batch holds ``round(frac_b·batch)`` samples of ``b`` and
+    the rest of ``a``, each source asked once for exactly its count (not at all for none).
+    Cases where rounding matters: 7·0.5 = 3.5 -> 4 and 3·0.5 = 1.5 -> 2 (flooring gives 3 and 1;
+    Python's half-to-even and half-up agree on these ties), 10·0.26 = 2.6 -> 3, 10·0.24 = 2.4 -> 2
+    (ceiling gives 3), 4·0.1 = 0.4 -> 0; and the ends 0 and 1."""
+    from lsn_fast.tasks._common import mixed_source
+
+    asked = []
+
+    def source(value):
+        def fn(batch, g):
+            asked.append((value, batch))
+            return torch.full((batch, 1, 2, 2), float(value)), torch.full((batch,), float(value))
+        return fn
+
+    for batch, frac, nb in ((7, 0.5, 4), (3, 0.5, 2), (10, 0.26, 3), (10, 0.24, 2), (4, 0.1, 0), (9, 0.0, 0), (9, 1.0, 9)):
+        asked.clear()
+        x, y = mixed_source(source(0), source(1), frac)(batch, torch.Generator().manual_seed(0))
+        assert x.shape == (batch, 1, 2, 2) and y.shape == (batch,), (batch, frac)
+        assert int(y.sum()) == nb and int(x.sum()) == 4 * nb, (batch, frac)
+        assert sorted(asked) == sorted([(0, batch - nb)] * (batch > nb) + [(1, nb)] * (nb > 0)), (batch, frac, asked)
+
+
 def test_synthesizer_texture_carry_keeps_the_source_noise(phantoms):
     """Texture carry (the experiment's default LSN synthesis): at the annotated JSW a family
     member *is* its source image; moved, it keeps the source's noise level (no new detector,
