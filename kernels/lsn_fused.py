@@ -27,6 +27,8 @@ They run compiled on CUDA and, for the tests, under ``TRITON_INTERPRET=1`` on CP
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -245,4 +247,154 @@ def refine_input_triton(y: torch.Tensor, head: torch.Tensor, dtype: torch.dtype,
     hB, hC, hP = _flat_strides(head)
     oB, oC, oP = _flat_strides(out)
     _refine_input_kernel[(B, triton.cdiv(hw, block))](y, head, out, hw, yB, yP, hB, hC, hP, oB, oC, oP, BLOCK=block)
+    return out
+
+
+# ------------------------------------------------------------------------------ normalize-activate-convolve
+@triton.jit
+def _gn_affine_kernel(part_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, G, CPG, N_CHUNKS, eps,
+                      KP: tl.constexpr, CB: tl.constexpr, AFFINE: tl.constexpr):
+    """Program b·G + g: merge group (b, g)'s partials (as ``_gn_apply_kernel``) into the per-channel
+    ``scale = rstd · w`` and ``shift = beta − mean · scale`` of its CPG channels (B·C float32 each)."""
+    bg = tl.program_id(0)
+    g = bg % G
+    j = tl.arange(0, KP)
+    pm = j < N_CHUNKS
+    pb = part_ptr + (bg * N_CHUNKS + j) * 3
+    cnt = tl.load(pb, mask=pm, other=0.0)
+    mu = tl.load(pb + 1, mask=pm, other=0.0)
+    m2 = tl.load(pb + 2, mask=pm, other=0.0)
+    total = tl.sum(cnt, axis=0)
+    mean = tl.sum(cnt * mu, axis=0) / total
+    dm = tl.where(pm, mu - mean, 0.0)
+    rstd = 1.0 / tl.sqrt((tl.sum(m2, axis=0) + tl.sum(cnt * dm * dm, axis=0)) / total + eps)
+    k = tl.arange(0, CB)
+    km = k < CPG
+    c = g * CPG + k
+    sc = tl.zeros([CB], dtype=tl.float32) + rstd
+    sh = tl.zeros([CB], dtype=tl.float32)
+    if AFFINE:
+        sc = sc * tl.load(w_ptr + c, mask=km, other=1.0).to(tl.float32)
+        sh = tl.load(b_ptr + c, mask=km, other=0.0).to(tl.float32)
+    base = (bg // G) * G * CPG + c
+    tl.store(scale_ptr + base, sc, mask=km)
+    tl.store(shift_ptr + base, sh - mean * sc, mask=km)
+
+
+@triton.jit
+def _conv3x3_kernel(x_ptr, scale_ptr, shift_ptr, w_ptr, bias_ptr, res_ptr, out_ptr,
+                    H, W, CIN, COUT, CIP, COP, sxB, sxC, sxH, sxW, srB, srC, srH, srW, soB, soC, soH, soW,
+                    BLOCK_P: tl.constexpr, CI: tl.constexpr, CO: tl.constexpr,
+                    NORM: tl.constexpr, SILU: tl.constexpr, RES: tl.constexpr, IEEE: tl.constexpr,
+                    UPCAST: tl.constexpr):
+    """out[b, co, p] = conv3x3(act(x))[b, co, p] + bias (+ res) for BLOCK_P pixels p of sample b and
+    CO output channels co (program axis 2 walks the output channels in tiles of CO).
+
+    act(x) = silu(x · scale[b] + shift[b]) with NORM (a GroupNorm folded into per-channel scale and
+    shift) and/or SILU, applied as the input is loaded; the zero padding is applied after it, as
+    ``conv2d(padding=1)`` pads the activated tensor. For each of the 9 taps and each tile of CI input
+    channels, a (BLOCK_P, CI) x (CI, CO) ``tl.dot`` of the shifted activated pixels with that tap's
+    weights (``w``: (9, CIP, COP), zero beyond CIN and COUT). Both loops run at run time: unrolled,
+    the compiler keeps several taps' tiles live and spills at 64+ channels."""
+    b = tl.program_id(0).to(tl.int64)
+    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    co = tl.program_id(2) * CO + tl.arange(0, CO)
+    pm = p < H * W
+    r = p // W
+    c = p % W
+    acc = tl.zeros([BLOCK_P, CO], dtype=tl.float32)
+    for t in range(9):
+        rr = r + (t // 3 - 1)
+        cc = c + (t % 3 - 1)
+        ok = pm & (rr >= 0) & (rr < H) & (cc >= 0) & (cc < W)
+        pix = b * sxB + rr.to(tl.int64) * sxH + cc.to(tl.int64) * sxW
+        for k0 in range(0, CIN, CI):
+            ci = k0 + tl.arange(0, CI)
+            cm = ci < CIN
+            m = ok[:, None] & cm[None, :]
+            v = tl.load(x_ptr + pix[:, None] + ci[None, :] * sxC, mask=m, other=0.0).to(tl.float32)
+            if NORM:
+                sc = tl.load(scale_ptr + b * CIN + ci, mask=cm, other=0.0)
+                sh = tl.load(shift_ptr + b * CIN + ci, mask=cm, other=0.0)
+                v = v * sc[None, :] + sh[None, :]
+            if SILU:  # v * sigmoid(v) with exp(-|v|): no overflow for very negative v
+                ez = tl.exp(-tl.abs(v))
+                v = v * tl.where(v >= 0, 1.0, ez) / (1.0 + ez)
+            v = tl.where(m, v, 0.0)  # zero padding of the activated tensor
+            wt = tl.load(w_ptr + (t * CIP + ci[:, None]) * COP + co[None, :])
+            v = v.to(wt.dtype)  # the activated input is rounded to the compute dtype, as eager autocast does
+            if UPCAST:  # the same products (exact in fp32) and fp32 sums, for the interpreter (see the launcher)
+                acc += tl.dot(v.to(tl.float32), wt.to(tl.float32))
+            elif IEEE:
+                acc += tl.dot(v, wt, input_precision="ieee")
+            else:
+                acc += tl.dot(v, wt)
+    acc += tl.load(bias_ptr + co)[None, :]
+    om = pm[:, None] & (co < COUT)[None, :]
+    prow = r.to(tl.int64)[:, None]
+    pcol = c.to(tl.int64)[:, None]
+    if RES:
+        acc += tl.load(res_ptr + b * srB + prow * srH + pcol * srW + co[None, :] * srC, mask=om, other=0.0).to(tl.float32)
+    tl.store(out_ptr + b * soB + prow * soH + pcol * soW + co[None, :] * soC, acc.to(out_ptr.dtype.element_ty), mask=om)
+
+
+def conv_tiles(cin: int, cout: int, max_tile: int = 64) -> tuple[int, int]:
+    """(CI, CO) channel tiles of the convolution kernel: powers of two, >= 16 (``tl.dot``'s
+    minimum), at most ``max_tile``."""
+    tile = lambda n: min(max_tile, max(16, triton.next_power_of_2(n)))  # noqa: E731
+    return tile(cin), tile(cout)
+
+
+def gn_scale_shift_triton(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                          eps: float, block: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """GroupNorm statistics of ``x`` (B,C,H,W) folded with the affine parameters into per-sample,
+    per-channel ``(scale, shift)``, each (B, C) float32: ``group_norm(x) = x · scale + shift``."""
+    B, C, H, W = x.shape
+    cpg, hw = C // groups, H * W
+    n = cpg * hw
+    chunk = triton.cdiv(max(4 * block, triton.cdiv(n, 64)), block) * block
+    n_chunks = triton.cdiv(n, chunk)
+    sB, sC, sP = _flat_strides(x)
+    part = torch.empty((B * groups, n_chunks, 3), device=x.device, dtype=torch.float32)
+    _gn_stats_kernel[(B * groups, n_chunks)](x, part, groups, cpg, hw, sB, sC, sP, chunk, n_chunks, BLOCK=block,
+                                             CH_INNER=sC == 1 and C > 1)
+    scale = torch.empty((B, C), device=x.device, dtype=torch.float32)
+    shift = torch.empty_like(scale)
+    _gn_affine_kernel[(B * groups,)](part, weight if weight is not None else part, bias if bias is not None else part,
+                                     scale, shift, groups, cpg, n_chunks, float(eps),
+                                     KP=max(2, triton.next_power_of_2(n_chunks)), CB=max(2, triton.next_power_of_2(cpg)),
+                                     AFFINE=weight is not None)
+    return scale, shift
+
+
+def conv_warps(ci: int, co: int, dtype: torch.dtype) -> int:
+    """Warps per program of the convolution kernel for channel tiles (ci, co): more for the large
+    tiles, whose (BLOCK_P, CO) accumulator and operands spill with 4 warps (``scripts/compile_triton.py``)."""
+    return 8 if dtype == torch.float32 or ci * co >= 64 * 64 else 4
+
+
+def conv3x3_triton(x: torch.Tensor, w9: torch.Tensor, bias: torch.Tensor, cout: int, scale: torch.Tensor | None,
+                   shift: torch.Tensor | None, silu: bool, residual: torch.Tensor | None, channels_last: bool,
+                   block_p: int = 64) -> torch.Tensor:
+    """Launch the normalize-activate-convolve kernel (no validation: see ``lsn_fast.fused.conv3x3_act``).
+
+    ``w9`` (9, CIP, COP) and ``bias`` (COP,) are the weights zero-padded to whole tiles of
+    :func:`conv_tiles` (``lsn_fast.fused`` prepares them). Returns (B, cout, H, W) in ``x``'s
+    dtype, channels-last or NCHW-contiguous.
+    """
+    B, cin, H, W = x.shape
+    ci, co = conv_tiles(cin, cout)
+    cip, cop = w9.shape[1], w9.shape[2]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty((B, cout, H, W), device=x.device, dtype=x.dtype, memory_format=fmt)
+    res = residual if residual is not None else out
+    _conv3x3_kernel[(B, triton.cdiv(H * W, block_p), cop // co)](
+        x, scale if scale is not None else bias, shift if shift is not None else bias, w9, bias, res, out,
+        H, W, cin, cout, cip, cop, *x.stride(), *res.stride(), *out.stride(),
+        BLOCK_P=block_p, CI=ci, CO=co, NORM=scale is not None, SILU=bool(silu), RES=residual is not None,
+        IEEE=w9.dtype == torch.float32,
+        # Triton's interpreter returns garbage for a bf16 tl.dot (seen with 3.9: errors of 1e10 on a
+        # 16x16 product); compiled kernels use the bf16 tensor-core dot
+        UPCAST=w9.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1",
+        num_warps=conv_warps(ci, co, w9.dtype))
     return out

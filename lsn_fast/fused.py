@@ -21,9 +21,10 @@ import os
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.weak import WeakTensorKeyDictionary
 
-__all__ = ["group_norm_act", "recompose_head", "refine_input", "group_norm_act_reference", "recompose_head_reference",
-           "refine_input_reference", "triton_available"]
+__all__ = ["group_norm_act", "recompose_head", "refine_input", "conv3x3_act", "group_norm_act_reference",
+           "recompose_head_reference", "refine_input_reference", "conv3x3_act_reference", "triton_available"]
 
 _FLOAT = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -224,3 +225,106 @@ def refine_input(y: torch.Tensor, head: torch.Tensor, *, dtype: torch.dtype = to
     from lsn_fast.kernels.lsn_fused import refine_input_triton
 
     return refine_input_triton(_flat(y), _flat(head), dtype, bool(channels_last))
+
+
+# ------------------------------------------------------------------------------ normalize-activate-convolve
+def conv3x3_act_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                          norm: nn.GroupNorm | None = None, silu: bool = False,
+                          residual: torch.Tensor | None = None) -> torch.Tensor:
+    """Eager reference: ``conv2d(act(x), weight, bias, padding=1) (+ residual)`` with
+    ``act = silu ∘ norm`` (each optional), computed in float32 and returned in ``x``'s dtype."""
+    a = x.float()
+    if norm is not None:
+        a = F.group_norm(a, norm.num_groups, None if norm.weight is None else norm.weight.float(),
+                         None if norm.bias is None else norm.bias.float(), norm.eps)
+    if silu:
+        a = F.silu(a)
+    a = a.to(x.dtype).float()  # the activation is stored in x's dtype before the convolution (as eager autocast does)
+    y = F.conv2d(a, weight.to(x.dtype).float(), None if bias is None else bias.float(), padding=1)
+    if residual is not None:
+        y = y + residual.float()
+    return y.to(x.dtype)
+
+
+_W9_CACHE = WeakTensorKeyDictionary()  # weight tensor -> (key, w9, bias); by identity, dropped with the weight
+
+
+def _padded_weights(weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
+    """(9, CIP, COP) weights in ``dtype`` and (COP,) float32 bias, zero-padded to whole channel
+    tiles of the kernel; cached per weight tensor and version (inference weights do not change
+    between calls)."""
+    from lsn_fast.kernels.lsn_fused import conv_tiles
+
+    cout, cin = weight.shape[:2]
+    key = (dtype, weight._version, None if bias is None else bias._version, None if bias is None else id(bias))
+    entry = _W9_CACHE.get(weight)
+    if entry is not None and entry[0] == key:
+        return entry[1], entry[2]
+    ti, to = conv_tiles(cin, cout)
+    ci, co = -(-cin // ti) * ti, -(-cout // to) * to
+    w9 = torch.zeros((9, ci, co), device=weight.device, dtype=dtype)
+    w9[:, :cin, :cout] = weight.detach().permute(2, 3, 1, 0).reshape(9, cin, cout).to(dtype)
+    b = torch.zeros(co, device=weight.device, dtype=torch.float32)
+    if bias is not None:
+        b[:cout] = bias.detach().float()
+    _W9_CACHE[weight] = (key, w9, b)
+    return w9, b
+
+
+def conv3x3_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                norm: nn.GroupNorm | None = None, silu: bool = False, residual: torch.Tensor | None = None,
+                backend: str = "auto") -> torch.Tensor:
+    """``conv2d(silu(group_norm(x)), weight, bias, padding=1) + residual``, one kernel after the statistics.
+
+    The normalization and activation are applied as the convolution loads its input, and the bias
+    and residual are added before its one store, so the activated tensor never goes to memory:
+    a ResBlock half ``conv(silu(norm(x)))`` costs one read of ``x`` for the statistics, one for the
+    convolution and one write, instead of GroupNorm+SiLU's two reads and a write before the
+    convolution's own read and write (and the residual add's two reads and a write).
+
+    Args:
+        x: (B,Cin,H,W) float32/float16/bfloat16 activations, channels-last or NCHW-contiguous
+            (strided views work); the convolution computes in ``x``'s dtype (float32: IEEE, not TF32)
+            with float32 accumulation.
+        weight: (Cout,Cin,3,3); bias: (Cout,) or None.
+        norm: an ``nn.GroupNorm`` over Cin applied first (its groups, affine parameters and eps).
+        silu: apply SiLU (after ``norm``) to the input.
+        residual: (B,Cout,H,W) added to the output, or None.
+        backend: ``"auto"``, ``"triton"`` or ``"reference"``.
+    Returns:
+        (B,Cout,H,W) in ``x``'s dtype and memory format (channels-last when ``x`` is).
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f"x: expected a (B,C,H,W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype not in _FLOAT:
+        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x.dtype}")
+    B, C, H, W = x.shape
+    if min(B, C, H, W) < 1:
+        raise ValueError(f"x: empty tensor of shape {tuple(x.shape)}")
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 4 or weight.shape[1:] != (C, 3, 3):
+        raise ValueError(f"weight: expected (Cout,{C},3,3), got {tuple(getattr(weight, 'shape', ()))}")
+    cout = weight.shape[0]
+    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (cout,)):
+        raise ValueError(f"bias: expected ({cout},), got {tuple(getattr(bias, 'shape', ()))}")
+    if norm is not None and (not isinstance(norm, nn.GroupNorm) or norm.num_channels != C):
+        raise ValueError(f"norm: expected an nn.GroupNorm over {C} channels, got {norm!r}")
+    if norm is not None and C // norm.num_groups * H * W < 2:
+        raise ValueError(f"x: GroupNorm needs more than one value per group, got shape {tuple(x.shape)}")
+    if residual is not None and (not isinstance(residual, torch.Tensor) or residual.shape != (B, cout, H, W)):
+        raise ValueError(f"residual: expected shape {(B, cout, H, W)}, got {tuple(getattr(residual, 'shape', ()))}")
+    for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name}: on {t.device}, x on {x.device}")
+    params = (weight, bias) + (() if norm is None else (norm.weight, norm.bias))
+    if not _use_triton(backend, x.device, x, residual, *params):
+        return conv3x3_act_reference(x, weight, bias, norm=norm, silu=silu, residual=residual)
+    from lsn_fast.kernels.lsn_fused import conv3x3_triton, gn_scale_shift_triton
+
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    scale = shift = None
+    if norm is not None:
+        xs = x if (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)) else x.contiguous()
+        scale, shift = gn_scale_shift_triton(xs, norm.num_groups, norm.weight, norm.bias, norm.eps)
+    w9, b = _padded_weights(weight, bias, x.dtype)
+    return conv3x3_triton(x, w9, b, cout, scale, shift, silu, residual, channels_last)
+

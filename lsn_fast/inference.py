@@ -35,6 +35,8 @@ class FastSeparator:
             float32. Ignored on CPU (float32).
         channels_last: channels-last activations and weights.
         fused: use the fused Triton kernels (when available on ``device``).
+        fused_convs: also run the 3×3 convolutions after each normalization / activation as
+            fused normalize-activate-convolve kernels (``LSN.fuse(convs=True)``); needs ``fused``.
         cuda_graph: capture and replay a CUDA graph (CUDA only).
 
     Call it with a (B',1,H,W) tensor, B' <= batch_size; it returns an :class:`LSNOutput` whose
@@ -43,7 +45,7 @@ class FastSeparator:
 
     def __init__(self, model: LSN, batch_size: int, height: int, width: int, *, device=None,
                  dtype: torch.dtype | None = torch.bfloat16, channels_last: bool = True, fused: bool = True,
-                 cuda_graph: bool = True):
+                 cuda_graph: bool = True, fused_convs: bool = False):
         if not isinstance(model, LSN):
             raise TypeError(f"model: expected an lsn_fast.LSN, got {type(model).__name__}")
         for name, v in (("batch_size", batch_size), ("height", height), ("width", width)):
@@ -61,7 +63,10 @@ class FastSeparator:
         self.fused = fused
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.model.fuse(fused)
+        if fused_convs and not fused:
+            raise ValueError("fused_convs: needs fused=True")
+        self.fused_convs = fused_convs
+        self.model.fuse(fused, convs=fused_convs)
         self.graph = None
         if cuda_graph and on_cuda:
             self._capture()

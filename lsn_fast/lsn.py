@@ -194,11 +194,17 @@ class ResBlock(nn.Module):
     def __init__(self, cin: int, cout: int, groups: int):
         super().__init__()
         self.fused = False
+        self.fused_convs = False
         self.n1, self.c1 = _gn(cin, groups), nn.Conv2d(cin, cout, 3, padding=1)
         self.n2, self.c2 = _gn(cout, groups), nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x):
+        if self.fused_convs:  # two normalize-activate-convolve kernels; the residual add rides in the second
+            from .fused import conv3x3_act
+
+            h = conv3x3_act(x, self.c1.weight, self.c1.bias, norm=self.n1, silu=True)
+            return conv3x3_act(h, self.c2.weight, self.c2.bias, norm=self.n2, silu=True, residual=self.skip(x))
         h = self.c1(_norm_silu(self.n1, x, self.fused))
         h = self.c2(_norm_silu(self.n2, h, self.fused))
         return self.skip(x) + h
@@ -293,6 +299,7 @@ class LSN(nn.Module):
         cfg = config or LSNConfig()
         self.config = cfg
         self.fused = False
+        self.fused_convs = False
         ch = [cfg.base_channels * m for m in cfg.channel_mults]
         g = cfg.groups
         self.stem = nn.Conv2d(1, ch[0], 3, padding=1)
@@ -365,7 +372,12 @@ class LSN(nn.Module):
         for up, dec in zip(self.up, self.dec):
             h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = dec(torch.cat([h, skips.pop()], dim=1))
-        out = self.head(_norm_silu(self.head_norm, h, self.fused))
+        if self.fused_convs:
+            from .fused import conv3x3_act
+
+            out = conv3x3_act(h, self.head.weight, self.head.bias, norm=self.head_norm, silu=True)
+        else:
+            out = self.head(_norm_silu(self.head_norm, h, self.fused))
         if self.fused:  # the kernels read the head in its own dtype; no float copy of all 6 channels
             return self._fused_head(x, out)
         return self._eager_head(x, out)
@@ -391,23 +403,42 @@ class LSN(nn.Module):
             # the dtype the refiner's first convolution computes in: autocast casts its input to
             # that anyway, so the kernel writes it there directly
             dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.refine.net[0].weight.dtype
-            correction = self.refine.net(refine_input(x, out, dtype=dt))
+            h = refine_input(x, out, dtype=dt)
+            if self.fused_convs:  # each SiLU is applied as the next convolution loads its input
+                from .fused import conv3x3_act
+
+                convs = [m for m in self.refine.net if isinstance(m, nn.Conv2d)]
+                for i, conv in enumerate(convs):
+                    h = conv3x3_act(h, conv.weight, conv.bias, silu=i > 0)
+                correction = h
+            else:
+                correction = self.refine.net(h)
         layers, denoised = recompose_head(x, out, correction)
         return LSNOutput(layers=layers, denoised=denoised, seg_logits=out[:, 4:6].float())
 
-    def fuse(self, enable: bool = True) -> "LSN":
+    def fuse(self, enable: bool = True, convs: bool = False) -> "LSN":
         """Run GroupNorm+SiLU pairs and the recomposition head (with a refiner: its input and its
         correction too) as fused Triton kernels (in place).
+
+        With ``convs=True`` the 3×3 convolutions that follow a normalization or an activation (both
+        in every ResBlock, the head, the refiner's) also become Triton kernels that apply the
+        GroupNorm and SiLU as they load their input and add the bias and the ResBlock's residual
+        before they store (:func:`lsn_fast.fused.conv3x3_act`): the activated tensors never go to
+        memory. Off by default until a GPU benchmark shows it faster than cuDNN there.
 
         The kernels are inference-only: where autograd records, or where Triton cannot run (CPU
         without ``TRITON_INTERPRET=1``), each op falls back to its eager form, so a fused model
         still trains and runs everywhere. Same weights, same outputs up to float rounding.
         Returns ``self``.
         """
+        if convs and not enable:
+            raise ValueError("convs: the fused convolutions need enable=True")
         self.fused = bool(enable)
+        self.fused_convs = bool(convs)
         for m in self.modules():
             if isinstance(m, ResBlock):
                 m.fused = self.fused
+                m.fused_convs = self.fused_convs
         return self
 
 

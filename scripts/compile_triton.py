@@ -27,6 +27,7 @@ if os.environ.get("TRITON_INTERPRET") == "1":  # the kernels must be JIT functio
     del os.environ["TRITON_INTERPRET"]
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated (silences its warning)
 
+import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
@@ -101,6 +102,22 @@ def lsn_fused_variants():
             sig = signature(fn, {"h_ptr": PTR[dt], "y_ptr": "*fp32", "c_ptr": PTR[dt]})
             out.append((f"recompose/{dt} head{' +refiner' if correct else ''}", fn, sig,
                         dict(BLOCK=1024, CORRECT=correct), 4))
+    fn = kf._gn_affine_kernel
+    out.append(("gn_affine (stats -> scale/shift)", fn, signature(fn, {}, {"eps": "fp32"}),
+                dict(KP=64, CB=16, AFFINE=True), 4))
+    fn = kf._conv3x3_kernel
+    # the small config's levels (12, 24, 48, 96 channels: padded 16, 32, 64, 128), the refiner (5 -> 16 -> 1)
+    # (channel tiles: kf.conv_tiles caps them at 64, so 96 or 128 channels run as 64-channel tiles)
+    for dt, ci, co, block_p, norm, silu, res in (
+            ("bf16", 16, 16, 64, True, True, False), ("bf16", 16, 16, 64, True, True, True),
+            ("bf16", 32, 16, 64, True, True, True), ("bf16", 32, 32, 64, True, True, True),
+            ("bf16", 64, 64, 64, True, True, True), ("bf16", 16, 16, 128, False, True, False),
+            ("fp32", 16, 16, 64, True, True, True), ("fp32", 64, 64, 64, True, True, True)):
+        sig = signature(fn, {"x_ptr": PTR[dt], "w_ptr": PTR[dt], "res_ptr": PTR[dt], "out_ptr": PTR[dt]})
+        label = f"conv3x3/{dt} {ci}->{co} P{block_p}{' gn' if norm else ''}{' silu' if silu else ''}{' +res' if res else ''}"
+        warps = kf.conv_warps(ci, co, torch.float32 if dt == "fp32" else torch.bfloat16)
+        out.append((label, fn, sig, dict(BLOCK_P=block_p, CI=ci, CO=co, NORM=norm, SILU=silu, RES=res,
+                                         IEEE=dt == "fp32", UPCAST=False), warps))
     fn = kf._refine_input_kernel
     for dt in ("fp32", "bf16"):
         out.append((f"refine_input/{dt} head -> {dt}", fn, signature(fn, {"h_ptr": PTR[dt], "y_ptr": "*fp32",

@@ -375,3 +375,136 @@ def test_fused_refiner_head_under_autocast_matches_eager():
     want_l, want_d = fused.recompose_head_reference(x, out, corr)
     torch.testing.assert_close(got.denoised, want_d, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(got.layers, want_l, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------ normalize-activate-convolve
+@st.composite
+def conv_cases(draw):
+    # > 64 channels: several input-channel tiles (the kernel's K loop) and output-channel tiles
+    cin = draw(st.sampled_from([1, 4, 5, 12, 16, 24, 72]))
+    groups = draw(st.sampled_from([g for g in (1, 2, 4) if cin % g == 0]))
+    return dict(
+        B=draw(st.integers(1, 2)), cin=cin, cout=draw(st.sampled_from([1, 6, 12, 16, 17, 80])), groups=groups,
+        H=draw(st.sampled_from([1, 2, 5, 8])), W=draw(st.sampled_from([1, 3, 7, 16])),
+        dtype=draw(st.sampled_from([torch.float32, torch.bfloat16, torch.float16])),
+        layout=draw(st.sampled_from(["contiguous", "channels_last", "sliced"])),
+        norm=draw(st.booleans()), silu=draw(st.booleans()), res=draw(st.booleans()), bias=draw(st.booleans()),
+        block_p=draw(st.sampled_from([16, 64])), seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_cases())
+def test_conv3x3_act_matches_reference(c):
+    assume(not c["norm"] or c["H"] * c["W"] * (c["cin"] // c["groups"]) > 1)
+    g = torch.Generator().manual_seed(c["seed"])
+    x = _layout((torch.randn(c["B"], c["cin"], c["H"], c["W"], generator=g) * 2 + 1).to(c["dtype"]), c["layout"])
+    conv = nn.Conv2d(c["cin"], c["cout"], 3, padding=1, bias=c["bias"])
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.3)
+    norm = None
+    if c["norm"]:
+        norm = nn.GroupNorm(c["groups"], c["cin"])
+        with torch.no_grad():
+            norm.weight.copy_(torch.rand(c["cin"], generator=g) + 0.5)
+            norm.bias.copy_(torch.randn(c["cin"], generator=g) * 0.5)
+    res = torch.randn(c["B"], c["cout"], c["H"], c["W"], generator=g).to(c["dtype"]) if c["res"] else None
+    with torch.no_grad():
+        want = fused.conv3x3_act_reference(x, conv.weight, conv.bias, norm=norm, silu=c["silu"], residual=res)
+        # the reference itself against the modules it stands for, in float64 (16 bit: the
+        # reference rounds the activation to x's dtype first, as eager autocast does, so 2 ulp)
+        a = x.double()
+        if norm is not None:
+            a = norm.double()(a)
+            norm.float()
+        a = torch.nn.functional.silu(a) if c["silu"] else a
+        mod = torch.nn.functional.conv2d(a, conv.weight.double(), None if conv.bias is None else conv.bias.double(),
+                                         padding=1) + (0 if res is None else res.double())
+        tol = TOL[c["dtype"]] * 2
+        torch.testing.assert_close(want.double(), mod, atol=tol * (1 + float(mod.abs().max())), rtol=tol)
+        dev = (lambda t: None if t is None else t.to(DEVICE))
+        xin = x.contiguous() if c["layout"] == "sliced" else x
+        scale = shift = None
+        if norm is not None:
+            scale, shift = kl.gn_scale_shift_triton(dev(xin), c["groups"], dev(norm.weight), dev(norm.bias), norm.eps)
+        w9, b = fused._padded_weights(dev(conv.weight), dev(conv.bias), c["dtype"])
+        cl = c["layout"] == "channels_last"
+        got = kl.conv3x3_triton(dev(xin), w9, b, c["cout"], scale, shift, c["silu"], dev(res), cl,
+                                block_p=c["block_p"]).cpu()
+    assert got.shape == want.shape and got.dtype == c["dtype"]
+    assert got.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    # float32: the same products summed in another order; 16 bit: each side rounds the
+    # activation and the output once (1 ulp each, the interpreter's casts truncate)
+    scale_mag = 1.0 + float(want.float().abs().max())
+    tol = 1e-5 if c["dtype"] == torch.float32 else 2 * TOL[c["dtype"]]
+    torch.testing.assert_close(got.float(), want.float(), atol=tol * scale_mag, rtol=tol)
+
+
+def test_conv3x3_act_api_and_bad_input():
+    torch.manual_seed(3)
+    x = torch.randn(2, 8, 6, 7)
+    conv = nn.Conv2d(8, 4, 3, padding=1)
+    norm = nn.GroupNorm(2, 8)
+    with torch.no_grad():
+        got = fused.conv3x3_act(x.to(DEVICE), conv.weight.to(DEVICE), conv.bias.to(DEVICE), norm=norm.to(DEVICE),
+                                silu=True, backend="triton").cpu()
+        norm.cpu(), conv.cpu()
+        want = conv(torch.nn.functional.silu(norm(x)))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # the weights are cached per tensor; an in-place update is seen
+    with torch.no_grad():
+        conv.weight.mul_(2)
+        got2 = fused.conv3x3_act(x.to(DEVICE), conv.weight.to(DEVICE), None, backend="triton").cpu()
+        torch.testing.assert_close(got2, torch.nn.functional.conv2d(x, conv.weight, padding=1), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="weight"):
+        fused.conv3x3_act(x, torch.randn(4, 8, 1, 1))
+    with pytest.raises(ValueError, match="bias"):
+        fused.conv3x3_act(x, conv.weight, torch.zeros(5))
+    with pytest.raises(ValueError, match="norm"):
+        fused.conv3x3_act(x, conv.weight, norm=nn.GroupNorm(2, 6))
+    with pytest.raises(ValueError, match="residual"):
+        fused.conv3x3_act(x, conv.weight, residual=torch.zeros(2, 8, 6, 7))
+    with pytest.raises(TypeError, match="x:"):
+        fused.conv3x3_act(x.double(), conv.weight)
+    with pytest.raises(ValueError, match="backend"):
+        fused.conv3x3_act(x, conv.weight, backend="cudnn")
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_fused_convs_lsn_matches_unfused(refine):
+    """LSN.fuse(convs=True): every ResBlock, the head and the refiner run the fused convolutions
+    (counted) and the outputs equal the eager model's (float32, interpreter)."""
+    from lsn_fast.inference import FastSeparator
+    from lsn_fast.lsn import LSN, with_refiner
+
+    torch.manual_seed(4)
+    model = LSN.tiny()
+    if refine:
+        model = with_refiner(model, 8, 3)
+    model.eval()
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = torch.rand(2, 1, 32, 32) * 2
+    calls = {"n": 0}
+    conv = kl.conv3x3_triton
+
+    def count(*a, **k):
+        calls["n"] += 1
+        return conv(*a, **k)
+
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kl, "conv3x3_triton", count)
+        want = model(x)
+        got = model.to(DEVICE).fuse(convs=True)(x.to(DEVICE))
+    n_res = sum(type(m).__name__ == "ResBlock" for m in model.modules())
+    assert calls["n"] == 2 * n_res + 1 + (3 if refine else 0)
+    for a, b in ((got.layers, want.layers), (got.denoised, want.denoised), (got.seg_logits, want.seg_logits)):
+        torch.testing.assert_close(a.cpu(), b, atol=5e-5, rtol=5e-5)
+    with pytest.raises(ValueError, match="convs"):
+        model.fuse(False, convs=True)
+    model.fuse(False).cpu()
+    assert not any(getattr(m, "fused_convs", False) for m in model.modules())
+    run = FastSeparator(model, 2, 32, 32, fused_convs=True)  # CPU: channels-last, no graph
+    torch.testing.assert_close(run(x).layers, want.layers, atol=5e-5, rtol=5e-5)
+    with pytest.raises(ValueError, match="fused_convs"):
+        FastSeparator(model, 2, 32, 32, fused=False, fused_convs=True)
