@@ -286,9 +286,11 @@ def _conv3x3_kernel(x_ptr, scale_ptr, shift_ptr, w_ptr, bias_ptr, res_ptr, out_p
                     H, W, CIN, COUT, CIP, COP, sxB, sxC, sxH, sxW, srB, srC, srH, srW, soB, soC, soH, soW,
                     BLOCK_P: tl.constexpr, CI: tl.constexpr, CO: tl.constexpr,
                     NORM: tl.constexpr, SILU: tl.constexpr, RES: tl.constexpr, IEEE: tl.constexpr,
-                    UPCAST: tl.constexpr):
+                    UPCAST: tl.constexpr, UP: tl.constexpr):
     """out[b, co, p] = conv3x3(act(x))[b, co, p] + bias (+ res) for BLOCK_P pixels p of sample b and
-    CO output channels co (program axis 2 walks the output channels in tiles of CO).
+    CO output channels co (program axis 2 walks the output channels in tiles of CO). H, W are the
+    output's size; with UP = 1 the input is half that and read nearest-upsampled (pixel (r, c) of
+    the upsampled image is (r // 2, c // 2) of x), so the 4x larger upsampled tensor is never stored.
 
     act(x) = silu(x · scale[b] + shift[b]) with NORM (a GroupNorm folded into per-channel scale and
     shift) and/or SILU, applied as the input is loaded; the zero padding is applied after it, as
@@ -307,7 +309,7 @@ def _conv3x3_kernel(x_ptr, scale_ptr, shift_ptr, w_ptr, bias_ptr, res_ptr, out_p
         rr = r + (t // 3 - 1)
         cc = c + (t % 3 - 1)
         ok = pm & (rr >= 0) & (rr < H) & (cc >= 0) & (cc < W)
-        pix = b * sxB + rr.to(tl.int64) * sxH + cc.to(tl.int64) * sxW
+        pix = b * sxB + (rr >> UP).to(tl.int64) * sxH + (cc >> UP).to(tl.int64) * sxW
         for k0 in range(0, CIN, CI):
             ci = k0 + tl.arange(0, CI)
             cm = ci < CIN
@@ -367,23 +369,32 @@ def gn_scale_shift_triton(x: torch.Tensor, groups: int, weight: torch.Tensor | N
     return scale, shift
 
 
-def conv_warps(ci: int, co: int, dtype: torch.dtype) -> int:
-    """Warps per program of the convolution kernel for channel tiles (ci, co): more for the large
-    tiles, whose (BLOCK_P, CO) accumulator and operands spill with 4 warps (``scripts/compile_triton.py``)."""
-    return 8 if dtype == torch.float32 or ci * co >= 64 * 64 else 4
+def conv_config(ci: int, co: int, dtype: torch.dtype) -> tuple[int, int]:
+    """(BLOCK_P, num_warps) of the convolution kernel for channel tiles (ci, co): the smallest
+    pixel tiles and warp counts whose accumulator and operands fit the registers without spilling
+    on sm_90 (``scripts/compile_triton.py``, Triton 3.6 and 3.9; float32 runs its ``tl.dot`` on FMAs
+    and needs more registers per element than bf16's tensor-core dot)."""
+    if dtype == torch.float32:
+        return (128, 8) if ci * co <= 32 * 32 else (64, 8)
+    return 64, (8 if ci * co >= 64 * 64 else 4)
 
 
 def conv3x3_triton(x: torch.Tensor, w9: torch.Tensor, bias: torch.Tensor, cout: int, scale: torch.Tensor | None,
                    shift: torch.Tensor | None, silu: bool, residual: torch.Tensor | None, channels_last: bool,
-                   block_p: int = 64) -> torch.Tensor:
+                   upsample: bool = False, block_p: int | None = None) -> torch.Tensor:
     """Launch the normalize-activate-convolve kernel (no validation: see ``lsn_fast.fused.conv3x3_act``).
 
     ``w9`` (9, CIP, COP) and ``bias`` (COP,) are the weights zero-padded to whole tiles of
     :func:`conv_tiles` (``lsn_fast.fused`` prepares them). Returns (B, cout, H, W) in ``x``'s
-    dtype, channels-last or NCHW-contiguous.
+    dtype, channels-last or NCHW-contiguous; with ``upsample`` of the nearest 2x upsampled ``x``,
+    (B, cout, 2H, 2W).
     """
     B, cin, H, W = x.shape
+    if upsample:
+        H, W = 2 * H, 2 * W
     ci, co = conv_tiles(cin, cout)
+    bp, warps = conv_config(ci, co, w9.dtype)
+    block_p = block_p or bp
     cip, cop = w9.shape[1], w9.shape[2]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, cout, H, W), device=x.device, dtype=x.dtype, memory_format=fmt)
@@ -396,5 +407,5 @@ def conv3x3_triton(x: torch.Tensor, w9: torch.Tensor, bias: torch.Tensor, cout: 
         # Triton's interpreter returns garbage for a bf16 tl.dot (seen with 3.9: errors of 1e10 on a
         # 16x16 product); compiled kernels use the bf16 tensor-core dot
         UPCAST=w9.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1",
-        num_warps=conv_warps(ci, co, w9.dtype))
+        UP=1 if upsample else 0, num_warps=warps)
     return out

@@ -7,6 +7,7 @@ sees well-formed, in-bounds inputs.
 from __future__ import annotations
 
 import math
+from numbers import Integral
 from typing import Sequence
 
 import torch
@@ -47,6 +48,17 @@ def check_tensor(
             if nonnegative and bool((x < 0).any()):
                 raise ValueError(f"{name}: contains negative values (min {float(x.min()):.4g}); layers are attenuation line integrals and must be >= 0")
     return x
+
+
+def check_int(v, name: str, minimum: int | None = 1) -> int:
+    """An integer (a Python or NumPy int, not a bool) >= ``minimum`` (None: any), as a Python int:
+    ``TypeError`` for another type, ``ValueError`` below the minimum."""
+    want = "an int" + ("" if minimum is None else f" >= {minimum}")
+    if isinstance(v, bool) or not isinstance(v, Integral):
+        raise TypeError(f"{name}: expected {want}, got {v!r}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name}: expected {want}, got {v!r}")
+    return int(v)
 
 
 def check_positive_float(v, name: str, *, allow_zero: bool = False) -> float:

@@ -230,9 +230,10 @@ def refine_input(y: torch.Tensor, head: torch.Tensor, *, dtype: torch.dtype = to
 # ------------------------------------------------------------------------------ normalize-activate-convolve
 def conv3x3_act_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                           norm: nn.GroupNorm | None = None, silu: bool = False,
-                          residual: torch.Tensor | None = None) -> torch.Tensor:
-    """Eager reference: ``conv2d(act(x), weight, bias, padding=1) (+ residual)`` with
-    ``act = silu ∘ norm`` (each optional), computed in float32 and returned in ``x``'s dtype."""
+                          residual: torch.Tensor | None = None, upsample: bool = False) -> torch.Tensor:
+    """Eager reference: ``conv2d(up(act(x)), weight, bias, padding=1) (+ residual)`` with
+    ``act = silu ∘ norm`` (each optional) and ``up`` a nearest 2x upsampling when ``upsample``,
+    computed in float32 and returned in ``x``'s dtype."""
     a = x.float()
     if norm is not None:
         a = F.group_norm(a, norm.num_groups, None if norm.weight is None else norm.weight.float(),
@@ -240,6 +241,8 @@ def conv3x3_act_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     if silu:
         a = F.silu(a)
     a = a.to(x.dtype).float()  # the activation is stored in x's dtype before the convolution (as eager autocast does)
+    if upsample:
+        a = F.interpolate(a, scale_factor=2.0, mode="nearest")
     y = F.conv2d(a, weight.to(x.dtype).float(), None if bias is None else bias.float(), padding=1)
     if residual is not None:
         y = y + residual.float()
@@ -273,7 +276,7 @@ def _padded_weights(weight: torch.Tensor, bias: torch.Tensor | None, dtype: torc
 
 def conv3x3_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                 norm: nn.GroupNorm | None = None, silu: bool = False, residual: torch.Tensor | None = None,
-                backend: str = "auto") -> torch.Tensor:
+                upsample: bool = False, backend: str = "auto") -> torch.Tensor:
     """``conv2d(silu(group_norm(x)), weight, bias, padding=1) + residual``, one kernel after the statistics.
 
     The normalization and activation are applied as the convolution loads its input, and the bias
@@ -289,10 +292,13 @@ def conv3x3_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         weight: (Cout,Cin,3,3); bias: (Cout,) or None.
         norm: an ``nn.GroupNorm`` over Cin applied first (its groups, affine parameters and eps).
         silu: apply SiLU (after ``norm``) to the input.
-        residual: (B,Cout,H,W) added to the output, or None.
+        residual: (B,Cout,H',W') added to the output, or None.
+        upsample: convolve the nearest 2x upsampling of the activated input (the U-Net decoder's
+            ``conv(interpolate(x, scale_factor=2))``), read from ``x`` without storing it.
         backend: ``"auto"``, ``"triton"`` or ``"reference"``.
     Returns:
-        (B,Cout,H,W) in ``x``'s dtype and memory format (channels-last when ``x`` is).
+        (B,Cout,H',W') in ``x``'s dtype and memory format (channels-last when ``x`` is), where
+        H',W' = H,W, or 2H,2W with ``upsample``.
     """
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"x: expected a (B,C,H,W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
@@ -310,14 +316,16 @@ def conv3x3_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         raise ValueError(f"norm: expected an nn.GroupNorm over {C} channels, got {norm!r}")
     if norm is not None and C // norm.num_groups * H * W < 2:
         raise ValueError(f"x: GroupNorm needs more than one value per group, got shape {tuple(x.shape)}")
-    if residual is not None and (not isinstance(residual, torch.Tensor) or residual.shape != (B, cout, H, W)):
-        raise ValueError(f"residual: expected shape {(B, cout, H, W)}, got {tuple(getattr(residual, 'shape', ()))}")
+    up = 2 if upsample else 1
+    if residual is not None and (not isinstance(residual, torch.Tensor) or residual.shape != (B, cout, up * H, up * W)):
+        raise ValueError(f"residual: expected shape {(B, cout, up * H, up * W)}, got "
+                         f"{tuple(getattr(residual, 'shape', ()))}")
     for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
         if t is not None and t.device != x.device:
             raise ValueError(f"{name}: on {t.device}, x on {x.device}")
     params = (weight, bias) + (() if norm is None else (norm.weight, norm.bias))
     if not _use_triton(backend, x.device, x, residual, *params):
-        return conv3x3_act_reference(x, weight, bias, norm=norm, silu=silu, residual=residual)
+        return conv3x3_act_reference(x, weight, bias, norm=norm, silu=silu, residual=residual, upsample=upsample)
     from lsn_fast.kernels.lsn_fused import conv3x3_triton, gn_scale_shift_triton
 
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -326,5 +334,5 @@ def conv3x3_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         xs = x if (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)) else x.contiguous()
         scale, shift = gn_scale_shift_triton(xs, norm.num_groups, norm.weight, norm.bias, norm.eps)
     w9, b = _padded_weights(weight, bias, x.dtype)
-    return conv3x3_triton(x, w9, b, cout, scale, shift, silu, residual, channels_last)
+    return conv3x3_triton(x, w9, b, cout, scale, shift, silu, residual, channels_last, upsample=bool(upsample))
 

@@ -370,7 +370,12 @@ class LSN(nn.Module):
             h = a(h)
         h = self.mid2(h)
         for up, dec in zip(self.up, self.dec):
-            h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+            if self.fused_convs:  # reads h nearest-upsampled; the 4x tensor is never stored
+                from .fused import conv3x3_act
+
+                h = conv3x3_act(h, up.weight, up.bias, upsample=True)
+            else:
+                h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = dec(torch.cat([h, skips.pop()], dim=1))
         if self.fused_convs:
             from .fused import conv3x3_act
@@ -420,10 +425,11 @@ class LSN(nn.Module):
         """Run GroupNorm+SiLU pairs and the recomposition head (with a refiner: its input and its
         correction too) as fused Triton kernels (in place).
 
-        With ``convs=True`` the 3×3 convolutions that follow a normalization or an activation (both
-        in every ResBlock, the head, the refiner's) also become Triton kernels that apply the
-        GroupNorm and SiLU as they load their input and add the bias and the ResBlock's residual
-        before they store (:func:`lsn_fast.fused.conv3x3_act`): the activated tensors never go to
+        With ``convs=True`` the 3×3 convolutions that follow a normalization, an activation or an
+        upsampling (both in every ResBlock, the head, the refiner's, the decoder's) also become
+        Triton kernels that apply the GroupNorm and SiLU (or read nearest-upsampled) as they load
+        their input and add the bias and the ResBlock's residual before they store
+        (:func:`lsn_fast.fused.conv3x3_act`): the activated and upsampled tensors never go to
         memory. Off by default until a GPU benchmark shows it faster than cuDNN there.
 
         The kernels are inference-only: where autograd records, or where Triton cannot run (CPU

@@ -99,6 +99,7 @@ from typing import Iterator
 
 import torch
 
+from ._validation import check_int
 from .compose import MOVES, _bank_geometry, whole_pixel_moves
 from .detector import PARAM_COLUMNS, Detector
 from .layers import LayerStack
@@ -149,14 +150,6 @@ def _uniform(r: torch.Tensor) -> torch.Tensor:
 
 def _word(words: torch.Tensor, field: int, j: int) -> torch.Tensor:
     return words[:, 4 * field + j]
-
-
-def _check_int(v, name: str, lo: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-    if lo is not None and v < lo:
-        raise ValueError(f"{name}: must be >= {lo}, got {v}")
-    return v
 
 
 def _check_range(v, name: str, *, nonneg: bool = False) -> tuple[float, float]:
@@ -221,8 +214,8 @@ def bank_from_phantoms(
     """
     from .phantom import generate
 
-    _check_int(n, "n", 1)
-    _check_int(seed, "seed", 0)
+    check_int(n, "n", 1)
+    check_int(seed, "seed", 0)
     H, W = (size, size) if isinstance(size, int) else tuple(size)
     jsw_all = None
     if jsw_mm is not None and not isinstance(jsw_mm, (int, float)):
@@ -442,9 +435,9 @@ class JSWStream(torch.utils.data.IterableDataset):
         if bank.batch_size < 1 or bank.soft.numel() == 0:
             raise ValueError("bank: empty bank")
         self.bank = bank
-        self.batch_size = _check_int(batch_size, "batch_size", 1)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
         if num_samples is not None:
-            _check_int(num_samples, "num_samples", 1)
+            check_int(num_samples, "num_samples", 1)
         self.num_samples = num_samples
         split_seed(seed)
         self.seed = seed
@@ -452,7 +445,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             raise ValueError(f"bone: expected one of {BONES}, got {bone!r}")
         self.bone = bone
         self.drop_last = bool(drop_last)
-        self.prefetch = _check_int(prefetch, "prefetch", 0)
+        self.prefetch = check_int(prefetch, "prefetch", 0)
         from .reference import INTERP_MODES
 
         if interp not in INTERP_MODES:
@@ -484,8 +477,8 @@ class JSWStream(torch.utils.data.IterableDataset):
         if (rank is None) != (world_size is None):
             raise ValueError("rank, world_size: give both or neither")
         if world_size is not None:
-            _check_int(world_size, "world_size", 1)
-            _check_int(rank, "rank", 0)
+            check_int(world_size, "world_size", 1)
+            check_int(rank, "rank", 0)
             if rank >= world_size:
                 raise ValueError(f"rank: must be < world_size ({world_size}), got {rank}")
         self.rank, self.world_size = rank, world_size
@@ -912,7 +905,7 @@ class JSWStream(torch.utils.data.IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         """Finite streams: epoch ``e`` covers global indices ``[e·N, (e+1)·N)`` (fresh samples each
         epoch); resets the progress. Call it on every rank, before creating the DataLoader iterator."""
-        self.epoch = _check_int(epoch, "epoch", 0)
+        self.epoch = check_int(epoch, "epoch", 0)
         self._start, self._start_shards, self._progress = {}, None, {}
 
     def record(self, info: dict) -> None:
@@ -990,7 +983,7 @@ class _TrackedLoader:
     """``DataLoader(stream, batch_size=None, ...)`` that calls ``stream.record(info)`` per batch."""
 
     def __init__(self, stream: JSWStream, num_workers: int, kwargs: dict):
-        self.stream, self.num_workers, self.kwargs = stream, _check_int(num_workers, "num_workers", 0), dict(kwargs)
+        self.stream, self.num_workers, self.kwargs = stream, check_int(num_workers, "num_workers", 0), dict(kwargs)
         if self.kwargs.pop("batch_size", None) is not None:
             raise ValueError("batch_size: the stream batches itself; the DataLoader runs with batch_size=None")
 

@@ -107,17 +107,21 @@ def lsn_fused_variants():
                 dict(KP=64, CB=16, AFFINE=True), 4))
     fn = kf._conv3x3_kernel
     # the small config's levels (12, 24, 48, 96 channels: padded 16, 32, 64, 128), the refiner (5 -> 16 -> 1)
-    # (channel tiles: kf.conv_tiles caps them at 64, so 96 or 128 channels run as 64-channel tiles)
-    for dt, ci, co, block_p, norm, silu, res in (
-            ("bf16", 16, 16, 64, True, True, False), ("bf16", 16, 16, 64, True, True, True),
-            ("bf16", 32, 16, 64, True, True, True), ("bf16", 32, 32, 64, True, True, True),
-            ("bf16", 64, 64, 64, True, True, True), ("bf16", 16, 16, 128, False, True, False),
-            ("fp32", 16, 16, 64, True, True, True), ("fp32", 64, 64, 64, True, True, True)):
+    # (channel tiles: kf.conv_tiles caps them at 64, so 96 or 128 channels run as 64-channel tiles;
+    # pixel tile and warps: kf.conv_config, as the launcher picks them)
+    for dt, ci, co, norm, silu, res, up in (
+            ("bf16", 16, 16, True, True, False, False), ("bf16", 16, 16, True, True, True, False),
+            ("bf16", 32, 16, True, True, True, False), ("bf16", 32, 32, True, True, True, False),
+            ("bf16", 64, 64, True, True, True, False), ("bf16", 16, 16, False, True, False, False),
+            ("bf16", 32, 16, False, False, False, True), ("bf16", 64, 64, False, False, False, True),
+            ("fp32", 16, 16, True, True, True, False), ("fp32", 32, 32, True, True, True, False),
+            ("fp32", 64, 64, True, True, True, False)):
+        block_p, warps = kf.conv_config(ci, co, torch.float32 if dt == "fp32" else torch.bfloat16)
         sig = signature(fn, {"x_ptr": PTR[dt], "w_ptr": PTR[dt], "res_ptr": PTR[dt], "out_ptr": PTR[dt]})
-        label = f"conv3x3/{dt} {ci}->{co} P{block_p}{' gn' if norm else ''}{' silu' if silu else ''}{' +res' if res else ''}"
-        warps = kf.conv_warps(ci, co, torch.float32 if dt == "fp32" else torch.bfloat16)
+        label = (f"conv3x3/{dt} {ci}->{co} P{block_p}{' gn' if norm else ''}{' silu' if silu else ''}"
+                 f"{' +res' if res else ''}{' up2x' if up else ''}")
         out.append((label, fn, sig, dict(BLOCK_P=block_p, CI=ci, CO=co, NORM=norm, SILU=silu, RES=res,
-                                         IEEE=dt == "fp32", UPCAST=False), warps))
+                                         IEEE=dt == "fp32", UPCAST=False, UP=int(up)), warps))
     fn = kf._refine_input_kernel
     for dt in ("fp32", "bf16"):
         out.append((f"refine_input/{dt} head -> {dt}", fn, signature(fn, {"h_ptr": PTR[dt], "y_ptr": "*fp32",

@@ -389,6 +389,7 @@ def conv_cases(draw):
         dtype=draw(st.sampled_from([torch.float32, torch.bfloat16, torch.float16])),
         layout=draw(st.sampled_from(["contiguous", "channels_last", "sliced"])),
         norm=draw(st.booleans()), silu=draw(st.booleans()), res=draw(st.booleans()), bias=draw(st.booleans()),
+        up=draw(st.booleans()),
         block_p=draw(st.sampled_from([16, 64])), seed=draw(st.integers(0, 2**31 - 1)),
     )
 
@@ -408,9 +409,11 @@ def test_conv3x3_act_matches_reference(c):
         with torch.no_grad():
             norm.weight.copy_(torch.rand(c["cin"], generator=g) + 0.5)
             norm.bias.copy_(torch.randn(c["cin"], generator=g) * 0.5)
-    res = torch.randn(c["B"], c["cout"], c["H"], c["W"], generator=g).to(c["dtype"]) if c["res"] else None
+    k = 2 if c["up"] else 1
+    res = torch.randn(c["B"], c["cout"], k * c["H"], k * c["W"], generator=g).to(c["dtype"]) if c["res"] else None
     with torch.no_grad():
-        want = fused.conv3x3_act_reference(x, conv.weight, conv.bias, norm=norm, silu=c["silu"], residual=res)
+        want = fused.conv3x3_act_reference(x, conv.weight, conv.bias, norm=norm, silu=c["silu"], residual=res,
+                                           upsample=c["up"])
         # the reference itself against the modules it stands for, in float64 (16 bit: the
         # reference rounds the activation to x's dtype first, as eager autocast does, so 2 ulp)
         a = x.double()
@@ -418,6 +421,7 @@ def test_conv3x3_act_matches_reference(c):
             a = norm.double()(a)
             norm.float()
         a = torch.nn.functional.silu(a) if c["silu"] else a
+        a = torch.nn.functional.interpolate(a, scale_factor=2.0, mode="nearest") if c["up"] else a
         mod = torch.nn.functional.conv2d(a, conv.weight.double(), None if conv.bias is None else conv.bias.double(),
                                          padding=1) + (0 if res is None else res.double())
         tol = TOL[c["dtype"]] * 2
@@ -430,7 +434,7 @@ def test_conv3x3_act_matches_reference(c):
         w9, b = fused._padded_weights(dev(conv.weight), dev(conv.bias), c["dtype"])
         cl = c["layout"] == "channels_last"
         got = kl.conv3x3_triton(dev(xin), w9, b, c["cout"], scale, shift, c["silu"], dev(res), cl,
-                                block_p=c["block_p"]).cpu()
+                                upsample=c["up"], block_p=c["block_p"]).cpu()
     assert got.shape == want.shape and got.dtype == c["dtype"]
     assert got.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
     # float32: the same products summed in another order; 16 bit: each side rounds the
@@ -472,7 +476,8 @@ def test_conv3x3_act_api_and_bad_input():
 
 @pytest.mark.parametrize("refine", [False, True])
 def test_fused_convs_lsn_matches_unfused(refine):
-    """LSN.fuse(convs=True): every ResBlock, the head and the refiner run the fused convolutions
+    """LSN.fuse(convs=True): every ResBlock, the head, the decoder's upsampling convolutions and the
+    refiner run the fused convolutions
     (counted) and the outputs equal the eager model's (float32, interpreter)."""
     from lsn_fast.inference import FastSeparator
     from lsn_fast.lsn import LSN, with_refiner
@@ -497,7 +502,7 @@ def test_fused_convs_lsn_matches_unfused(refine):
         want = model(x)
         got = model.to(DEVICE).fuse(convs=True)(x.to(DEVICE))
     n_res = sum(type(m).__name__ == "ResBlock" for m in model.modules())
-    assert calls["n"] == 2 * n_res + 1 + (3 if refine else 0)
+    assert calls["n"] == 2 * n_res + 1 + model.config.depth + (3 if refine else 0)
     for a, b in ((got.layers, want.layers), (got.denoised, want.denoised), (got.seg_logits, want.seg_logits)):
         torch.testing.assert_close(a.cpu(), b, atol=5e-5, rtol=5e-5)
     with pytest.raises(ValueError, match="convs"):

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._validation import check_positive_float, check_tensor
+from .._validation import check_int, check_positive_float, check_tensor
 
 _IMG_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -23,15 +23,6 @@ def check_images(images, name: str = "images") -> torch.Tensor:
     if images.shape[2] < 16 or images.shape[3] < 16:
         raise ValueError(f"{name}: images must be at least 16x16, got {tuple(images.shape[2:])}")
     return images
-
-
-def check_int(v, name: str, minimum: int = 1) -> int:
-    """An int (not a bool) >= ``minimum``: ``TypeError`` for another type, ``ValueError`` below it."""
-    if isinstance(v, bool) or not isinstance(v, Integral):
-        raise TypeError(f"{name}: expected an int >= {minimum}, got {v!r}")
-    if v < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {v!r}")
-    return int(v)
 
 
 def check_seed(seed, name: str = "seed") -> int:
