@@ -20,6 +20,12 @@ kernels). Fused here:
   format, instead of relu + softmax + ``torch.cat`` + casts. A refined model's head is then these
   two kernels around the refiner's convolutions.
 
+* :func:`conv3x3_act` — a 3×3 convolution as 9 shifted ``tl.dot`` tiles per program, with the
+  GroupNorm (folded into per-sample, per-channel scale and shift by ``_gn_affine_kernel`` from
+  ``_gn_stats_kernel``'s partials) and SiLU applied to the input as it is loaded, the zero padding
+  after them, a nearest 2x upsampling of the input as an address change, and the bias and a
+  residual added before the one store.
+
 All are pure functions over pointers and strides; validation and dispatch live in
 :mod:`lsn_fast.fused` (which also holds the eager references the tests compare against).
 They run compiled on CUDA and, for the tests, under ``TRITON_INTERPRET=1`` on CPU.

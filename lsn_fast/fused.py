@@ -1,12 +1,15 @@
 """Fused LSN inference ops: validation, dispatch and their eager references (issue 4, item 5).
 
-Three ops, each with an eager-PyTorch reference (what the tests compare against) and a Triton
+Four ops, each with an eager-PyTorch reference (what the tests compare against) and a Triton
 implementation (``kernels/lsn_fused.py``):
 
 * :func:`group_norm_act` — ``silu(group_norm(x))`` (or without the SiLU);
 * :func:`recompose_head` — the LSN head's ``D = relu(y + r)``, ``layers = D · softmax(z)``, with an
   optional refiner correction ``D = relu(relu(y + r) + c)``;
-* :func:`refine_input` — the refiner's input ``[y, relu(y + r), softmax(z)]`` in one tensor.
+* :func:`refine_input` — the refiner's input ``[y, relu(y + r), softmax(z)]`` in one tensor;
+* :func:`conv3x3_act` — ``conv3x3(silu(group_norm(x))) + residual`` (each part optional, the input
+  optionally read nearest-upsampled), the normalization and activation applied as the
+  convolution loads its input (``LSN.fuse(convs=True)``).
 
 ``backend="auto"`` takes Triton for CUDA tensors (or on CPU under ``TRITON_INTERPRET=1``, which is
 how CI tests the kernels) and the eager reference otherwise, and always the reference while
