@@ -56,13 +56,19 @@ def model_flops(model: LSN, x: torch.Tensor) -> float:
 
 
 def load_model(spec: str) -> LSN:
-    """``tiny`` | ``small`` | ``default`` (random weights of that config), ``shipped`` (the packaged
-    weights, with their refiner) or a path to a .safetensors file."""
+    """``tiny`` | ``small`` | ``default`` (random weights of that config, the zero-initialized
+    layers drawn too), ``shipped`` (the packaged weights, with their refiner) or a path to a
+    .safetensors file."""
     if spec == "shipped":
         return lf.LSN.pretrained()
     if os.path.isfile(spec):
         return lf.LSN.pretrained(spec)
-    return LSN(LSNConfig.named(spec))
+    model = LSN(LSNConfig.named(spec))
+    with torch.no_grad():  # the zero-initialized layers (head, attention output) would make the output
+        for p in model.parameters():  # independent of the trunk, and the error column blind to it
+            if p.ndim > 1 and not p.any():
+                p.normal_(0.0, 0.02)
+    return model
 
 
 def bench_model(spec: str, model: LSN, x: torch.Tensor, args, dev: str, warmup: int, repeats: int) -> dict:
