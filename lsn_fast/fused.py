@@ -323,6 +323,8 @@ def conv3x3_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     if residual is not None and (not isinstance(residual, torch.Tensor) or residual.shape != (B, cout, up * H, up * W)):
         raise ValueError(f"residual: expected shape {(B, cout, up * H, up * W)}, got "
                          f"{tuple(getattr(residual, 'shape', ()))}")
+    if residual is not None and residual.dtype not in _FLOAT:
+        raise TypeError(f"residual: expected float32, float16 or bfloat16, got {residual.dtype}")
     for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
         if t is not None and t.device != x.device:
             raise ValueError(f"{name}: on {t.device}, x on {x.device}")

@@ -470,6 +470,10 @@ def test_conv3x3_act_api_and_bad_input():
         fused.conv3x3_act(x, conv.weight, residual=torch.zeros(2, 8, 6, 7))
     with pytest.raises(TypeError, match="x:"):
         fused.conv3x3_act(x.double(), conv.weight)
+    with pytest.raises(TypeError, match="residual"):
+        fused.conv3x3_act(x, conv.weight, residual=torch.zeros(2, 4, 6, 7, dtype=torch.int32))
+    with pytest.raises(ValueError, match="residual"):  # with upsample the output (and residual) is 2H x 2W
+        fused.conv3x3_act(x, conv.weight, residual=torch.zeros(2, 4, 6, 7), upsample=True)
     with pytest.raises(ValueError, match="backend"):
         fused.conv3x3_act(x, conv.weight, backend="cudnn")
 
