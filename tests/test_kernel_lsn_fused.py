@@ -60,6 +60,12 @@ def _interpreter():
 TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 4e-3}
 
 
+def _examples(n: int) -> int:
+    """Hypothesis examples: all of them in the interpreter; on a GPU each new combination of
+    constexprs is a compile (~1 s), and the GPU suite gives this file a few minutes, so fewer."""
+    return min(n, 12) if GPU else n
+
+
 def _layout(x, layout):
     if layout == "channels_last":
         return x.contiguous(memory_format=torch.channels_last)
@@ -85,7 +91,7 @@ def gn_cases(draw):
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=_examples(40), deadline=None)
 @given(gn_cases())
 def test_group_norm_act_matches_reference(c):
     assume(c["H"] * c["W"] * (c["C"] // c["groups"]) > 1)  # F.group_norm (and the API) refuse one value per group
@@ -161,7 +167,7 @@ def test_group_norm_act_bad_input():
         fused.group_norm_act(torch.randn(2, 6, 1, 1), 6)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=_examples(30), deadline=None)
 @given(st.integers(1, 3), st.sampled_from([1, 3, 8, 13]), st.sampled_from([1, 5, 16, 19]),
        st.sampled_from([torch.float32, torch.bfloat16, torch.float16]), st.sampled_from([4, 6]),
        st.sampled_from(["contiguous", "channels_last", "sliced"]), st.sampled_from([8, 64]),
@@ -188,7 +194,7 @@ def test_recompose_head_matches_reference(B, H, W, dtype, K, layout, block, corr
         assert not torch.allclose(got_d, plain_d)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=_examples(30), deadline=None)
 @given(st.integers(1, 3), st.sampled_from([1, 3, 8, 13]), st.sampled_from([1, 5, 16, 19]),
        st.sampled_from([torch.float32, torch.bfloat16, torch.float16]), st.sampled_from([4, 6]),
        st.sampled_from(["contiguous", "channels_last", "sliced"]),
@@ -394,7 +400,7 @@ def conv_cases(draw):
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=_examples(40), deadline=None)
 @given(conv_cases())
 def test_conv3x3_act_matches_reference(c):
     assume(not c["norm"] or c["H"] * c["W"] * (c["cin"] // c["groups"]) > 1)
