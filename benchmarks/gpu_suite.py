@@ -13,7 +13,8 @@ first:
    weights (with their refiner): eager, bf16 channels-last, torch.compile max-autotune, fused
    kernels, fused convolutions, CUDA graph; at most 320 s (``--skip-lsn`` to skip); then
    ``bench_lsn_kernels.py``: each fused LSN op at the shipped model's shapes against eager and
-   ``torch.compile``, at most 120 s;
+   ``torch.compile``, at most 120 s; then issue 6's ``lsn-fast experiment five-percent --quick
+   --device cuda --seeds 0`` (does the device path run; at most 180 s, when 240 s are left);
 4. build ``lsn_fast._C`` and ``lsn_fast._cuda`` in place (``LSN_FAST_BUILD_CUDA=1 python setup.py
    build_ext --inplace``; ``import lsn_fast`` works without them, so steps 2–3 do not wait for it),
    then pytest of the cuda and triton synthesis backends on the GPU;
@@ -44,6 +45,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -127,6 +129,12 @@ def main(argv=None) -> int:
     if not args.skip_lsn and left() > 150:
         step("bench_lsn_kernels", [PY, "benchmarks/bench_lsn_kernels.py", "--device", "cuda", "--model", "shipped",
                                    "--out", os.path.join(args.out, "lsn_kernels")], timeout=min(120, left() - 60))
+    # issue 6's experiment on CUDA, its quick configuration (one seed): does the device path run?
+    # Its tables and plots go to a scratch folder; the printed table is in suite_log.txt
+    if not args.skip_lsn and left() > 240:
+        step("five-percent-cuda", [PY, "-m", "lsn_fast.cli", "experiment", "five-percent", "--quick", "--device", "cuda",
+                                   "--seeds", "0", "--no-plots", "--out", os.path.join(tempfile.gettempdir(), "fp_cuda")],
+             timeout=min(180, left() - 60))
     # 4. build the extensions, then the cuda and triton synthesis backends' tests on the GPU
     if not args.skip_build and left() > 60:
         step("build", [PY, "setup.py", "build_ext", "--inplace"], {"LSN_FAST_BUILD_CUDA": "1"},
