@@ -35,11 +35,12 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from bench_lsn import load_model  # noqa: E402
 from lsn_traffic import module_calls  # noqa: E402
 
 from lsn_fast import fused  # noqa: E402
 from lsn_fast.bench import copy_bandwidth, device_name, time_fn, versions  # noqa: E402
-from lsn_fast.lsn import LSN, LSNConfig, ResBlock  # noqa: E402
+from lsn_fast.lsn import LSN  # noqa: E402
 
 
 def conv_shapes(model: LSN, size: int) -> list[dict]:
@@ -66,7 +67,8 @@ def conv_shapes(model: LSN, size: int) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--model", default="shipped", help="tiny | small | default | shipped")
+    ap.add_argument("--model", default="shipped", help="tiny | small | default | shipped | path to a .safetensors "
+                    "(bench_lsn.load_model)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=256, help="input size (a multiple of 64)")
     ap.add_argument("--no-compile", action="store_true")
@@ -85,8 +87,11 @@ def main(argv=None) -> int:
     repeats = args.repeats if args.repeats is not None else (20 if dev == "cuda" else 2)
     dt = torch.bfloat16 if dev == "cuda" else torch.float32  # CPU: a smoke run of the code paths
     e = torch.finfo(dt).bits // 8
-    model = LSN.pretrained() if args.model == "shipped" else LSN(LSNConfig.named(args.model))
-    model = model.to(dev).eval()
+    try:
+        model = load_model(args.model).to(dev).eval()
+    except (ValueError, OSError) as ex:
+        print(f"--model {args.model}: {ex}", file=sys.stderr)
+        return 2
     bw = copy_bandwidth(dev, 1 << 28 if dev == "cuda" else 1 << 24) * 1e9
     name = device_name(dev)
     print(f"device: {name}; copy bandwidth {bw / 1e9:.0f} GB/s; model {args.model}; batch {args.batch}; {dt}")

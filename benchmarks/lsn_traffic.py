@@ -29,7 +29,8 @@ import argparse
 import torch
 import torch.nn as nn
 
-from lsn_fast.lsn import LSN, LSNConfig, ResBlock
+from bench_lsn import load_model  # benchmarks/ is on sys.path: this runs as a script or beside bench_lsn_kernels
+from lsn_fast.lsn import LSN, ResBlock
 
 
 def module_calls(model: LSN, size: int) -> list[tuple[str, nn.Module, tuple, tuple]]:
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     probe = 64  # the hooks run at 64x64 and the counts scale with the pixel count
     for spec in args.model.split(","):
-        model = LSN.pretrained() if spec == "shipped" else LSN(LSNConfig.named(spec))
+        model = load_model(spec)
         t = traffic(model.eval(), args.batch, probe)
         scale = (args.size / probe) ** 2
         print(f"{spec} ({model.num_parameters / 1e6:.2f} M parameters), batch {args.batch} at {args.size}^2, bf16:")

@@ -91,16 +91,9 @@ def _gn_stats_kernel(x_ptr, part_ptr, G, CPG, HW, sB, sC, sP, CHUNK, N_CHUNKS,
 
 
 @triton.jit
-def _gn_apply_kernel(x_ptr, part_ptr, w_ptr, b_ptr, out_ptr,
-                     G, CPG, HW, sB, sC, sP, oB, oC, oP, CHUNK, N_CHUNKS, eps,
-                     BLOCK: tl.constexpr, KP: tl.constexpr, CH_INNER: tl.constexpr,
-                     SILU: tl.constexpr, AFFINE: tl.constexpr):
-    """Program (b·G + g, k): merge group (b, g)'s partials, then normalize + activate its chunk k."""
-    bg = tl.program_id(0)
-    k = tl.program_id(1)
-    b = bg // G
-    g = bg % G
-    # Chan's merge of the N_CHUNKS partials (KP >= N_CHUNKS, a power of two)
+def _merge_partials(part_ptr, bg, N_CHUNKS, eps, KP: tl.constexpr):
+    """(mean, rstd) of group ``bg`` from its N_CHUNKS (count, mean, M2) partials: Chan et al.'s
+    parallel merge (KP >= N_CHUNKS, a power of two), no E[x²] − E[x]² cancellation."""
     j = tl.arange(0, KP)
     pm = j < N_CHUNKS
     pb = part_ptr + (bg * N_CHUNKS + j) * 3
@@ -111,7 +104,20 @@ def _gn_apply_kernel(x_ptr, part_ptr, w_ptr, b_ptr, out_ptr,
     mean = tl.sum(cnt * mu, axis=0) / total
     dm = tl.where(pm, mu - mean, 0.0)
     var = (tl.sum(m2, axis=0) + tl.sum(cnt * dm * dm, axis=0)) / total
-    rstd = 1.0 / tl.sqrt(var + eps)
+    return mean, 1.0 / tl.sqrt(var + eps)
+
+
+@triton.jit
+def _gn_apply_kernel(x_ptr, part_ptr, w_ptr, b_ptr, out_ptr,
+                     G, CPG, HW, sB, sC, sP, oB, oC, oP, CHUNK, N_CHUNKS, eps,
+                     BLOCK: tl.constexpr, KP: tl.constexpr, CH_INNER: tl.constexpr,
+                     SILU: tl.constexpr, AFFINE: tl.constexpr):
+    """Program (b·G + g, k): merge group (b, g)'s partials, then normalize + activate its chunk k."""
+    bg = tl.program_id(0)
+    k = tl.program_id(1)
+    b = bg // G
+    g = bg % G
+    mean, rstd = _merge_partials(part_ptr, bg, N_CHUNKS, eps, KP)
     n = CPG * HW
     lo = k * CHUNK
     hi = tl.minimum(lo + CHUNK, n)
@@ -136,12 +142,9 @@ def _flat_strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(3) if W > 1 else t.stride(2)
 
 
-def group_norm_act_triton(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
-                          eps: float, silu: bool, chunk: int | None = None, block: int = 1024) -> torch.Tensor:
-    """Launch the two GroupNorm kernels (no validation: see ``lsn_fast.fused.group_norm_act``).
-
-    Returns a tensor shaped, strided (memory format) and typed like ``x``.
-    """
+def _gn_partials(x: torch.Tensor, groups: int, chunk: int | None, block: int) -> tuple[torch.Tensor, int, int]:
+    """Launch ``_gn_stats_kernel``: the (B·groups, n_chunks, 3) float32 (count, mean, M2) partials of
+    ``x``'s groups; returns them with the chunk length used and the number of chunks."""
     B, C, H, W = x.shape
     cpg, hw = C // groups, H * W
     n = cpg * hw
@@ -150,12 +153,26 @@ def group_norm_act_triton(x: torch.Tensor, groups: int, weight: torch.Tensor | N
     chunk = triton.cdiv(chunk, block) * block
     n_chunks = triton.cdiv(n, chunk)
     sB, sC, sP = _flat_strides(x)
+    part = torch.empty((B * groups, n_chunks, 3), device=x.device, dtype=torch.float32)
+    _gn_stats_kernel[(B * groups, n_chunks)](x, part, groups, cpg, hw, sB, sC, sP, chunk, n_chunks, BLOCK=block,
+                                             CH_INNER=sC == 1 and C > 1)
+    return part, chunk, n_chunks
+
+
+def group_norm_act_triton(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                          eps: float, silu: bool, chunk: int | None = None, block: int = 1024) -> torch.Tensor:
+    """Launch the two GroupNorm kernels (no validation: see ``lsn_fast.fused.group_norm_act``).
+
+    Returns a tensor shaped, strided (memory format) and typed like ``x``.
+    """
+    B, C, H, W = x.shape
+    cpg, hw = C // groups, H * W
+    part, chunk, n_chunks = _gn_partials(x, groups, chunk, block)
+    sB, sC, sP = _flat_strides(x)
     ch_inner = sC == 1 and C > 1
     out = torch.empty_like(x)  # keeps x's memory format
     oB, oC, oP = _flat_strides(out)
-    part = torch.empty((B * groups, n_chunks, 3), device=x.device, dtype=torch.float32)
     grid = (B * groups, n_chunks)
-    _gn_stats_kernel[grid](x, part, groups, cpg, hw, sB, sC, sP, chunk, n_chunks, BLOCK=block, CH_INNER=ch_inner)
     _gn_apply_kernel[grid](
         x, part, weight if weight is not None else x, bias if bias is not None else x, out,
         groups, cpg, hw, sB, sC, sP, oB, oC, oP, chunk, n_chunks, float(eps),
@@ -260,20 +277,11 @@ def refine_input_triton(y: torch.Tensor, head: torch.Tensor, dtype: torch.dtype,
 @triton.jit
 def _gn_affine_kernel(part_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, G, CPG, N_CHUNKS, eps,
                       KP: tl.constexpr, CB: tl.constexpr, AFFINE: tl.constexpr):
-    """Program b·G + g: merge group (b, g)'s partials (as ``_gn_apply_kernel``) into the per-channel
+    """Program b·G + g: merge group (b, g)'s partials into the per-channel
     ``scale = rstd · w`` and ``shift = beta − mean · scale`` of its CPG channels (B·C float32 each)."""
     bg = tl.program_id(0)
     g = bg % G
-    j = tl.arange(0, KP)
-    pm = j < N_CHUNKS
-    pb = part_ptr + (bg * N_CHUNKS + j) * 3
-    cnt = tl.load(pb, mask=pm, other=0.0)
-    mu = tl.load(pb + 1, mask=pm, other=0.0)
-    m2 = tl.load(pb + 2, mask=pm, other=0.0)
-    total = tl.sum(cnt, axis=0)
-    mean = tl.sum(cnt * mu, axis=0) / total
-    dm = tl.where(pm, mu - mean, 0.0)
-    rstd = 1.0 / tl.sqrt((tl.sum(m2, axis=0) + tl.sum(cnt * dm * dm, axis=0)) / total + eps)
+    mean, rstd = _merge_partials(part_ptr, bg, N_CHUNKS, eps, KP)
     k = tl.arange(0, CB)
     km = k < CPG
     c = g * CPG + k
@@ -357,15 +365,9 @@ def gn_scale_shift_triton(x: torch.Tensor, groups: int, weight: torch.Tensor | N
                           eps: float, block: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """GroupNorm statistics of ``x`` (B,C,H,W) folded with the affine parameters into per-sample,
     per-channel ``(scale, shift)``, each (B, C) float32: ``group_norm(x) = x · scale + shift``."""
-    B, C, H, W = x.shape
-    cpg, hw = C // groups, H * W
-    n = cpg * hw
-    chunk = triton.cdiv(max(4 * block, triton.cdiv(n, 64)), block) * block
-    n_chunks = triton.cdiv(n, chunk)
-    sB, sC, sP = _flat_strides(x)
-    part = torch.empty((B * groups, n_chunks, 3), device=x.device, dtype=torch.float32)
-    _gn_stats_kernel[(B * groups, n_chunks)](x, part, groups, cpg, hw, sB, sC, sP, chunk, n_chunks, BLOCK=block,
-                                             CH_INNER=sC == 1 and C > 1)
+    B, C = x.shape[:2]
+    cpg = C // groups
+    part, _, n_chunks = _gn_partials(x, groups, None, block)
     scale = torch.empty((B, C), device=x.device, dtype=torch.float32)
     shift = torch.empty_like(scale)
     _gn_affine_kernel[(B * groups,)](part, weight if weight is not None else part, bias if bias is not None else part,

@@ -70,6 +70,29 @@ def _use_triton(backend: str, device: torch.device, *tensors) -> bool:
     return ok and not grad
 
 
+def _check_activation(x) -> tuple[int, int, int, int]:
+    """``x`` is a non-empty (B,C,H,W) float32/float16/bfloat16 tensor; returns its shape."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f"x: expected a (B,C,H,W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype not in _FLOAT:
+        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x.dtype}")
+    B, C, H, W = x.shape
+    if min(B, C, H, W) < 1:
+        raise ValueError(f"x: empty tensor of shape {tuple(x.shape)}")
+    return B, C, H, W
+
+
+def _check_group_size(x: torch.Tensor, groups: int) -> None:
+    B, C, H, W = x.shape
+    if C // groups * H * W < 2:
+        raise ValueError(f"x: GroupNorm needs more than one value per group, got shape {tuple(x.shape)} with {groups} groups")
+
+
+def _contiguous_any(x: torch.Tensor) -> torch.Tensor:
+    """``x`` if NCHW-contiguous or channels-last (what the GroupNorm kernels walk), else a contiguous copy."""
+    return x if (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)) else x.contiguous()
+
+
 # ------------------------------------------------------------------------------ GroupNorm + SiLU
 def group_norm_act_reference(x, groups, weight=None, bias=None, eps=1e-5, silu=True):
     """Eager reference: ``F.group_norm`` (+ ``F.silu``)."""
@@ -106,13 +129,7 @@ def group_norm_act(
             raise ValueError("groups: pass either an nn.GroupNorm or groups/weight/bias/eps, not both")
         norm = groups
         groups, weight, bias, eps = norm.num_groups, norm.weight, norm.bias, norm.eps
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise ValueError(f"x: expected a (B,C,H,W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
-    if x.dtype not in _FLOAT:
-        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x.dtype}")
-    B, C, H, W = x.shape
-    if min(B, C, H, W) < 1:
-        raise ValueError(f"x: empty tensor of shape {tuple(x.shape)}")
+    C = _check_activation(x)[1]
     groups = int(groups)
     if groups < 1 or C % groups:
         raise ValueError(f"groups: must divide the {C} channels, got {groups}")
@@ -121,17 +138,14 @@ def group_norm_act(
             raise ValueError(f"{name}: expected ({C},) on {x.device}, got {tuple(p.shape)} on {p.device}")
     if (weight is None) != (bias is None):
         raise ValueError("weight/bias: give both or neither")
-    if C // groups * H * W < 2:
-        raise ValueError(f"x: GroupNorm needs more than one value per group, got shape {tuple(x.shape)} with {groups} groups")
+    _check_group_size(x, groups)
     if not eps >= 0:
         raise ValueError(f"eps: must be >= 0, got {eps}")
     if not _use_triton(backend, x.device, x, weight, bias):
         return group_norm_act_reference(x, groups, weight, bias, eps, silu)
     from lsn_fast.kernels.lsn_fused import group_norm_act_triton
 
-    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
-        x = x.contiguous()
-    return group_norm_act_triton(x, groups, weight, bias, eps, silu)
+    return group_norm_act_triton(_contiguous_any(x), groups, weight, bias, eps, silu)
 
 
 # ------------------------------------------------------------------------------ recomposition head
@@ -259,13 +273,13 @@ def _padded_weights(weight: torch.Tensor, bias: torch.Tensor | None, dtype: torc
     """(9, CIP, COP) weights in ``dtype`` and (COP,) float32 bias, zero-padded to whole channel
     tiles of the kernel; cached per weight tensor and version (inference weights do not change
     between calls)."""
-    from lsn_fast.kernels.lsn_fused import conv_tiles
-
     cout, cin = weight.shape[:2]
     key = (dtype, weight._version, None if bias is None else bias._version, None if bias is None else id(bias))
     entry = _W9_CACHE.get(weight)
     if entry is not None and entry[0] == key:
         return entry[1], entry[2]
+    from lsn_fast.kernels.lsn_fused import conv_tiles
+
     ti, to = conv_tiles(cin, cout)
     ci, co = -(-cin // ti) * ti, -(-cout // to) * to
     w9 = torch.zeros((9, ci, co), device=weight.device, dtype=dtype)
@@ -303,13 +317,7 @@ def conv3x3_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         (B,Cout,H',W') in ``x``'s dtype and memory format (channels-last when ``x`` is), where
         H',W' = H,W, or 2H,2W with ``upsample``.
     """
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise ValueError(f"x: expected a (B,C,H,W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
-    if x.dtype not in _FLOAT:
-        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x.dtype}")
-    B, C, H, W = x.shape
-    if min(B, C, H, W) < 1:
-        raise ValueError(f"x: empty tensor of shape {tuple(x.shape)}")
+    B, C, H, W = _check_activation(x)
     if not isinstance(weight, torch.Tensor) or weight.ndim != 4 or weight.shape[1:] != (C, 3, 3):
         raise ValueError(f"weight: expected (Cout,{C},3,3), got {tuple(getattr(weight, 'shape', ()))}")
     cout = weight.shape[0]
@@ -317,8 +325,8 @@ def conv3x3_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         raise ValueError(f"bias: expected ({cout},), got {tuple(getattr(bias, 'shape', ()))}")
     if norm is not None and (not isinstance(norm, nn.GroupNorm) or norm.num_channels != C):
         raise ValueError(f"norm: expected an nn.GroupNorm over {C} channels, got {norm!r}")
-    if norm is not None and C // norm.num_groups * H * W < 2:
-        raise ValueError(f"x: GroupNorm needs more than one value per group, got shape {tuple(x.shape)}")
+    if norm is not None:
+        _check_group_size(x, norm.num_groups)
     up = 2 if upsample else 1
     if residual is not None and (not isinstance(residual, torch.Tensor) or residual.shape != (B, cout, up * H, up * W)):
         raise ValueError(f"residual: expected shape {(B, cout, up * H, up * W)}, got "
@@ -336,8 +344,7 @@ def conv3x3_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     scale = shift = None
     if norm is not None:
-        xs = x if (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)) else x.contiguous()
-        scale, shift = gn_scale_shift_triton(xs, norm.num_groups, norm.weight, norm.bias, norm.eps)
+        scale, shift = gn_scale_shift_triton(_contiguous_any(x), norm.num_groups, norm.weight, norm.bias, norm.eps)
     w9, b = _padded_weights(weight, bias, x.dtype)
     return conv3x3_triton(x, w9, b, cout, scale, shift, silu, residual, channels_last, upsample=bool(upsample))
 

@@ -436,9 +436,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             raise ValueError("bank: empty bank")
         self.bank = bank
         self.batch_size = check_int(batch_size, "batch_size", 1)
-        if num_samples is not None:
-            check_int(num_samples, "num_samples", 1)
-        self.num_samples = num_samples
+        self.num_samples = None if num_samples is None else check_int(num_samples, "num_samples", 1)
         split_seed(seed)
         self.seed = seed
         if bone not in BONES:
@@ -477,8 +475,7 @@ class JSWStream(torch.utils.data.IterableDataset):
         if (rank is None) != (world_size is None):
             raise ValueError("rank, world_size: give both or neither")
         if world_size is not None:
-            check_int(world_size, "world_size", 1)
-            check_int(rank, "rank", 0)
+            world_size, rank = check_int(world_size, "world_size", 1), check_int(rank, "rank", 0)
             if rank >= world_size:
                 raise ValueError(f"rank: must be < world_size ({world_size}), got {rank}")
         self.rank, self.world_size = rank, world_size
