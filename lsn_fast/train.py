@@ -164,10 +164,18 @@ def recompose(layers: torch.Tensor, counts: bool = False) -> torch.Tensor:
     return compose(st, detector=_COUNTS if counts else None)
 
 
-def _autocast(device: torch.device):
+AMP_MODES = ("auto", "bf16", "off")
+
+
+def _autocast(device: torch.device, amp: str = "auto"):
+    """bf16 autocast for the forward pass: "auto" = on CUDA only; "bf16" = also on the CPU (oneDNN
+    runs bf16 convolutions on AMX / AVX512-BF16 where the CPU has them, about 1.4-1.8x per core
+    on a Sapphire Rapids Xeon, measured on the shipped model); "off" = float32 everywhere."""
+    if amp == "off":
+        return torch.autocast(device.type if device.type in ("cpu", "cuda") else "cpu", enabled=False)
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16")
 
 
 # ------------------------------------------------------------------------------ stage 1 data
@@ -502,6 +510,8 @@ class TrainConfig:
     refine_channels: int = 0
     refine_layers: int = 6
     train_only: str = "all"
+    # bf16 autocast: "auto" (CUDA only), "bf16" (CUDA and CPU), "off"
+    amp: str = "auto"
 
     def validate(self):
         if self.stage not in (1, 2):
@@ -537,6 +547,8 @@ class TrainConfig:
             raise ValueError(f"refine_channels: must be >= 0 (and refine_layers >= 2), got {self.refine_channels}, {self.refine_layers}")
         if self.train_only not in TRAIN_ONLY:
             raise ValueError(f"train_only: expected one of {TRAIN_ONLY}, got {self.train_only!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp: expected one of {AMP_MODES}, got {self.amp!r}")
         known = STAGE1_LOSS_WEIGHTS if self.stage == 1 else STAGE2_LOSS_WEIGHTS
         for k, v in dict(self.loss_weights).items():
             if k not in known:
@@ -646,7 +658,7 @@ class Trainer:
         for gr in self.opt.param_groups:
             gr["lr"] = lr
         self.model.train()
-        with _autocast(self.device):
+        with _autocast(self.device, self.cfg.amp):
             if cfg.stage == 1:
                 batch = stage1_batch(self.pool, k, cfg, self.device)
                 loss, terms = stage1_losses(self.model, batch, cfg.loss_weights)
@@ -666,7 +678,7 @@ class Trainer:
         if self.ema is not None:
             self._ema_update()
         if self.disc is not None:
-            with _autocast(self.device):
+            with _autocast(self.device, self.cfg.amp):
                 dl = discriminator_loss(self.disc, soft, batch["masks"], batch["image"])
             self.dopt.zero_grad(set_to_none=True)
             dl.backward()
@@ -798,6 +810,9 @@ def add_train_arguments(p) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this wall time")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--amp", choices=AMP_MODES, default="auto",
+                   help="bf16 autocast: auto = on CUDA only (default); bf16 = on the CPU too (fast where the CPU has "
+                        "AMX or AVX512-BF16; the losses and the optimizer stay float32); off = float32")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0: off); "
                    "model.safetensors then holds the EMA weights, model_raw.safetensors the raw ones")
@@ -858,7 +873,8 @@ def run_train(args) -> int:
                       recon_target=args.recon_target, anchor=args.anchor, loss_weights=dict(args.loss_weight),
                       bone_scale=tuple(args.bone_scale), soft_scale=tuple(args.soft_scale),
                       scatter=None if args.scatter is None else tuple(args.scatter),
-                      refine_channels=args.refine_channels, refine_layers=args.refine_layers, train_only=args.train_only)
+                      refine_channels=args.refine_channels, refine_layers=args.refine_layers, train_only=args.train_only,
+                      amp=args.amp)
     t0 = time.perf_counter()
     tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     last = tr.history[-1] if tr.history else {}

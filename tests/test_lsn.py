@@ -1,5 +1,6 @@
 """The Layer Separation Network: shapes, constraints, separate(), training, checkpoints, weights."""
 
+import math
 import os
 
 import pytest
@@ -187,6 +188,29 @@ def test_training_decreases_loss_and_is_deterministic():
     assert sum(la[-3:]) / 3 < sum(la[:3]) / 3
     c = T.train(_cfg(steps=3, seed=6))
     assert [h["loss"] for h in c.history] != la[:3]
+
+
+def test_cpu_bf16_autocast_option():
+    """amp="bf16" runs the forward pass in bf16 on the CPU (the default "auto" does not), stays
+    deterministic and trains; the head and the losses stay float32; a bad mode is refused."""
+    torch.set_num_threads(1)
+    conv = torch.nn.Conv2d(1, 2, 3)
+    x = torch.rand(1, 1, 8, 8)
+    dev = torch.device("cpu")
+    for amp, want in (("auto", torch.float32), ("off", torch.float32), ("bf16", torch.bfloat16)):
+        with T._autocast(dev, amp):
+            assert conv(x).dtype == want, amp
+    cfg = _cfg(steps=12, amp="bf16")
+    a, b = T.train(cfg), T.train(cfg)
+    la = [h["loss"] for h in a.history]
+    assert la == [h["loss"] for h in b.history]
+    assert all(math.isfinite(v) for v in la) and sum(la[-3:]) / 3 < sum(la[:3]) / 3
+    assert la != [h["loss"] for h in T.train(_cfg(steps=12)).history]  # it did change the arithmetic
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = a.model(torch.rand(1, 1, 32, 32), validate=False)
+    assert out.layers.dtype == out.denoised.dtype == torch.float32
+    with pytest.raises(ValueError, match="amp"):
+        _cfg(amp="fp16").validate()
 
 
 def test_checkpoint_resume_equals_continuing(tmp_path):
