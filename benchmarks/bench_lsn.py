@@ -9,11 +9,14 @@ Issue 4's target: images/s at 256² batch 64 on an H100-class GPU, the fused pat
 * ``graph-unfused``     :class:`lsn_fast.inference.FastSeparator` with ``fused=False`` (graph only);
 * ``fused``             FastSeparator with the Triton kernels, no graph;
 * ``fused-graph``       FastSeparator with the Triton kernels and a CUDA graph (the product path);
+* ``fused-graph-f32tail`` the same with the head and the refiner in float32
+  (``FastSeparator(float32_tail=True)``: what buying back bf16's recomposition error costs);
 * ``fused-conv[-graph]`` also the 3×3 convolutions as fused normalize-activate-convolve kernels
   (``FastSeparator(fused_convs=True)``; ``fused-conv`` without a graph is not in the default list).
 
 Each row also reports the max abs difference of its layers from ``eager-fp32`` (bf16 rows differ
-by bf16 rounding, ~1e-2 of the layer range) and ``floor/time`` with floor = model FLOPs (counted by
+by bf16 rounding, ~1e-2 of the layer range), the relative L2 difference of its denoised image D
+(the recomposition metric's units; with random ``default`` weights it only compares the paths) and ``floor/time`` with floor = model FLOPs (counted by
 ``torch.utils.flop_counter``) over the device's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s; on CPU
 the achieved GFLOP/s is reported instead).
 
@@ -44,7 +47,8 @@ from lsn_fast.inference import FastSeparator
 from lsn_fast.lsn import LSN, LSNConfig
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12}
-ALL = ["eager-fp32", "eager-bf16-cl", "compile", "graph-unfused", "fused", "fused-graph", "fused-conv-graph"]
+ALL = ["eager-fp32", "eager-bf16-cl", "compile", "graph-unfused", "fused", "fused-graph", "fused-graph-f32tail",
+       "fused-conv-graph"]
 
 
 def model_flops(model: LSN, x: torch.Tensor) -> float:
@@ -82,7 +86,8 @@ def bench_model(spec: str, model: LSN, x: torch.Tensor, args, dev: str, warmup: 
           f"{f', refiner {refine} ch' if refine else ''}); input {tuple(x.shape)}; "
           f"{flops / 1e9:.1f} GFLOP per batch" + (f"; bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else ""), flush=True)
     with torch.no_grad():
-        ref = model(x).layers.float()
+        ref_out = model(x)
+        ref, ref_d = ref_out.layers.float(), ref_out.denoised.float()
 
     wanted = [v for v in args.variants.split(",") if v]
     rows, notes = [], []
@@ -99,13 +104,16 @@ def bench_model(spec: str, model: LSN, x: torch.Tensor, args, dev: str, warmup: 
             sync(dev)
             row["first_call_s"] = time.perf_counter() - t0
             row["max_abs_err_vs_eager_fp32"] = float((out.layers.float() - ref).abs().max())
+            # what reduced precision costs in the recomposition metric's own units (relative L2 of D)
+            row["denoised_rel_l2_vs_eager_fp32"] = float((out.denoised.float() - ref_d).norm() / ref_d.norm())
             ts = time_fn(fn, dev, warmup, repeats)
             ms = statistics.median(ts)
             row.update(ms=ms, ms_min=min(ts), images_per_s=B / (ms * 1e-3),
                        tflops=flops / (ms * 1e-3) / 1e12, floor_over_time=(flops / peak) / (ms * 1e-3) if peak else None)
             ft = f"{row['floor_over_time']:.3f}" if peak else "-"
             print(f"{label:<22} {ms:>9.3f} ms {row['images_per_s']:>10.0f} img/s {row['tflops']:>8.3f} TFLOP/s "
-                  f"floor/time {ft:>6}  err {row['max_abs_err_vs_eager_fp32']:.2e}  (first call {row['first_call_s']:.1f}s)",
+                  f"floor/time {ft:>6}  err {row['max_abs_err_vs_eager_fp32']:.2e} "
+                  f"D rel {100 * row['denoised_rel_l2_vs_eager_fp32']:.3f} %  (first call {row['first_call_s']:.1f}s)",
                   flush=True)
         except Exception as e:  # noqa: BLE001 - record and go on
             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
@@ -139,13 +147,17 @@ def bench_model(spec: str, model: LSN, x: torch.Tensor, args, dev: str, warmup: 
             with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16, enabled=cuda):
                 return compiled(x_c, validate=False)
         add(f"compile-{args.compile_mode}", run_compiled)
-    for label, fused, graph, convs in (("graph-unfused", False, True, False), ("fused", True, False, False),
-                                       ("fused-graph", True, True, False), ("fused-conv", True, False, True),
-                                       ("fused-conv-graph", True, True, True)):
+    for label, fused, graph, convs, f32tail in (("graph-unfused", False, True, False, False),
+                                                ("fused", True, False, False, False),
+                                                ("fused-graph", True, True, False, False),
+                                                ("fused-graph-f32tail", True, True, False, True),
+                                                ("fused-conv", True, False, True, False),
+                                                ("fused-conv-graph", True, True, True, False)):
         if label not in wanted or (graph and not cuda):
             continue
         try:
-            runner = FastSeparator(fresh(), B, H, W, device=dev, fused=fused, cuda_graph=graph, fused_convs=convs)
+            runner = FastSeparator(fresh(), B, H, W, device=dev, fused=fused, cuda_graph=graph, fused_convs=convs,
+                                   float32_tail=f32tail)
         except Exception as e:  # noqa: BLE001
             rows.append({"model": spec, "variant": label, "error": f"{type(e).__name__}: {e}"[:300]})
             print(f"{label:<22} failed: {rows[-1]['error']}")
@@ -179,15 +191,16 @@ def write_results(out: str, meta: dict, runs: list[dict]) -> None:
         refiner = f", refiner {m['refine_channels']} channels" if m["refine_channels"] else ""
         lines += ["", f"## {m['model']}: {m['params'] / 1e6:.2f} M parameters{refiner}, "
                       f"{m['gflop_per_batch']:.1f} GFLOP per batch", "",
-                  "| variant | ms / batch | images/s | TFLOP/s | floor/time | max abs err vs eager fp32 |",
-                  "|---|---:|---:|---:|---:|---:|"]
+                  "| variant | ms / batch | images/s | TFLOP/s | floor/time | max abs err vs eager fp32 "
+                  "| D rel L2 vs eager fp32 |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         for r in run["rows"]:
             if "ms" in r:
                 ft = f"{r['floor_over_time']:.3f}" if r.get("floor_over_time") is not None else "-"
                 lines.append(f"| {r['variant']} | {r['ms']:.3f} | {r['images_per_s']:.0f} | {r['tflops']:.3f} | {ft} | "
-                             f"{r['max_abs_err_vs_eager_fp32']:.2e} |")
+                             f"{r['max_abs_err_vs_eager_fp32']:.2e} | {100 * r['denoised_rel_l2_vs_eager_fp32']:.3f} % |")
             else:
-                lines.append(f"| {r['variant']} | failed: {r.get('error', '')[:100]} | | | | |")
+                lines.append(f"| {r['variant']} | failed: {r.get('error', '')[:100]} | | | | | |")
         lines += [""] + [f"* {n}" for n in run["notes"]]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

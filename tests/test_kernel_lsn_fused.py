@@ -523,3 +523,44 @@ def test_fused_convs_lsn_matches_unfused(refine):
     torch.testing.assert_close(run(x).layers, want.layers, atol=5e-5, rtol=5e-5)
     with pytest.raises(ValueError, match="fused_convs"):
         FastSeparator(model, 2, 32, 32, fused=False, fused_convs=True)
+
+
+@pytest.mark.parametrize("convs", [False, True])
+def test_fused_lsn_float32_tail_under_bf16(convs):
+    """LSN.set_float32_tail with the fused kernels under bf16 autocast: the head, refine_input,
+    the refiner's (fused) convolutions and recompose_head get float32 tensors, and the outputs
+    match the unfused model's with the same tail to bf16's 2 ulp (the fused GroupNorm+SiLU
+    kernels round the U-Net's activations at other points than eager autocast does)."""
+    from lsn_fast.lsn import LSN, with_refiner
+
+    torch.manual_seed(5)
+    model = with_refiner(LSN.tiny(), 8, 3).eval()
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    model.set_float32_tail(True)
+    x = torch.rand(2, 1, 32, 32) * 2
+    seen = []
+
+    def run(m, dev):
+        with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16):
+            return m(x.to(dev))
+
+    want = run(model, "cpu")
+    model.to(DEVICE).fuse(convs=convs)
+    if convs:
+        conv = kl.conv3x3_triton
+
+        def spy(xx, *a, **k):
+            seen.append(xx.dtype)
+            return conv(xx, *a, **k)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(kl, "conv3x3_triton", spy)
+            got = run(model, DEVICE)
+        # the U-Net's convolutions run in bf16, the head's and the refiner's 3 in float32
+        assert seen.count(torch.float32) == 4 and torch.bfloat16 in seen
+    else:
+        got = run(model, DEVICE)
+    model.fuse(False).cpu()
+    for a, b in ((got.layers, want.layers), (got.denoised, want.denoised)):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.cpu(), b, atol=2e-2, rtol=2e-2)

@@ -171,6 +171,47 @@ def test_pretrained_loads_and_is_finite():
     torch.testing.assert_close(out.attenuation(), m(img).denoised[:, 0].detach(), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.skipif(not os.path.isfile(DEFAULT_WEIGHTS), reason="shipped weights missing")
+def test_float32_tail_under_bf16_autocast():
+    """set_float32_tail runs the head and the refiner in float32 under bf16 autocast (their
+    convolutions compute and return float32), which brings the denoised image closer to the float32 one
+    than all-bf16; without autocast it changes nothing. FastSeparator exposes it and honours an
+    explicit bf16 dtype on the CPU; a bad dtype is refused."""
+    import lsn_fast as lf
+    from lsn_fast.inference import FastSeparator
+
+    torch.set_num_threads(1)
+    m = LSN.pretrained().eval()
+    st, _ = lf.phantom.generate(2, size=128, seed=321)
+    img = lf.compose(st, detector=lf.Detector(n0=2e4, blur_sigma_px=0.7), seed=2)
+    seen = {}
+    hooks = [mod.register_forward_hook(lambda mod, a, out, k=k: seen.__setitem__(k, out.dtype) or None)
+             for k, mod in (("head", m.head), ("refine", m.refine.net[0]), ("stem", m.stem))]
+
+    def run(bf, tail):
+        m.set_float32_tail(tail)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf):
+            return m(img).denoised
+
+    ref = run(False, False)
+    torch.testing.assert_close(run(False, True), ref, atol=0, rtol=0)
+    all_bf16 = run(True, False)
+    assert seen == {"head": torch.bfloat16, "refine": torch.bfloat16, "stem": torch.bfloat16}
+    tail = run(True, True)
+    assert seen == {"head": torch.float32, "refine": torch.float32, "stem": torch.bfloat16}
+    for h in hooks:
+        h.remove()
+    err = lambda d: float((d - ref).norm() / ref.norm())  # noqa: E731
+    assert err(tail) < 0.6 * err(all_bf16), (err(tail), err(all_bf16))
+    m.set_float32_tail(False)
+    fast = FastSeparator(m, 2, 128, 128, fused=False, dtype=torch.bfloat16, float32_tail=True, channels_last=False)
+    assert fast.dtype == torch.bfloat16 and m.float32_tail
+    torch.testing.assert_close(fast(img).denoised, tail, atol=1e-5, rtol=1e-5)
+    assert FastSeparator(m, 1, 128, 128, fused=False).dtype is None  # "auto" on the CPU: float32
+    with pytest.raises(ValueError, match="dtype"):
+        FastSeparator(m, 1, 128, 128, fused=False, dtype="bf16")
+
+
 # ------------------------------------------------------------------------------ training
 def _cfg(**kw):
     base = dict(steps=6, crop=32, batch=2, pool=3, phantom_size=64, model="tiny", progress=False, warmup=2, lr=3e-3, seed=5)
