@@ -510,8 +510,10 @@ class TrainConfig:
     refine_channels: int = 0
     refine_layers: int = 6
     train_only: str = "all"
-    # bf16 autocast: "auto" (CUDA only), "bf16" (CUDA and CPU), "off"
+    # bf16 autocast: "auto" (CUDA only), "bf16" (CUDA and CPU), "off"; and whether the head and
+    # the refiner then stay float32 (LSN.set_float32_tail)
     amp: str = "auto"
+    float32_tail: bool = False
 
     def validate(self):
         if self.stage not in (1, 2):
@@ -599,7 +601,7 @@ class Trainer:
                 model = LSN(LSNConfig.named(cfg.model))
         if cfg.refine_channels:
             model = with_refiner(model, cfg.refine_channels, cfg.refine_layers, seed=_mix(cfg.seed, 5))
-        self.model = model.to(self.device).train()
+        self.model = model.to(self.device).train().set_float32_tail(cfg.float32_tail)
         params = list(self.model.parameters())
         if cfg.train_only == "refine":
             if self.model.refine is None:
@@ -813,6 +815,9 @@ def add_train_arguments(p) -> None:
     p.add_argument("--amp", choices=AMP_MODES, default="auto",
                    help="bf16 autocast: auto = on CUDA only (default); bf16 = on the CPU too (fast where the CPU has "
                         "AMX or AVX512-BF16; the losses and the optimizer stay float32); off = float32")
+    p.add_argument("--float32-tail", action="store_true",
+                   help="with bf16 autocast, keep the head convolution and the refiner in float32 (the layers "
+                        "that write the denoised image; LSN.set_float32_tail)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0: off); "
                    "model.safetensors then holds the EMA weights, model_raw.safetensors the raw ones")
@@ -874,7 +879,7 @@ def run_train(args) -> int:
                       bone_scale=tuple(args.bone_scale), soft_scale=tuple(args.soft_scale),
                       scatter=None if args.scatter is None else tuple(args.scatter),
                       refine_channels=args.refine_channels, refine_layers=args.refine_layers, train_only=args.train_only,
-                      amp=args.amp)
+                      amp=args.amp, float32_tail=args.float32_tail)
     t0 = time.perf_counter()
     tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     last = tr.history[-1] if tr.history else {}

@@ -247,6 +247,8 @@ def test_cpu_bf16_autocast_option():
     assert la == [h["loss"] for h in b.history]
     assert all(math.isfinite(v) for v in la) and sum(la[-3:]) / 3 < sum(la[:3]) / 3
     assert la != [h["loss"] for h in T.train(_cfg(steps=12)).history]  # it did change the arithmetic
+    tail = T.train(_cfg(steps=3, amp="bf16", float32_tail=True))  # the head in float32: other numbers again
+    assert tail.model.float32_tail and [h["loss"] for h in tail.history] != la[:3]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = a.model(torch.rand(1, 1, 32, 32), validate=False)
     assert out.layers.dtype == out.denoised.dtype == torch.float32
