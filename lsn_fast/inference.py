@@ -34,9 +34,9 @@ class FastSeparator:
             ``model.config.multiple``). Smaller batches are padded; other shapes raise.
         device: where to run (default: the model's device).
         dtype: autocast dtype for the convolutions: ``"auto"`` (bf16 on CUDA, float32 on the CPU),
-            ``torch.bfloat16`` / ``torch.float16`` (on any device; bf16 on a CPU with AMX runs the
-            shipped model about 2x faster than float32, at +0.03 points of recomposition error
-            without ``float32_tail``), or ``None`` for float32.
+            ``torch.bfloat16`` / ``torch.float16`` (on any device), or ``None`` for float32. On a
+            CPU with AMX (Sapphire Rapids Xeon, 1 thread, batch 8 of 256², shipped weights) bf16
+            takes 46 ms per image against 101 ms in float32, 63 ms with ``float32_tail``.
         channels_last: channels-last activations and weights.
         fused: use the fused Triton kernels (when available on ``device``).
         fused_convs: also run the 3×3 convolutions after each normalization / activation as
