@@ -30,7 +30,7 @@ def smooth(xs, k=50):  # logged every 10 steps: 50 entries = 500 steps
 runs = [("ctrl: fp32, 8k", os.path.join(V8, "train_log_v8ctrl.jsonl.gz"), "k-"),
         ("bf16ctrl: bf16, 8k", os.path.join(HERE, "train_log_bf16ctrl.jsonl.gz"), "C0-"),
         ("bf16tail: bf16 + float32 tail, 8k", os.path.join(HERE, "train_log_bf16tail.jsonl.gz"), "C1--"),
-        ("bf16long: bf16, 20k (shipped as v9)", os.path.join(HERE, "train_log_bf16long.jsonl.gz"), "C2-")]
+        ("bf16long: bf16, 20k (v9)", os.path.join(HERE, "train_log_bf16long.jsonl.gz"), "C2-")]
 fig, axs = plt.subplots(1, 2, figsize=(11, 4))
 for label, path, style in runs:
     log = load(path)
@@ -44,14 +44,15 @@ pts = [(0, "v6", os.path.join(HERE, "..", "2026-12-02-lsn-v6-texture", "eval_v6_
        (8000, "ctrl fp32", os.path.join(V8, "eval_v8ctrl_wide.json")),
        (8000, "bf16", os.path.join(HERE, "eval_bf16ctrl_wide.json")),
        (8000, "bf16 + tail", os.path.join(HERE, "eval_bf16tail_wide.json")),
-       (20000, "bf16 20k", os.path.join(HERE, "eval_bf16long_wide.json"))]
+       (20000, "bf16 20k (v9)", os.path.join(HERE, "eval_bf16long_wide.json")),
+       (30000, "v9 + 10k (v10)", os.path.join(HERE, "eval_v9cont_wide.json"))]
 for i, (s, name, path) in enumerate(pts):
     v = 100 * json.load(open(path))["recomposition_rel"]
     axs[1].plot(s, v, "o")
     dy = {1: -14, 2: 10, 3: -2}.get(i, 4)  # the three 8k points sit on top of each other
     axs[1].annotate(f"{name} {v:.3f}", (s, v), textcoords="offset points", xytext=(7, dy), fontsize=8)
 axs[1].axhline(1.0, color="tab:green", ls="--", lw=1, label="target 1 %")
-axs[1].set_xlabel("fine-tuning steps from v6 (each run its own cosine schedule)")
+axs[1].set_xlabel("fine-tuning steps from v6 (each run its own cosine schedule; v10 = v9 + a second one)")
 axs[1].set_ylabel("%")
 axs[1].set_title("held-out recomposition error, wide set (32 images)", fontsize=10)
 for ax in axs:
