@@ -171,10 +171,8 @@ def _autocast(device: torch.device, amp: str = "auto"):
     """bf16 autocast for the forward pass: "auto" = on CUDA only; "bf16" = also on the CPU (oneDNN
     runs bf16 convolutions on AMX / AVX512-BF16 where the CPU has them, about 1.4-1.8x per core
     on a Sapphire Rapids Xeon, measured on the shipped model); "off" = float32 everywhere."""
-    if amp == "off":
-        return torch.autocast(device.type if device.type in ("cpu", "cuda") else "cpu", enabled=False)
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp != "off")
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16")
 
 

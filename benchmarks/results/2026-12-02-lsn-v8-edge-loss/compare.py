@@ -3,8 +3,8 @@ the two lower-peak-lr fine-tunes, and the weight average of the three edge-free 
 
     python benchmarks/results/2026-12-02-lsn-v8-edge-loss/compare.py > benchmarks/results/2026-12-02-lsn-v8-edge-loss/compare.md
 """
-import json
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = [("v6 (before)", os.path.join(HERE, "..", "2026-12-02-lsn-v6-texture", "eval_v6_{}.json")),
@@ -13,12 +13,7 @@ RUNS = [("v6 (before)", os.path.join(HERE, "..", "2026-12-02-lsn-v6-texture", "e
         ("v8 lr 1e-4: 4k more steps", os.path.join(HERE, "eval_v8lr1e-4_{}.json")),
         ("v8 lr 5e-5: 4k more steps", os.path.join(HERE, "eval_v8lr5e-5_{}.json")),
         ("soup: mean of ctrl, lr 1e-4, lr 5e-5", os.path.join(HERE, "eval_soup3_{}.json"))]
-COLS = [("recomposition_rel", "recomposition %", 100, 3), ("bone_psnr_db", "bone PSNR dB", 1, 2),
-        ("bone_ssim", "bone SSIM", 1, 4), ("soft_psnr_db", "soft PSNR dB", 1, 2), ("jsw_mae_mm", "JSW MAE mm", 1, 4)]
+sys.path.insert(0, os.path.join(HERE, "..", ".."))
+from lsn_eval_table import eval_table  # noqa: E402
 
-print("| set | weights | " + " | ".join(c[1] for c in COLS) + " |")
-print("|---|---|" + "---|" * len(COLS))
-for s in ("wide", "train", "shifted", "ra"):
-    for name, pat in RUNS:
-        d = json.load(open(pat.format(s)))
-        print(f"| {s} | {name} | " + " | ".join(f"{d[k] * f:.{n}f}" for k, _, f, n in COLS) + " |")
+print(eval_table(RUNS))
