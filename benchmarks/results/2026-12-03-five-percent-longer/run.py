@@ -1,0 +1,111 @@
+"""Does a longer schedule close the (c)–(a) gap? Arms (a) and (c3) at more optimizer steps (CPU).
+
+``../2026-12-02-five-percent-fullres-1500steps/`` ran every arm at the issue's 1500 steps: best (c)
+(c3: LSN families + naive augmentation, mixed) reached JSW 0.022 / JSN 0.017 mm against (a)'s
+0.017 / 0.015. From 400 to 1500 steps the JSW ratio (c3)/(a) fell from 1.37 to 1.29. Synthesized
+families are unlimited, (a)'s 2000 real joints are not, so (c3) might keep gaining after (a) has
+seen its data many times. This script trains only the two arms that question needs, with that
+run's config, data, seeds, trainers and LSN weights (v6, the weights that run used), at ``STEPS``:
+
+    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-03-five-percent-longer/run.py STEPS OUT_DIR [LSN_WEIGHTS]
+
+Jobs run JSW for both seeds first, then JSN, writing ``OUT_DIR/raw.csv`` after each arm.
+``--check`` instead runs the tiny config through this script and through ``run_five_percent`` and
+asserts that the (a) and (c3) rows agree, so this script's arms are the experiment's arms.
+"""
+import os
+import sys
+import time
+
+import torch
+
+import lsn_fast as lf
+from lsn_fast.tasks._common import mixed_source, naive_augment, tensor_source
+from lsn_fast.tasks.experiment import (FivePercentConfig, Synthesizer, _evaluate, _real_data, _synth_fn, _train_task,
+                                       _write_csv, experiment_data, run_five_percent)
+
+ARM_A, ARM_C3 = "real 100%", "5% + LSN synth + aug (mixed)"
+SEEDS = (0, 1)
+
+
+def config(steps: int) -> FivePercentConfig:
+    # identical to ../2026-12-02-five-percent-fullres-1500steps/run.py but for the steps
+    return FivePercentConfig(fractions=(0.05, 1.0), steps=steps, batch_size=24, realism_n=200, realism_steps=150,
+                             bone="both", moves="integer", unlabelled=False)
+
+
+def seed_state(cfg: FivePercentConfig, seed: int, lsn) -> dict:
+    """One seed's data and its (c) family source, built as ``_one_seed`` builds them."""
+    train, test, order, n_low = experiment_data(cfg, seed)
+    low = order[:n_low]
+    bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
+    carry = train["base"][low] if cfg.synthesis == "carry" else None
+    synth = Synthesizer(bank, train["jsw"][low], cfg, images=carry, moves=cfg.moves, bone=cfg.bone)
+    return {"train": train, "test": test, "order": order, "low": low, "synth": synth}
+
+
+def train_arm(cfg, seed, st, task, arm):
+    train = st["train"]
+    if arm == ARM_A:
+        return _train_task(task, _real_data(task, train, st["order"]), cfg, seed)
+    real_low = tensor_source(*_real_data(task, train, st["low"]))
+    mixed = mixed_source(real_low, _synth_fn(task, st["synth"]), cfg.synth_frac)
+    return _train_task(task, mixed, cfg, seed, augment=naive_augment(pair=(task == "jsn")))
+
+
+def row(seed, task, arm, metrics, seconds):
+    return {"seed": seed, "task": task, "arm": arm, "steps": None, "seconds": round(seconds, 1),
+            **{k: v for k, v in metrics.items() if k != "confusion"}}
+
+
+def run(steps: int, out: str, weights: str | None, seeds=SEEDS, tasks=("jsw", "jsn"), cfg=None, log=print) -> list:
+    torch.set_num_threads(1)
+    cfg = cfg or config(steps)
+    lsn = lf.LSN.pretrained(weights) if weights else lf.LSN.pretrained()
+    os.makedirs(out, exist_ok=True)
+    states, rows = {}, []
+    for task in tasks:
+        for seed in seeds:
+            if seed not in states:
+                t = time.perf_counter()
+                states[seed] = seed_state(cfg, seed, lsn)
+                log(f"[seed {seed}] data + separation {time.perf_counter() - t:.0f} s")
+            for arm in (ARM_A, ARM_C3):
+                t = time.perf_counter()
+                m = train_arm(cfg, seed, states[seed], task, arm)
+                met, _ = _evaluate(task, m, states[seed]["test"], cfg)
+                r = row(seed, task, arm, met, time.perf_counter() - t)
+                r["steps"] = cfg.steps
+                rows.append(r)
+                log(f"[seed {seed}] {task} {arm} @ {cfg.steps} steps: MAE {met['mae']:.4f} mm "
+                    f"({r['seconds']:.0f} s)")
+                _write_csv(os.path.join(out, "raw.csv"), rows)
+    return rows
+
+
+def check():
+    """The tiny config through this script and through the experiment: the rows must agree."""
+    import tempfile
+
+    cfg = FivePercentConfig.tiny()
+    cfg = FivePercentConfig(**{**cfg.__dict__, "bone": "both", "moves": "integer", "unlabelled": False,
+                               "fractions": (cfg.low_fraction, 1.0)})
+    with tempfile.TemporaryDirectory() as d:
+        mine = run(cfg.steps, d, None, seeds=(0,), cfg=cfg, log=lambda s: None)
+        ref_rows = run_five_percent(config=cfg, seeds=(0,), out_dir=None, jobs=1, log=lambda s: None)["rows"]
+    for r in mine:
+        # the tiny config's low fraction is 10 %: match (c3) by its suffix
+        arm = ARM_A if r["arm"] == ARM_A else ARM_C3.split("% ", 1)[1]
+        match = [x for x in ref_rows if x["task"] == r["task"] and x["seed"] == 0
+                 and (x["arm"] == arm if arm == ARM_A else x["arm"].endswith(arm))]
+        assert match, (r["task"], arm)
+        assert abs(match[0]["mae"] - r["mae"]) < 1e-9, (r["task"], arm, match[0]["mae"], r["mae"])
+        print(f"check {r['task']:4s} {arm:32s} script {r['mae']:.6f}  experiment {match[0]['mae']:.6f}")
+    print("check passed")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--check":
+        check()
+    else:
+        run(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
