@@ -757,9 +757,18 @@ class Trainer:
         self.step_idx = int(state["step"])
 
 
-def train(cfg: TrainConfig, model: LSN | None = None, max_seconds: float | None = None) -> Trainer:
-    """Run (or resume) training until ``cfg.steps`` (or ``max_seconds``); checkpoints to
-    ``cfg.out`` every ``ckpt_every`` steps and at the end. Returns the :class:`Trainer`."""
+def train(cfg: TrainConfig, model: LSN | None = None, max_seconds: float | None = None,
+          stop_at: int | None = None) -> Trainer:
+    """Run (or resume) training until ``cfg.steps`` (or ``max_seconds``, or step ``stop_at``);
+    checkpoints to ``cfg.out`` every ``ckpt_every`` steps and at the end. Returns the :class:`Trainer`.
+
+    ``stop_at`` ends the run at that step of the ``cfg.steps`` schedule (the learning rate keeps
+    following the full schedule), so weights saved by a run that a wall-time limit cut off at
+    step N are reproduced by one command with ``stop_at=N``."""
+    if stop_at is not None and not (isinstance(stop_at, int) and not isinstance(stop_at, bool)
+                                    and 1 <= stop_at <= cfg.steps):
+        raise ValueError(f"stop_at: must be an int in [1, steps={cfg.steps}], got {stop_at!r}")
+    end = cfg.steps if stop_at is None else stop_at
     tr = Trainer(cfg, model)
     if cfg.resume:
         tr.load()
@@ -767,10 +776,10 @@ def train(cfg: TrainConfig, model: LSN | None = None, max_seconds: float | None 
     if cfg.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=tr.step_idx, desc=f"LSN stage {cfg.stage}", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=end, initial=tr.step_idx, desc=f"LSN stage {cfg.stage}", unit="step", dynamic_ncols=True)
     t0 = time.perf_counter()
     try:
-        while tr.step_idx < cfg.steps:
+        while tr.step_idx < end:
             rec = tr.step()
             if bar is not None:
                 bar.update(1)
@@ -808,6 +817,9 @@ def add_train_arguments(p) -> None:
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--warmup", type=int, default=50, help="linear learning-rate warm-up steps (then cosine to 0.1×lr)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this wall time")
+    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="stop (and checkpoint) at this step of the --steps schedule; reproduces a run that "
+                        "--max-minutes cut off at STEP")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--amp", choices=AMP_MODES, default="auto",
@@ -879,7 +891,7 @@ def run_train(args) -> int:
                       refine_channels=args.refine_channels, refine_layers=args.refine_layers, train_only=args.train_only,
                       amp=args.amp, float32_tail=args.float32_tail)
     t0 = time.perf_counter()
-    tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+    tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes, stop_at=args.stop_at)
     last = tr.history[-1] if tr.history else {}
     print(f"trained {tr.model.num_parameters} params to step {tr.step_idx} in {time.perf_counter() - t0:.0f} s; "
           f"last loss {last.get('loss', float('nan')):.4f}; wrote {os.path.join(cfg.out, 'model.safetensors')}")

@@ -1,5 +1,6 @@
 """The Layer Separation Network: shapes, constraints, separate(), training, checkpoints, weights."""
 
+import json
 import math
 import os
 
@@ -268,6 +269,26 @@ def test_checkpoint_resume_equals_continuing(tmp_path):
         assert torch.equal(v, w), k
     m = LSN.pretrained(os.path.join(out, "model.safetensors"))  # the weights-only file loads
     assert m.config == LSNConfig.tiny()
+
+
+def test_stop_at_follows_the_full_schedule_and_resumes(tmp_path):
+    # a run cut off at step N (as --max-minutes does) is reproduced by one command with --stop-at N
+    torch.set_num_threads(1)
+    full = T.train(_cfg(steps=8, ema=0.9))
+    out = str(tmp_path / "run")
+    cut = T.train(_cfg(steps=8, out=out, ema=0.9), stop_at=5)
+    assert cut.step_idx == 5 and len(cut.history) == 5
+    assert [(h["loss"], h["lr"]) for h in cut.history] == [(h["loss"], h["lr"]) for h in full.history[:5]]
+    short = T.train(_cfg(steps=5, ema=0.9))  # a 5-step schedule decays its lr sooner: not the same run
+    assert [h["lr"] for h in short.history] != [h["lr"] for h in cut.history]
+    state = json.load(open(os.path.join(out, "state.json")))
+    assert state["step"] == 5
+    rest = T.train(_cfg(steps=8, out=out, ema=0.9, resume=True))
+    for name, v in full.ema.items():
+        assert torch.equal(v, rest.ema[name]), name
+    for bad in (0, 9, 2.0, True):
+        with pytest.raises(ValueError, match="stop_at"):
+            T.train(_cfg(steps=8), stop_at=bad)
 
 
 def test_ema_checkpoint_resume_and_log(tmp_path):
