@@ -28,8 +28,11 @@ class FastSeparator:
     """Repeated LSN inference at a fixed input shape.
 
     Args:
-        model: a trained :class:`LSN` (put in eval mode; its parameters are not modified except
-            for the memory format when ``channels_last``).
+        model: a trained :class:`LSN`. The runner takes it over and configures it in place:
+            moved to ``device``, eval mode, channels-last weights when ``channels_last``,
+            :meth:`LSN.fuse` and :meth:`LSN.set_float32_tail`; the weights' values are not
+            changed. Pass ``copy.deepcopy(model)`` to keep the original as it was (two runners
+            sharing one model share these settings).
         batch_size, height, width: the input shape (B,1,H,W) this runner serves (H, W divisible by
             ``model.config.multiple``). Smaller batches are padded; other shapes raise.
         device: where to run (default: the model's device).
