@@ -53,8 +53,8 @@ def train_arm(cfg, seed, st, task, arm):
     return _train_task(task, mixed, cfg, seed, augment=naive_augment(pair=(task == "jsn")))
 
 
-def row(seed, task, arm, metrics, seconds):
-    return {"seed": seed, "task": task, "arm": arm, "steps": None, "seconds": round(seconds, 1),
+def row(seed, task, arm, steps, metrics, seconds):
+    return {"seed": seed, "task": task, "arm": arm, "steps": steps, "seconds": round(seconds, 1),
             **{k: v for k, v in metrics.items() if k != "confusion"}}
 
 
@@ -74,8 +74,7 @@ def run(steps: int, out: str, weights: str | None, seeds=SEEDS, tasks=("jsw", "j
                 t = time.perf_counter()
                 m = train_arm(cfg, seed, states[seed], task, arm)
                 met, _ = _evaluate(task, m, states[seed]["test"], cfg)
-                r = row(seed, task, arm, met, time.perf_counter() - t)
-                r["steps"] = cfg.steps
+                r = row(seed, task, arm, cfg.steps, met, time.perf_counter() - t)
                 rows.append(r)
                 log(f"[seed {seed}] {task} {arm} @ {cfg.steps} steps: MAE {met['mae']:.4f} mm "
                     f"({r['seconds']:.0f} s)")

@@ -25,10 +25,11 @@ KEYS = ("recomposition_rel", "bone_psnr_db", "bone_ssim", "soft_psnr_db", "jsw_m
 
 def flipped(images, model, sp, dims, swap):
     st = lf.separate(images.flip(dims), model, sp, batch_size=8)
-    up, low = st.upper.flip([d - 1 for d in dims]), st.lower.flip([d - 1 for d in dims])
+    back = [d - 1 for d in dims]  # images are (B,1,H,W), layers (B,H,W)
+    up, low = st.upper.flip(back), st.lower.flip(back)
     if swap:
         up, low = low, up
-    return lf.LayerStack(st.soft.flip([d - 1 for d in dims]), up, low, sp, validate=False)
+    return lf.LayerStack(st.soft.flip(back), up, low, sp, validate=False)
 
 
 def mean(*stacks):
