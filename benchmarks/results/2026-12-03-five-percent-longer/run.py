@@ -7,9 +7,11 @@ families are unlimited, (a)'s 2000 real joints are not, so (c3) might keep gaini
 seen its data many times. This script trains only the two arms that question needs, with that
 run's config, data, seeds, trainers and LSN weights (v6, the weights that run used), at ``STEPS``:
 
-    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-03-five-percent-longer/run.py STEPS OUT_DIR [LSN_WEIGHTS]
+    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-03-five-percent-longer/run.py STEPS OUT_DIR [LSN_WEIGHTS] [--arms a,c3] [--tasks jsw,jsn]
 
-Jobs run JSW for both seeds first, then JSN, writing ``OUT_DIR/raw.csv`` after each arm.
+Jobs run JSW for both seeds first, then JSN (or the ``--tasks`` order), writing ``OUT_DIR/raw.csv``
+after each arm. ``--arms c3`` trains only (c3): (a) never touches the LSN, so a run that only swaps
+the LSN weights can reuse (a)'s rows.
 ``--check`` instead runs the tiny config through this script and through ``run_five_percent`` and
 asserts that the (a) and (c3) rows agree, so this script's arms are the experiment's arms.
 """
@@ -58,7 +60,8 @@ def row(seed, task, arm, steps, metrics, seconds):
             **{k: v for k, v in metrics.items() if k != "confusion"}}
 
 
-def run(steps: int, out: str, weights: str | None, seeds=SEEDS, tasks=("jsw", "jsn"), cfg=None, log=print) -> list:
+def run(steps: int, out: str, weights: str | None, seeds=SEEDS, tasks=("jsw", "jsn"), cfg=None, log=print,
+        arms=(ARM_A, ARM_C3)) -> list:
     torch.set_num_threads(1)
     cfg = cfg or config(steps)
     lsn = lf.LSN.pretrained(weights) if weights else lf.LSN.pretrained()
@@ -70,7 +73,7 @@ def run(steps: int, out: str, weights: str | None, seeds=SEEDS, tasks=("jsw", "j
                 t = time.perf_counter()
                 states[seed] = seed_state(cfg, seed, lsn)
                 log(f"[seed {seed}] data + separation {time.perf_counter() - t:.0f} s")
-            for arm in (ARM_A, ARM_C3):
+            for arm in arms:
                 t = time.perf_counter()
                 m = train_arm(cfg, seed, states[seed], task, arm)
                 met, _ = _evaluate(task, m, states[seed]["test"], cfg)
@@ -107,4 +110,17 @@ if __name__ == "__main__":
     if sys.argv[1] == "--check":
         check()
     else:
-        run(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
+        import argparse
+
+        ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+        ap.add_argument("steps", type=int)
+        ap.add_argument("out")
+        ap.add_argument("weights", nargs="?", default=None, help="LSN weights (default: the shipped ones)")
+        ap.add_argument("--arms", default="a,c3", help="comma-separated subset of a,c3")
+        ap.add_argument("--tasks", default="jsw,jsn", help="comma-separated subset of jsw,jsn, in run order")
+        a = ap.parse_args()
+        names = {"a": ARM_A, "c3": ARM_C3}
+        bad = [x for x in a.arms.split(",") if x not in names] + [t for t in a.tasks.split(",") if t not in ("jsw", "jsn")]
+        if bad:
+            ap.error(f"--arms takes a,c3 and --tasks takes jsw,jsn; got {bad}")
+        run(a.steps, a.out, a.weights, tasks=tuple(a.tasks.split(",")), arms=tuple(names[x] for x in a.arms.split(",")))
