@@ -232,9 +232,11 @@ class PhantomPool:
         return torch.stack(out), torch.stack(axes)
 
 
-def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device) -> dict:
+def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device, crop: int | None = None) -> dict:
+    """One stage-1 batch from ``pool``: image (B,1,c,c), layers (B,3,c,c), axis (B,2), with
+    ``c = min(crop or cfg.crop, pool.size)``."""
     g = _gen(cfg.seed, step, 2)
-    layers, axis = pool.batch(step, cfg.batch, cfg.crop, g, bone_scale=cfg.bone_scale, soft_scale=cfg.soft_scale)
+    layers, axis = pool.batch(step, cfg.batch, cfg.crop if crop is None else crop, g, bone_scale=cfg.bone_scale, soft_scale=cfg.soft_scale)
     det = random_detector(cfg.batch, g, None if cfg.scatter is None else {"scatter": tuple(cfg.scatter)})
     st = _stack(layers, pool.spacing_mm, axis)
     image = compose(st, detector=det, seed=_mix(cfg.seed, step, 3))
@@ -512,6 +514,12 @@ class TrainConfig:
     # the refiner then stay float32 (LSN.set_float32_tail)
     amp: str = "auto"
     float32_tail: bool = False
+    # stage 1: every alt_every-th step draws whole phantoms of alt_phantom_size px (0: off) from a
+    # second pool, cropped to min(crop, alt_phantom_size). Small fields of view are other anatomy
+    # (the phantom narrows the finger below 24 mm), and a model trained on 256 px only separates
+    # 128 px crops 3-4x worse; this keeps both sizes in the training data
+    alt_phantom_size: int = 0
+    alt_every: int = 2
 
     def validate(self):
         if self.stage not in (1, 2):
@@ -555,6 +563,13 @@ class TrainConfig:
                 raise ValueError(f"loss_weights: stage {self.stage} has no loss term {k!r}; terms: {sorted(known)}")
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"loss_weights: weight of {k!r} must be a finite number >= 0, got {v!r}")
+        if not (isinstance(self.alt_phantom_size, int) and (self.alt_phantom_size == 0
+                or (self.alt_phantom_size >= 32 and self.alt_phantom_size % 16 == 0))):
+            raise ValueError(f"alt_phantom_size: must be 0 (off) or a multiple of 16 >= 32, got {self.alt_phantom_size!r}")
+        if not (isinstance(self.alt_every, int) and self.alt_every >= 1):
+            raise ValueError(f"alt_every: must be an int >= 1, got {self.alt_every!r}")
+        if self.alt_phantom_size and self.stage != 1:
+            raise ValueError("alt_phantom_size: phantoms are stage 1 data; stage 2 trains on --data")
         LSNConfig.named(self.model)
 
 
@@ -626,6 +641,9 @@ class Trainer:
                     p.requires_grad_(False)
         else:
             self.pool = PhantomPool(cfg.seed, cfg.pool, cfg.phantom_size, cfg.refresh)
+            # its own seed: other phantoms than the main pool's, not the same ones at another size
+            self.alt_pool = (PhantomPool(_mix(cfg.seed, 17) % 2**62, cfg.pool, cfg.alt_phantom_size, cfg.refresh)
+                             if cfg.alt_phantom_size else None)
         self.step_idx = 0
         self.history: list[dict] = []
         # exponential moving average of the weights (float32 copies), updated after every step
@@ -660,7 +678,8 @@ class Trainer:
         self.model.train()
         with _autocast(self.device, self.cfg.amp):
             if cfg.stage == 1:
-                batch = stage1_batch(self.pool, k, cfg, self.device)
+                alt = self.alt_pool is not None and k % cfg.alt_every == cfg.alt_every - 1
+                batch = stage1_batch(self.alt_pool if alt else self.pool, k, cfg, self.device)
                 loss, terms = stage1_losses(self.model, batch, cfg.loss_weights)
                 soft = None
             else:
@@ -685,6 +704,8 @@ class Trainer:
             self.dopt.step()
             terms["disc"] = float(dl.detach())
         rec = {"step": k, "loss": float(loss.detach()), "lr": lr, "grad_norm": float(gn), **terms}
+        if cfg.stage == 1 and self.alt_pool is not None:  # the losses of the two sizes differ: say which
+            rec["size"] = int(batch["image"].shape[-1])
         self.history.append(rec)
         self.step_idx += 1
         if cfg.log_every and cfg.out and k % cfg.log_every == 0:
@@ -814,6 +835,10 @@ def add_train_arguments(p) -> None:
     p.add_argument("--pool", type=int, default=64, help="stage 1: phantoms per pool")
     p.add_argument("--phantom-size", type=int, default=256)
     p.add_argument("--refresh", type=int, default=200, help="stage 1: new phantom pool every N steps")
+    p.add_argument("--alt-phantom-size", type=int, default=0, metavar="PX",
+                   help="stage 1: every --alt-every-th step trains on whole phantoms of PX px from a second pool "
+                        "(cropped to min(--crop, PX)), so the model also sees small fields of view (0: off)")
+    p.add_argument("--alt-every", type=int, default=2, metavar="K", help="see --alt-phantom-size (default 2: every other step)")
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--warmup", type=int, default=50, help="linear learning-rate warm-up steps (then cosine to 0.1×lr)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this wall time")
@@ -889,7 +914,8 @@ def run_train(args) -> int:
                       bone_scale=tuple(args.bone_scale), soft_scale=tuple(args.soft_scale),
                       scatter=None if args.scatter is None else tuple(args.scatter),
                       refine_channels=args.refine_channels, refine_layers=args.refine_layers, train_only=args.train_only,
-                      amp=args.amp, float32_tail=args.float32_tail)
+                      amp=args.amp, float32_tail=args.float32_tail, alt_phantom_size=args.alt_phantom_size,
+                      alt_every=args.alt_every)
     t0 = time.perf_counter()
     tr = train(cfg, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes, stop_at=args.stop_at)
     last = tr.history[-1] if tr.history else {}

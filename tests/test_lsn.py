@@ -291,6 +291,35 @@ def test_stop_at_follows_the_full_schedule_and_resumes(tmp_path):
             T.train(_cfg(steps=8), stop_at=bad)
 
 
+def test_alt_phantom_size_interleaves_small_whole_phantoms(tmp_path):
+    # every alt_every-th step trains on whole alt_phantom_size px phantoms of a second pool
+    torch.set_num_threads(1)
+    kw = dict(steps=6, crop=64, phantom_size=64, alt_phantom_size=32, alt_every=3)
+    full = T.train(_cfg(**kw))
+    assert [h["size"] for h in full.history] == [64, 64, 32, 64, 64, 32]
+    plain = T.train(_cfg(steps=6, crop=64, phantom_size=64))
+    assert "size" not in plain.history[0]
+    # the steps before the first alt step are the plain run's (the main stream is untouched)
+    assert [h["loss"] for h in full.history[:2]] == [h["loss"] for h in plain.history[:2]]
+    assert full.history[2]["loss"] != plain.history[2]["loss"]
+    # other phantoms than the main pool's at another size: its own seed
+    cfg = full.cfg
+    alt = T.stage1_batch(full.alt_pool, 2, cfg, "cpu")["layers"]
+    same_seed = T.PhantomPool(cfg.seed, cfg.pool, 32, cfg.refresh)
+    assert alt.shape == (cfg.batch, 3, 32, 32)
+    assert not torch.equal(alt, T.stage1_batch(same_seed, 2, cfg, "cpu")["layers"])
+    # resumable: the alt pool is rebuilt from the step
+    out = str(tmp_path / "run")
+    T.train(_cfg(out=out, **{**kw, "steps": 6}), stop_at=4)
+    rest = T.train(_cfg(out=out, resume=True, **kw))
+    assert [h["loss"] for h in rest.history] == [h["loss"] for h in full.history[4:]]
+    for bad, match in (({"alt_phantom_size": 40}, "alt_phantom_size"), ({"alt_phantom_size": 16}, "alt_phantom_size"),
+                       ({"alt_phantom_size": 32, "alt_every": 0}, "alt_every"),
+                       ({"alt_phantom_size": 32, "stage": 2, "data": "x"}, "alt_phantom_size")):
+        with pytest.raises(ValueError, match=match):
+            _cfg(**bad).validate()
+
+
 def test_ema_checkpoint_resume_and_log(tmp_path):
     torch.set_num_threads(1)
     full = T.train(_cfg(steps=4, ema=0.9))
