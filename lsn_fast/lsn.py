@@ -599,7 +599,9 @@ def separate(
 
     Args:
         images: (B,1,H,W) attenuation images ``−log(q/N0)`` (bone bright), float, finite; any
-            H, W (padded internally to the model's multiple).
+            H, W (padded internally to the model's multiple). Accuracy depends on the field of
+            view the weights were trained on: the shipped ones saw 256 px (25.6 mm) phantoms and
+            separate 128 px crops 3-4× less accurately (model card, "Known weakness").
         model: an :class:`LSN`; None loads :meth:`LSN.pretrained` (cached per device).
         spacing_mm: the images' pixel spacing, > 0. Other spacings than 0.1 mm are resampled to
             0.1 mm (area/antialiased bilinear), separated, and the layers are mapped back to the

@@ -572,11 +572,33 @@ def test_experiment_cli_arguments(tmp_path):
         args = p.parse_args(["--tiny", "--out", str(tmp_path), "--device", bad])
         with pytest.raises(ValueError, match="device"):
             run_experiment(args)
+    args = p.parse_args(["--tiny", "--out", str(tmp_path), "--lsn-weights", str(tmp_path / "missing.safetensors")])
+    with pytest.raises(FileNotFoundError, match="lsn_weights"):
+        run_experiment(args)
+    shipped = os.path.join(os.path.dirname(lf.__file__), "weights", "lsn_default.safetensors")
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synthesis", "render", "--device", "cpu", "--no-plots",
-                         "--moves", "integer", "--bone", "both"])
+                         "--moves", "integer", "--bone", "both", "--lsn-weights", shipped])
     assert args.synthesis == "render" and args.moves == "integer" and args.bone == "both" and run_experiment(args) == 0
     assert "synthesis=render" in (tmp_path / "table.md").read_text()
     assert "bone=both, moves=integer" in (tmp_path / "table.md").read_text()
+    assert f"lsn_weights={shipped}" in (tmp_path / "table.md").read_text()
+
+
+def test_five_percent_loads_the_named_lsn_weights(tmp_path):
+    from lsn_fast.lsn import LSNConfig, save_weights
+    from lsn_fast.tasks.experiment import _load_lsn
+
+    torch.manual_seed(0)
+    other = lf.LSN(LSNConfig.tiny())
+    path = str(tmp_path / "other.safetensors")
+    save_weights(other, path)
+    model, status = _load_lsn(print, path)
+    assert status == f"weights {path}"
+    assert model.config == other.config and model.num_parameters != lf.LSN.pretrained().num_parameters
+    for k, v in other.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    with pytest.raises((FileNotFoundError, OSError, ValueError)):  # named but missing: no silent fallback to the oracle
+        _load_lsn(print, str(tmp_path / "nope.safetensors"))
 
 
 def test_five_percent_seeds_in_processes_give_the_same_rows():

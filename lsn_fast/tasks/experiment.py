@@ -124,6 +124,10 @@ class FivePercentConfig:
     realism_steps: int = 300
     train_tilt: tuple = (-10.0, 10.0)
     test_tilt: tuple = (-15.0, 15.0)
+    # the LSN that separates the (c)/(e) banks: a .safetensors path, or None for the shipped
+    # LSN.pretrained(). The experiment's 128 px field of view is not what every LSN was trained on
+    # (benchmarks/results/2026-12-03-five-percent-lsn-v11/): the committed tables name theirs
+    lsn_weights: str | None = None
 
     @classmethod
     def quick(cls) -> "FivePercentConfig":
@@ -416,10 +420,12 @@ def _unlabelled_synthesizer(train: dict, order: torch.Tensor, n_low: int, lsn, c
 
 
 # ----------------------------------------------------------------------------- arms
-def _load_lsn(log):
-    try:
-        import lsn_fast as lf
+def _load_lsn(log, weights: str | None = None):
+    import lsn_fast as lf
 
+    if weights is not None:  # asked for by name: a failure is the user's to see, no oracle fallback
+        return lf.LSN.pretrained(weights), f"weights {weights}"
+    try:
         model = lf.LSN.pretrained()
         return model, "pretrained"
     except Exception as e:  # noqa: BLE001 — any failure means: not available
@@ -838,8 +844,10 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
     if jobs < 1:
         raise ValueError(f"jobs: must be >= 1, got {jobs}")
     jobs = min(jobs, len(seeds))
+    if cfg.lsn_weights is not None and not os.path.isfile(cfg.lsn_weights):
+        raise FileNotFoundError(f"lsn_weights: no such file {cfg.lsn_weights!r}")
     t0 = time.perf_counter()
-    lsn, lsn_status = _load_lsn(log)
+    lsn, lsn_status = _load_lsn(log, cfg.lsn_weights)
     log(f"five-percent experiment: seeds {list(seeds)}, LSN {lsn_status}, {jobs} process(es); config {asdict(cfg)}")
     if jobs == 1:
         results = [_one_seed(cfg, s, lsn, lsn_status, log, keep_preds=(i == 0)) for i, s in enumerate(seeds)]
@@ -917,7 +925,7 @@ def _seed_worker(cfg: FivePercentConfig, seed: int, keep_preds: bool, threads: i
     """One seed in a worker process (spawned: no inherited thread pools). The LSN is loaded here."""
     torch.set_num_threads(threads)
     log = (lambda *a, **k: None) if quiet else (lambda *a, **k: print(*a, **k, flush=True))
-    lsn, lsn_status = _load_lsn(log)
+    lsn, lsn_status = _load_lsn(log, cfg.lsn_weights)
     return _one_seed(cfg, seed, lsn, lsn_status, log, keep_preds)
 
 
@@ -977,6 +985,10 @@ def add_experiment_arguments(parser) -> None:
     parser.add_argument("--device", default=None,
                         help="where the task models and the realism critic train: 'cpu' (default) or 'cuda[:N]'; "
                              "data, separation and synthesis stay on the CPU")
+    parser.add_argument("--lsn-weights", default=None, metavar="PATH",
+                        help="LSN .safetensors that separates the (c)/(e) banks (default: the shipped weights). The "
+                             "committed tables name the LSN they used; weights trained on 256 px only separate the "
+                             "experiment's 128 px images poorly")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNGs")
     parser.add_argument("--jobs", type=int, default=0,
                         help="seeds run at once, one process each (0, the default: as many as CPUs / --threads allow; "
@@ -1019,6 +1031,8 @@ def run_experiment(args) -> int:
         over["bone"] = args.bone
     if getattr(args, "device", None):
         over["device"] = args.device  # checked by run_five_percent
+    if getattr(args, "lsn_weights", None):
+        over["lsn_weights"] = args.lsn_weights  # checked by run_five_percent
     for k in ("steps", "n_train", "n_test"):
         if k in over and over[k] < 1:
             raise ValueError(f"--{k.replace('_', '-')}: must be >= 1")
