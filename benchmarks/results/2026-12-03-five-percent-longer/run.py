@@ -7,7 +7,7 @@ families are unlimited, (a)'s 2000 real joints are not, so (c3) might keep gaini
 seen its data many times. This script trains only the two arms that question needs, with that
 run's config, data, seeds, trainers and LSN weights (v6, the weights that run used), at ``STEPS``:
 
-    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-03-five-percent-longer/run.py STEPS OUT_DIR [LSN_WEIGHTS] [--arms a,c3] [--tasks jsw,jsn]
+    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-03-five-percent-longer/run.py STEPS OUT_DIR [LSN_WEIGHTS] [--arms a,c3] [--tasks jsw,jsn] [--seeds 0 1]
 
 Jobs run JSW for both seeds first, then JSN (or the ``--tasks`` order), writing ``OUT_DIR/raw.csv``
 after each arm. ``--arms c3`` trains only (c3): (a) never touches the LSN, so a run that only swaps
@@ -118,9 +118,11 @@ if __name__ == "__main__":
         ap.add_argument("weights", nargs="?", default=None, help="LSN weights (default: the shipped ones)")
         ap.add_argument("--arms", default="a,c3", help="comma-separated subset of a,c3")
         ap.add_argument("--tasks", default="jsw,jsn", help="comma-separated subset of jsw,jsn, in run order")
+        ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="experiment seeds (default 0 1)")
         a = ap.parse_args()
         names = {"a": ARM_A, "c3": ARM_C3}
         bad = [x for x in a.arms.split(",") if x not in names] + [t for t in a.tasks.split(",") if t not in ("jsw", "jsn")]
         if bad:
             ap.error(f"--arms takes a,c3 and --tasks takes jsw,jsn; got {bad}")
-        run(a.steps, a.out, a.weights, tasks=tuple(a.tasks.split(",")), arms=tuple(names[x] for x in a.arms.split(",")))
+        run(a.steps, a.out, a.weights, seeds=tuple(a.seeds), tasks=tuple(a.tasks.split(",")),
+            arms=tuple(names[x] for x in a.arms.split(",")))
