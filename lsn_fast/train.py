@@ -232,11 +232,11 @@ class PhantomPool:
         return torch.stack(out), torch.stack(axes)
 
 
-def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device, crop: int | None = None) -> dict:
+def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device) -> dict:
     """One stage-1 batch from ``pool``: image (B,1,c,c), layers (B,3,c,c), axis (B,2), with
-    ``c = min(crop or cfg.crop, pool.size)``."""
+    ``c = min(cfg.crop, pool.size)``."""
     g = _gen(cfg.seed, step, 2)
-    layers, axis = pool.batch(step, cfg.batch, cfg.crop if crop is None else crop, g, bone_scale=cfg.bone_scale, soft_scale=cfg.soft_scale)
+    layers, axis = pool.batch(step, cfg.batch, cfg.crop, g, bone_scale=cfg.bone_scale, soft_scale=cfg.soft_scale)
     det = random_detector(cfg.batch, g, None if cfg.scatter is None else {"scatter": tuple(cfg.scatter)})
     st = _stack(layers, pool.spacing_mm, axis)
     image = compose(st, detector=det, seed=_mix(cfg.seed, step, 3))

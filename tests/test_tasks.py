@@ -553,6 +553,7 @@ def test_geometry_check_reads_the_families_it_is_given(phantoms):
 
 
 def test_experiment_cli_arguments(tmp_path):
+    from lsn_fast.lsn import DEFAULT_WEIGHTS
     from lsn_fast.tasks.experiment import add_experiment_arguments, run_experiment
 
     p = argparse.ArgumentParser()
@@ -575,7 +576,7 @@ def test_experiment_cli_arguments(tmp_path):
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--lsn-weights", str(tmp_path / "missing.safetensors")])
     with pytest.raises(FileNotFoundError, match="lsn_weights"):
         run_experiment(args)
-    shipped = os.path.join(os.path.dirname(lf.__file__), "weights", "lsn_default.safetensors")
+    shipped = str(DEFAULT_WEIGHTS)
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synthesis", "render", "--device", "cpu", "--no-plots",
                          "--moves", "integer", "--bone", "both", "--lsn-weights", shipped])
     assert args.synthesis == "render" and args.moves == "integer" and args.bone == "both" and run_experiment(args) == 0

@@ -11,7 +11,6 @@ Per weights: RMSE of each layer against the truth (line integrals, 1 = mean of t
 axis, and the JSW measured on the separated layers against the label (what the Synthesizer uses
 as ``j0``): how many are measurable, MAE, bias.
 """
-import math
 import sys
 
 import torch
