@@ -232,6 +232,7 @@ def test_training_decreases_loss_and_is_deterministic():
     assert [h["loss"] for h in c.history] != la[:3]
 
 
+@pytest.mark.filterwarnings("ignore:amp.*emulated:RuntimeWarning")  # CI's CPU may lack native bf16
 def test_cpu_bf16_autocast_option():
     """amp="bf16" runs the forward pass in bf16 on the CPU (the default "auto" does not), stays
     deterministic and trains; the head and the losses stay float32; a bad mode is refused."""
@@ -255,6 +256,22 @@ def test_cpu_bf16_autocast_option():
     assert out.layers.dtype == out.denoised.dtype == torch.float32
     with pytest.raises(ValueError, match="amp"):
         _cfg(amp="fp16").validate()
+
+
+def test_cpu_bf16_without_native_support_warns(monkeypatch):
+    """amp="bf16" on a CPU that would emulate bf16 warns, naming the argument and the way out;
+    float32 and a CPU with native bf16 do not warn."""
+    import warnings
+
+    assert isinstance(T.cpu_has_native_bf16(), bool)  # the real probe answers on this machine
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="amp.*--amp off"):
+        T.Trainer(_cfg(steps=1, amp="bf16"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        T.Trainer(_cfg(steps=1, amp="off"))
+        monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: True)
+        T.Trainer(_cfg(steps=1, amp="bf16"))
 
 
 def test_checkpoint_resume_equals_continuing(tmp_path):
