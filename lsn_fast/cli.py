@@ -130,7 +130,7 @@ def cmd_separate(args) -> int:
     if not (0 <= args.center[0] < W and 0 <= args.center[1] < H):
         raise UsageError(f"--center {args.center[0]:g},{args.center[1]:g} lies outside the {W}x{H} image")
     roi = io.crop_roi(rad, args.center, size=args.size, spacing_mm=rad.spacing_mm, out_spacing_mm=0.1, angle_deg=args.angle)
-    model = lf.LSN.pretrained() if args.weights is None else lf.lsn.load_weights(args.weights)
+    model = lf.LSN.pretrained(args.weights)  # None, a shipped name or a file
     stack = lf.separate(roi.image, model=model, spacing_mm=roi.spacing_mm, axis=(-1.0, 0.0))
     os.makedirs(args.out, exist_ok=True)
     stack.save(os.path.join(args.out, "layers.safetensors"))
@@ -262,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--size", type=_positive_int, default=256, help="crop size in px at 0.1 mm (default 256)")
     sp.add_argument("--spacing", type=_positive_float, default=None, help="pixel spacing in mm (PNG/TIFF, or to override DICOM)")
     sp.add_argument("--kind", choices=("auto", "raw", "presentation", "attenuation"), default="auto", help="intensity conversion")
-    sp.add_argument("--weights", default=None, help="LSN weights (.safetensors); default: the shipped ones")
+    sp.add_argument("--weights", default=None, help="LSN weights: a .safetensors file or a shipped name, 'default' (the default; "
+                    "tuned on 25.6 mm fields of view) or 'small-fov' (for ~12.8 mm crops)")
     sp.add_argument("--full", action="store_true", help="also map the layers back onto the full image grid")
     sp.add_argument("--out", required=True, help="output directory")
     sp.set_defaults(func=cmd_separate)

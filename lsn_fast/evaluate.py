@@ -207,7 +207,8 @@ def format_table(res: dict) -> str:
 
 def add_eval_arguments(p) -> None:
     """Flags of ``lsn-fast eval-lsn``."""
-    p.add_argument("--weights", default=None, help="model.safetensors (default: the shipped lsn_default.safetensors)")
+    p.add_argument("--weights", default=None, help="model.safetensors or a shipped name ('default', 'small-fov'); default: the shipped "
+                   "lsn_default.safetensors")
     p.add_argument("--n", type=int, default=32, help="held-out phantoms (default 32)")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--seed", type=int, default=10_000, help="held-out seed (training uses derived seeds of --seed 0..)")

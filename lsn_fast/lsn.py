@@ -42,6 +42,11 @@ from .layers import LayerStack
 NOMINAL_SPACING_MM = 0.1
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "lsn_default.safetensors")
+SMALL_FOV_WEIGHTS = os.path.join(WEIGHTS_DIR, "lsn_small_fov.safetensors")
+# The shipped weight files by name (model card: lsn_fast/weights/README.md). "default" is tuned
+# on 256 px (25.6 mm) fields of view; "small-fov" also trained on whole 128 px (12.8 mm) phantoms,
+# on which the default separates 3-4x less accurately.
+PRETRAINED = {"default": DEFAULT_WEIGHTS, "small-fov": SMALL_FOV_WEIGHTS}
 TRAIN_COMMAND = (
     "lsn-fast train-lsn --stage 1 --model small --steps 30000 --crop 256 --batch 1 --lr 1e-3 --warmup 300 "
     "--seed 0 --pool 64 --refresh 400 --ema 0.999 --log-every 10 --ckpt-every 1000 --max-minutes 96 --threads 1 "
@@ -49,7 +54,7 @@ TRAIN_COMMAND = (
 )
 
 __all__ = ["LSNConfig", "LSN", "LSNOutput", "DenoiseRefiner", "with_refiner", "separate", "save_weights", "load_weights",
-           "DEFAULT_WEIGHTS"]
+           "DEFAULT_WEIGHTS", "SMALL_FOV_WEIGHTS", "PRETRAINED"]
 
 
 # ------------------------------------------------------------------------------ config
@@ -338,8 +343,20 @@ class LSN(nn.Module):
 
     @classmethod
     def pretrained(cls, path: str | os.PathLike | None = None, map_location="cpu") -> "LSN":
-        """Load the shipped weights ``lsn_fast/weights/lsn_default.safetensors`` (or ``path``)."""
-        return load_weights(DEFAULT_WEIGHTS if path is None else path, map_location=map_location)
+        """Load shipped weights.
+
+        Args:
+            path: None or ``"default"`` (``lsn_fast/weights/lsn_default.safetensors``, tuned on
+                256 px / 25.6 mm fields of view); ``"small-fov"`` (``lsn_small_fov.safetensors``,
+                for 128 px / 12.8 mm crops); or the path of any safetensors file written by
+                :func:`save_weights`. Names take precedence over files of the same name.
+            map_location: device to load onto.
+        """
+        if path is None:
+            path = DEFAULT_WEIGHTS
+        elif isinstance(path, str) and path in PRETRAINED:
+            path = PRETRAINED[path]
+        return load_weights(path, map_location=map_location)
 
     @property
     def num_parameters(self) -> int:
@@ -580,16 +597,16 @@ def load_weights(path: str | os.PathLike, map_location="cpu") -> LSN:
 _DEFAULT_MODEL: dict = {}
 
 
-def _default_model(device) -> LSN:
-    key = str(device)
+def _default_model(device, name: str = "default") -> LSN:
+    key = (str(device), name)
     if key not in _DEFAULT_MODEL:
-        _DEFAULT_MODEL[key] = LSN.pretrained(map_location=device)
+        _DEFAULT_MODEL[key] = LSN.pretrained(name, map_location=device)
     return _DEFAULT_MODEL[key]
 
 
 def separate(
     images: torch.Tensor,
-    model: LSN | None = None,
+    model: LSN | str | None = None,
     spacing_mm: float = NOMINAL_SPACING_MM,
     *,
     batch_size: int = 32,
@@ -600,9 +617,11 @@ def separate(
     Args:
         images: (B,1,H,W) attenuation images ``−log(q/N0)`` (bone bright), float, finite; any
             H, W (padded internally to the model's multiple). Accuracy depends on the field of
-            view the weights were trained on: the shipped ones saw 256 px (25.6 mm) phantoms and
-            separate 128 px crops 3-4× less accurately (model card, "Known weakness").
-        model: an :class:`LSN`; None loads :meth:`LSN.pretrained` (cached per device).
+            view the weights were trained on: the default weights saw 256 px (25.6 mm) phantoms
+            and separate 128 px crops 3-4× less accurately; for crops of ~12.8 mm pass
+            ``model="small-fov"`` (model card, "Known weakness").
+        model: an :class:`LSN`; None or a name of :data:`PRETRAINED` (``"default"``,
+            ``"small-fov"``) loads those shipped weights (cached per device).
         spacing_mm: the images' pixel spacing, > 0. Other spacings than 0.1 mm are resampled to
             0.1 mm (area/antialiased bilinear), separated, and the layers are mapped back to the
             input grid (bilinear, non-negative weights, so layers stay >= 0 and still add up).
@@ -617,13 +636,15 @@ def separate(
     spacing_mm = check_positive_float(spacing_mm, "spacing_mm")
     if not 0.01 <= spacing_mm <= 1.0:
         raise ValueError(f"spacing_mm: expected a radiograph pixel spacing in [0.01, 1] mm, got {spacing_mm}")
-    if model is not None and not isinstance(model, LSN):
-        raise TypeError(f"model: expected an lsn_fast.LSN or None, got {type(model).__name__}")
+    if isinstance(model, str) and model not in PRETRAINED:
+        raise ValueError(f"model: expected an lsn_fast.LSN, None or one of {sorted(PRETRAINED)}, got {model!r}")
+    if model is not None and not isinstance(model, (LSN, str)):
+        raise TypeError(f"model: expected an lsn_fast.LSN, None or a shipped weights name, got {type(model).__name__}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size: must be an int >= 1, got {batch_size!r}")
     dev_in = images.device
-    if model is None:
-        model = _default_model(dev_in)
+    if model is None or isinstance(model, str):
+        model = _default_model(dev_in, model or "default")
     dev = next(model.parameters()).device
     B, _, H, W = images.shape
     scale = spacing_mm / NOMINAL_SPACING_MM

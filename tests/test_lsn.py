@@ -9,7 +9,7 @@ import torch
 
 from helpers import rect_stack
 from lsn_fast.layers import LayerStack
-from lsn_fast.lsn import DEFAULT_WEIGHTS, LSN, LSNConfig, load_weights, save_weights, separate
+from lsn_fast.lsn import DEFAULT_WEIGHTS, SMALL_FOV_WEIGHTS, LSN, LSNConfig, load_weights, save_weights, separate
 from lsn_fast import train as T
 
 
@@ -170,6 +170,35 @@ def test_pretrained_loads_and_is_finite():
     for t in (out.soft, out.upper, out.lower):
         assert bool(torch.isfinite(t).all()) and bool((t >= 0).all())
     torch.testing.assert_close(out.attenuation(), m(img).denoised[:, 0].detach(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not os.path.isfile(SMALL_FOV_WEIGHTS), reason="shipped small-fov weights missing")
+def test_shipped_weights_by_name():
+    """LSN.pretrained and separate take the shipped names: "default" is the default file,
+    "small-fov" another network; on a 128 px phantom the small-fov weights recompose closer to
+    the clean attenuation than the default ones (the reason they ship); unknown names and
+    wrong types are refused, naming the argument."""
+    import lsn_fast as lf
+
+    torch.set_num_threads(1)
+    d, small = LSN.pretrained("default"), LSN.pretrained("small-fov")
+    ref = LSN.pretrained()
+    assert all(torch.equal(a, b) for a, b in zip(d.state_dict().values(), ref.state_dict().values()))
+    assert any(not torch.equal(a, b) for a, b in zip(small.state_dict().values(), ref.state_dict().values()))
+    st, _ = lf.phantom.generate(2, size=128, seed=4321)
+    img = lf.compose(st, detector=lf.Detector(n0=1e4, blur_sigma_px=0.8), seed=3)
+    err = {}
+    for name in ("default", "small-fov"):
+        out = separate(img, name)
+        torch.testing.assert_close(out.attenuation(), separate(img, LSN.pretrained(name)).attenuation())
+        err[name] = float((out.attenuation() - st.attenuation()).norm() / st.attenuation().norm())
+    assert err["small-fov"] < err["default"], err
+    with pytest.raises(ValueError, match="model"):
+        separate(img, "large-fov")
+    with pytest.raises(TypeError, match="model"):
+        separate(img, 3)
+    with pytest.raises(FileNotFoundError):
+        LSN.pretrained("no-such-weights")
 
 
 @pytest.mark.skipif(not os.path.isfile(DEFAULT_WEIGHTS), reason="shipped weights missing")

@@ -595,6 +595,10 @@ def test_five_percent_loads_the_named_lsn_weights(tmp_path):
     save_weights(other, path)
     model, status = _load_lsn(print, path)
     assert status == f"weights {path}"
+    small, status_default = _load_lsn(print, None)  # the experiment's default: the shipped 128 px weights
+    assert status_default == "pretrained small-fov"
+    for k, v in lf.LSN.pretrained("small-fov").state_dict().items():
+        assert torch.equal(small.state_dict()[k], v), k
     assert model.config == other.config and model.num_parameters != lf.LSN.pretrained().num_parameters
     for k, v in other.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k

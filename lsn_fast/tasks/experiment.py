@@ -15,9 +15,10 @@ Arms, for each task (JSW regression, JSN, SvdH grade) and seed:
 * ``real f`` — the first ``f·n_train`` labelled samples only (nested subsets), for each
   fraction f (the curve "error vs fraction of labels"; f = 100 % is arm (a), 5 % arm (b));
 * ``5% + LSN synth (mixed)`` — (c1): the 5 % subset is separated with ``lsn_fast.separate``
-  and the shipped ``LSN.pretrained()``; each training batch is half real 5 % samples, half
-  images re-synthesized on the fly at random JSW (0–3 mm; labels = annotated JSW + the move;
-  JSN pairs: both visits re-synthesized from one separated joint, label = the JSW difference).
+  and the shipped ``LSN.pretrained("small-fov")`` (the weights for this 128 px field of view);
+  each training batch is half real 5 % samples, half images re-synthesized on the fly at
+  random JSW (0–3 mm; labels = annotated JSW + the move; JSN pairs: both visits
+  re-synthesized from one separated joint, label = the JSW difference).
   ``bone="both"`` moves both bones, half each, so the gap stays centred in the crop as in the
   real crops; ``moves="integer"`` moves by whole pixels, so the carried noise is copied, not
   interpolated (both options, not the defaults);
@@ -70,6 +71,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lsn_fast.compose import _bank_geometry, _whole_pixel_copy, split_whole_pixel, whole_pixel_moves
+from lsn_fast.lsn import PRETRAINED
 
 from ._common import check_device, check_int, fit, mixed_source, naive_augment, normalize_images, tensor_source
 from .jsn import quantify_jsn, train_jsn_model
@@ -79,6 +81,7 @@ from .svdh import evaluate_svdh, svdh_grade, train_svdh_classifier
 
 __all__ = ["FivePercentConfig", "run_five_percent", "add_experiment_arguments", "run_experiment", "format_table"]
 
+DEFAULT_LSN = "small-fov"  # the shipped LSN for this experiment's 128 px (12.8 mm) field of view
 TRAIN_DETECTOR = {"n0": (3e3, 3e4), "blur": (0.4, 0.8), "electronic": (0.0, 3.0), "scatter": (0.0, 0.05)}
 TEST_DETECTOR = {"n0": (1e3, 1e5), "blur": (0.2, 1.2), "electronic": (0.0, 6.0), "scatter": (0.0, 0.12)}
 
@@ -124,9 +127,10 @@ class FivePercentConfig:
     realism_steps: int = 300
     train_tilt: tuple = (-10.0, 10.0)
     test_tilt: tuple = (-15.0, 15.0)
-    # the LSN that separates the (c)/(e) banks: a .safetensors path, or None for the shipped
-    # LSN.pretrained(). The experiment's 128 px field of view is not what every LSN was trained on
-    # (benchmarks/results/2026-12-03-five-percent-lsn-v11/): the committed tables name theirs
+    # the LSN that separates the (c)/(e) banks: a .safetensors path, a shipped name ("default",
+    # "small-fov"), or None for LSN.pretrained("small-fov"), the shipped weights for this 128 px
+    # field of view; the default weights are tuned on 256 px and separate 128 px images 3-4x worse
+    # (benchmarks/results/2026-12-03-five-percent-lsn-v11/). The committed tables name theirs
     lsn_weights: str | None = None
 
     @classmethod
@@ -426,8 +430,8 @@ def _load_lsn(log, weights: str | None = None):
     if weights is not None:  # asked for by name: a failure is the user's to see, no oracle fallback
         return lf.LSN.pretrained(weights), f"weights {weights}"
     try:
-        model = lf.LSN.pretrained()
-        return model, "pretrained"
+        model = lf.LSN.pretrained(DEFAULT_LSN)
+        return model, f"pretrained {DEFAULT_LSN}"
     except Exception as e:  # noqa: BLE001 — any failure means: not available
         log(f"NOTE: the shipped LSN is not available ({type(e).__name__}: {e}); the 'LSN' arms use the phantoms' "
             "true layers instead and are labelled 'oracle separation'.")
@@ -844,8 +848,8 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
     if jobs < 1:
         raise ValueError(f"jobs: must be >= 1, got {jobs}")
     jobs = min(jobs, len(seeds))
-    if cfg.lsn_weights is not None and not os.path.isfile(cfg.lsn_weights):
-        raise FileNotFoundError(f"lsn_weights: no such file {cfg.lsn_weights!r}")
+    if cfg.lsn_weights is not None and cfg.lsn_weights not in PRETRAINED and not os.path.isfile(cfg.lsn_weights):
+        raise FileNotFoundError(f"lsn_weights: no such file or shipped name ({sorted(PRETRAINED)}): {cfg.lsn_weights!r}")
     t0 = time.perf_counter()
     lsn, lsn_status = _load_lsn(log, cfg.lsn_weights)
     log(f"five-percent experiment: seeds {list(seeds)}, LSN {lsn_status}, {jobs} process(es); config {asdict(cfg)}")
@@ -985,10 +989,11 @@ def add_experiment_arguments(parser) -> None:
     parser.add_argument("--device", default=None,
                         help="where the task models and the realism critic train: 'cpu' (default) or 'cuda[:N]'; "
                              "data, separation and synthesis stay on the CPU")
-    parser.add_argument("--lsn-weights", default=None, metavar="PATH",
-                        help="LSN .safetensors that separates the (c)/(e) banks (default: the shipped weights). The "
-                             "committed tables name the LSN they used; weights trained on 256 px only separate the "
-                             "experiment's 128 px images poorly")
+    parser.add_argument("--lsn-weights", default=None, metavar="PATH|NAME",
+                        help="LSN that separates the (c)/(e) banks: a .safetensors file or a shipped name, 'default' "
+                             "or 'small-fov' (the default here: the shipped weights for 128 px fields of view; "
+                             "'default' is tuned on 256 px and separates these images 3-4x worse). The committed "
+                             "tables name the LSN they used")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNGs")
     parser.add_argument("--jobs", type=int, default=0,
                         help="seeds run at once, one process each (0, the default: as many as CPUs / --threads allow; "
