@@ -54,7 +54,15 @@ TRAIN_COMMAND = (
 )
 
 __all__ = ["LSNConfig", "LSN", "LSNOutput", "DenoiseRefiner", "with_refiner", "separate", "save_weights", "load_weights",
-           "DEFAULT_WEIGHTS", "SMALL_FOV_WEIGHTS", "PRETRAINED"]
+           "DEFAULT_WEIGHTS", "SMALL_FOV_WEIGHTS", "PRETRAINED", "weights_path"]
+
+
+def weights_path(path: str | os.PathLike | None = None) -> str | os.PathLike:
+    """The file behind ``path``: None -> the default weights, a :data:`PRETRAINED` name -> its
+    shipped file, anything else unchanged (a path)."""
+    if path is None:
+        return DEFAULT_WEIGHTS
+    return PRETRAINED.get(path, path) if isinstance(path, str) else path
 
 
 # ------------------------------------------------------------------------------ config
@@ -352,11 +360,7 @@ class LSN(nn.Module):
                 :func:`save_weights`. Names take precedence over files of the same name.
             map_location: device to load onto.
         """
-        if path is None:
-            path = DEFAULT_WEIGHTS
-        elif isinstance(path, str) and path in PRETRAINED:
-            path = PRETRAINED[path]
-        return load_weights(path, map_location=map_location)
+        return load_weights(weights_path(path), map_location=map_location)
 
     @property
     def num_parameters(self) -> int:

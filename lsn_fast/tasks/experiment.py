@@ -71,7 +71,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lsn_fast.compose import _bank_geometry, _whole_pixel_copy, split_whole_pixel, whole_pixel_moves
-from lsn_fast.lsn import PRETRAINED
+from lsn_fast.lsn import PRETRAINED, weights_path
 
 from ._common import check_device, check_int, fit, mixed_source, naive_augment, normalize_images, tensor_source
 from .jsn import quantify_jsn, train_jsn_model
@@ -848,7 +848,7 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
     if jobs < 1:
         raise ValueError(f"jobs: must be >= 1, got {jobs}")
     jobs = min(jobs, len(seeds))
-    if cfg.lsn_weights is not None and cfg.lsn_weights not in PRETRAINED and not os.path.isfile(cfg.lsn_weights):
+    if cfg.lsn_weights is not None and not os.path.isfile(weights_path(cfg.lsn_weights)):
         raise FileNotFoundError(f"lsn_weights: no such file or shipped name ({sorted(PRETRAINED)}): {cfg.lsn_weights!r}")
     t0 = time.perf_counter()
     lsn, lsn_status = _load_lsn(log, cfg.lsn_weights)
