@@ -249,7 +249,7 @@ def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device) -> di
     ``c = min(cfg.crop, pool.size)``."""
     g = _gen(cfg.seed, step, 2)
     layers, axis = pool.batch(step, cfg.batch, cfg.crop, g, bone_scale=cfg.bone_scale, soft_scale=cfg.soft_scale)
-    det = random_detector(cfg.batch, g, None if cfg.scatter is None else {"scatter": tuple(cfg.scatter)})
+    det = random_detector(cfg.batch, g, cfg.detector_ranges())
     st = _stack(layers, pool.spacing_mm, axis)
     image = compose(st, detector=det, seed=_mix(cfg.seed, step, 3))
     return {"image": image.to(device), "layers": layers.to(device), "axis": axis.to(device)}
@@ -517,6 +517,9 @@ class TrainConfig:
     # stage 1: the scatter-to-primary range of the random detector (None: DETECTOR_RANGES' 0–0.1);
     # the same uniform draws are scaled, so the other detector parameters are unchanged
     scatter: tuple | None = None
+    # stage 1: the dose range (photons per pixel in air, drawn log-uniform; None: DETECTOR_RANGES'
+    # 2e3–1e5). Same uniform draws, remapped, so the other detector parameters are unchanged
+    n0: tuple | None = None
     # a full-resolution DenoiseRefiner (0: none; added to an --init model that lacks one) and
     # which parameters train: "all", or "refine" (the rest frozen: sharpen a trained model's D)
     refine_channels: int = 0
@@ -532,6 +535,15 @@ class TrainConfig:
     # 128 px crops 3-4x worse; this keeps both sizes in the training data
     alt_phantom_size: int = 0
     alt_every: int = 2
+
+    def detector_ranges(self) -> dict:
+        """Stage 1's overrides of :data:`DETECTOR_RANGES` (``scatter``, ``n0``)."""
+        r = {}
+        if self.scatter is not None:
+            r["scatter"] = tuple(self.scatter)
+        if self.n0 is not None:
+            r["n0"] = tuple(float(x) for x in self.n0)
+        return r
 
     def validate(self):
         if self.stage not in (1, 2):
@@ -563,6 +575,10 @@ class TrainConfig:
             v = self.scatter
             if not (len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and 0 <= v[0] <= v[1] < 1):
                 raise ValueError(f"scatter: expected (lo, hi) with 0 <= lo <= hi < 1, got {v!r}")
+        if self.n0 is not None:
+            v = self.n0
+            if not (len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and 0 < v[0] <= v[1] <= 1e12):
+                raise ValueError(f"n0: expected (lo, hi) photons per pixel with 0 < lo <= hi <= 1e12, got {v!r}")
         if int(self.refine_channels) < 0 or int(self.refine_layers) < 2:
             raise ValueError(f"refine_channels: must be >= 0 (and refine_layers >= 2), got {self.refine_channels}, {self.refine_layers}")
         if self.train_only not in TRAIN_ONLY:
@@ -880,6 +896,8 @@ def add_train_arguments(p) -> None:
                    help="stage 1: multiply each sample's soft-tissue layer by U(LO, HI) (thickness randomization; default off)")
     p.add_argument("--scatter", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="stage 1: scatter-to-primary range of the random detector (default 0 0.1)")
+    p.add_argument("--n0", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="stage 1: dose range of the random detector, photons per pixel in air, log-uniform (default 2e3 1e5)")
     p.add_argument("--refine-channels", type=int, default=0, metavar="C",
                    help="add a full-resolution refiner of the denoised image, C channels wide (0: none; added to an "
                         "--init model that has none, or widened from a narrower one of the same depth; either way "
@@ -930,6 +948,7 @@ def run_train(args) -> int:
                       recon_target=args.recon_target, anchor=args.anchor, loss_weights=dict(args.loss_weight),
                       bone_scale=tuple(args.bone_scale), soft_scale=tuple(args.soft_scale),
                       scatter=None if args.scatter is None else tuple(args.scatter),
+                      n0=None if args.n0 is None else tuple(args.n0),
                       refine_channels=args.refine_channels, refine_layers=args.refine_layers, train_only=args.train_only,
                       amp=args.amp, float32_tail=args.float32_tail, alt_phantom_size=args.alt_phantom_size,
                       alt_every=args.alt_every)

@@ -679,6 +679,33 @@ def test_scatter_range_scales_only_the_scatter_draws():
             _cfg(scatter=bad).validate()
 
 
+def test_n0_range_remaps_only_the_dose_draws():
+    """--n0 LO HI: the dose is drawn log-uniform in [LO, HI] from the same uniform draws (so
+    log n0 maps affinely), every other detector parameter and the layers are unchanged; bad
+    ranges are named."""
+    import math
+
+    d0 = T.random_detector(64, torch.Generator().manual_seed(4))
+    d1 = T.random_detector(64, torch.Generator().manual_seed(4), _cfg(n0=(1.0e3, 2.0e5)).detector_ranges())
+    n_a, n_b = torch.as_tensor(d0.n0, dtype=torch.float64), torch.as_tensor(d1.n0, dtype=torch.float64)
+    lo0, hi0 = T.DETECTOR_RANGES["n0"]
+    u = (n_a.log() - math.log(lo0)) / (math.log(hi0) - math.log(lo0))  # the shared uniform draws
+    torch.testing.assert_close(n_b.log(), math.log(1e3) + u * (math.log(2e5) - math.log(1e3)), rtol=1e-5, atol=1e-5)
+    assert float(n_b.min()) >= 1e3 * (1 - 1e-5) and float(n_b.max()) <= 2e5 * (1 + 1e-5)
+    assert float(n_b.min()) < lo0 and float(n_b.max()) > hi0  # 64 draws reach past the default range
+    for k in ("scatter", "blur_sigma_px", "electronic_sigma"):
+        assert torch.equal(torch.as_tensor(getattr(d0, k)), torch.as_tensor(getattr(d1, k)))
+    assert _cfg(n0=(1e3, 2e5), scatter=(0.0, 0.15)).detector_ranges() == {"n0": (1e3, 2e5), "scatter": (0.0, 0.15)}
+    cfg0 = _cfg()
+    pool = T.PhantomPool(cfg0.seed, cfg0.pool, cfg0.phantom_size, cfg0.refresh)
+    a = T.stage1_batch(pool, 2, cfg0, "cpu")
+    b = T.stage1_batch(pool, 2, _cfg(n0=(500.0, 600.0)), "cpu")
+    assert torch.equal(a["layers"], b["layers"]) and not torch.equal(a["image"], b["image"])
+    for bad in ((2e3, 1e3), (0.0, 1e3), (1e3, float("inf")), (1e3,)):
+        with pytest.raises(ValueError, match="n0"):
+            _cfg(n0=bad).validate()
+
+
 def test_stage2_transfer_rejects_bad_options_before_writing(tmp_path):
     from lsn_fast.stage2_transfer import run_stage2_transfer
 
