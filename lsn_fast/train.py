@@ -102,6 +102,11 @@ def _gen(*vals: int) -> torch.Generator:
     return torch.Generator().manual_seed(_mix(*vals))
 
 
+def _finite_pair(v) -> bool:
+    """Whether ``v`` is a (lo, hi) pair of finite numbers (the range options' shared shape check)."""
+    return len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+
+
 def _uniform(g, n, lo, hi) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g)
 
@@ -569,15 +574,15 @@ class TrainConfig:
             raise ValueError(f"log_every: must be >= 0, got {self.log_every}")
         for k in ("bone_scale", "soft_scale"):
             v = getattr(self, k)
-            if not (len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and 0 < v[0] <= v[1]):
+            if not (_finite_pair(v) and 0 < v[0] <= v[1]):
                 raise ValueError(f"{k}: expected (lo, hi) with 0 < lo <= hi, got {v!r}")
         if self.scatter is not None:
             v = self.scatter
-            if not (len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and 0 <= v[0] <= v[1] < 1):
+            if not (_finite_pair(v) and 0 <= v[0] <= v[1] < 1):
                 raise ValueError(f"scatter: expected (lo, hi) with 0 <= lo <= hi < 1, got {v!r}")
         if self.n0 is not None:
             v = self.n0
-            if not (len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and 0 < v[0] <= v[1] <= 1e12):
+            if not (_finite_pair(v) and 0 < v[0] <= v[1] <= 1e12):
                 raise ValueError(f"n0: expected (lo, hi) photons per pixel with 0 < lo <= hi <= 1e12, got {v!r}")
         if int(self.refine_channels) < 0 or int(self.refine_layers) < 2:
             raise ValueError(f"refine_channels: must be >= 0 (and refine_layers >= 2), got {self.refine_channels}, {self.refine_layers}")
