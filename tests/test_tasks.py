@@ -655,3 +655,97 @@ def test_five_percent_quick_runs_under_ten_minutes(tmp_path):
     assert sum(lsn) / len(lsn) <= 0.6, summary["realism"]
     for name in ("table.md", "error_vs_fraction.png", "pred_vs_true_jsw.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- layer supervision (arm c3L)
+def test_jsw_layer_batch_returns_the_layers_each_image_was_composed_from(phantoms):
+    """``Synthesizer.jsw_layer_batch`` (carried bank, both bones, whole-pixel moves: the
+    experiment's setting): the same images as ``jsw_batch`` for the same generator; each image
+    minus its two bone layers is an unmoved soft layer of the bank, and each bone layer is a
+    whole-pixel copy of that entry's bone, moved in opposite directions."""
+    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+
+    st, info = phantoms
+    img = lf.compose(st, detector=lf.Detector(n0=5e3, blur_sigma_px=0.6), seed=3)
+    syn = Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), images=img, moves="integer", bone="both")
+    x0, t0 = syn.jsw_batch(6, torch.Generator().manual_seed(5))
+    x, t, bones, has = syn.jsw_layer_batch(6, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(x, x0, rtol=0, atol=0)
+    torch.testing.assert_close(t, t0, rtol=0, atol=0)
+    assert bones.shape == (6, 2, 96, 96) and has.dtype == torch.bool and bool(has.all())
+    bank = syn.bank
+    soft = x[:, 0] - bones.sum(1)
+    for k in range(6):
+        err = (bank.soft - soft[k]).abs().flatten(1).amax(1)
+        e = int(err.argmin())
+        assert float(err[e]) < 1e-5, float(err.min())
+        found = {}
+        for name, layer, moved in (("upper", bank.upper[e], bones[k, 0]), ("lower", bank.lower[e], bones[k, 1])):
+            for dy in range(-8, 9):  # the interior of a whole-pixel copy matches exactly at one offset
+                for dx in range(-8, 9):
+                    ref = torch.roll(layer, (dy, dx), (0, 1))[10:-10, 10:-10]
+                    if float((ref - moved[10:-10, 10:-10]).abs().max()) < 1e-6:
+                        found[name] = (dy, dx)
+            assert name in found, (k, name)
+        (uy, ux), (ly, lx) = found["upper"], found["lower"]
+        assert abs(uy + ly) <= 1 and abs(ux + lx) <= 1  # split_whole_pixel: opposite halves
+
+
+def test_naive_augment_dense_maps_follow_the_image():
+    from lsn_fast.tasks._common import naive_augment
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 24, 20, generator=g) + 0.5
+    y = torch.rand(4)
+    maps = torch.cat([x, 2 * x], 1)
+    xa, ya = naive_augment()((x, y), torch.Generator().manual_seed(1))
+    xd, yd, md = naive_augment(dense=True)((x, y, maps), torch.Generator().manual_seed(1))
+    torch.testing.assert_close(xd, xa)  # the same draws as without maps
+    torch.testing.assert_close(md[:, :1], xd)  # same warp and intensity scale
+    torch.testing.assert_close(md[:, 1:], 2 * xd)
+    assert torch.equal(yd, y)
+    with pytest.raises(ValueError, match="pair, dense"):
+        naive_augment(pair=True, dense=True)
+
+
+def test_layer_supervision_trains_the_head_and_leaves_the_jsw_path_alone(phantoms):
+    """``train_jsw_regressor(layer_weight>0)``: the head's error against the layer targets
+    falls, predictions do not use the head, bad batches and weights are named errors."""
+    from lsn_fast.tasks._common import mixed_source, naive_augment, tensor_source
+    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+    from lsn_fast.tasks.jsw_regression import _layer_loss, layer_targets, without_layers
+
+    st, info = phantoms
+    img = lf.compose(st, detector=lf.Detector(n0=5e3, blur_sigma_px=0.6), seed=3)
+    syn = Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), images=img, moves="integer", bone="both")
+    src = mixed_source(without_layers(tensor_source(img, info["jsw_mm"])), syn.jsw_layer_batch, 0.5)
+    xb, yb, bb, hb = syn.jsw_layer_batch(8, torch.Generator().manual_seed(9))
+
+    def head_mse(m):
+        with torch.no_grad():
+            _, lay = m(xb, return_layers=True)
+            return float(((lay - layer_targets(xb, bb, lay.shape[-2:])) ** 2).mean())
+
+    torch.manual_seed(0)
+    m0 = JSWRegressor()
+    m0.attach_layer_head()
+    m = train_jsw_regressor(source=src, steps=25, batch_size=8, seed=0, augment=naive_augment(dense=True),
+                            layer_weight=1.0)
+    assert m.layer_head is not None
+    assert head_mse(m) < 0.7 * head_mse(m0), (head_mse(m), head_mse(m0))
+    with torch.no_grad():
+        p, _ = m(xb, return_layers=True)
+    torch.testing.assert_close(predict_jsw(m, xb), p)
+    # rows without layers add nothing to the layer term
+    with torch.no_grad():
+        zero = _layer_loss(1.0)(m, (xb, yb, torch.zeros_like(bb), torch.zeros(8, dtype=torch.bool)))
+        plain = torch.nn.functional.smooth_l1_loss(m(xb), yb, beta=0.1)
+    assert float(zero) == pytest.approx(float(plain), rel=1e-5)
+    with pytest.raises(ValueError, match="layer_weight"):
+        train_jsw_regressor(source=src, steps=1, layer_weight=-1.0)
+    with pytest.raises(ValueError, match="bones, has_bones"):
+        train_jsw_regressor(source=tensor_source(img, info["jsw_mm"]), steps=1, layer_weight=1.0)
+    with pytest.raises(ValueError, match="entry 2"):
+        train_jsw_regressor(source=lambda b, g: (xb, yb, bb[:, :1], hb), steps=1, layer_weight=1.0)
+    with pytest.raises(RuntimeError, match="layer head"):
+        JSWRegressor()(xb, return_layers=True)

@@ -359,13 +359,18 @@ def _affine(images: torch.Tensor, g: torch.Generator, max_rot_deg: float, max_sh
     return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).to(images.dtype)
 
 
-def naive_augment(max_rot_deg: float = 8.0, max_shift_px: float = 3.0, intensity: float = 0.1, pair: bool = False):
+def naive_augment(max_rot_deg: float = 8.0, max_shift_px: float = 3.0, intensity: float = 0.1, pair: bool = False,
+                  dense: bool = False):
     """Label-preserving naive augmentation (the control arm): random horizontal flip, rotation
     ±``max_rot_deg``, translation ±``max_shift_px``, intensity scale ×(1 ± ``intensity``).
 
     No scaling (it would change the JSW in mm). With ``pair=True`` the batch is
     ``(baseline, followup, label)``: both images share the flip; rotation/translation are drawn
-    independently (simulating repositioning between visits)."""
+    independently (simulating repositioning between visits). With ``dense=True`` the batch is
+    ``(images, label, maps (B,C,H,W), ...)``: the maps (e.g. bone layers, same intensity units)
+    get the image's warp and intensity scale; the random draws are those of ``dense=False``."""
+    if pair and dense:
+        raise ValueError("pair, dense: pick one (pairs carry no dense maps)")
 
     def aug(batch, g):
         if pair:
@@ -374,6 +379,12 @@ def naive_augment(max_rot_deg: float = 8.0, max_shift_px: float = 3.0, intensity
             a = _affine(a, g, max_rot_deg, max_shift_px, flips)
             b = _affine(b, g, max_rot_deg, max_shift_px, flips)
             return (a, b, *rest)
+        if dense:
+            x, y, maps, *rest = batch
+            both = _affine(torch.cat([x.float(), maps.float()], 1), g, max_rot_deg, max_shift_px)
+            x, maps = both[:, :x.shape[1]].to(x.dtype), both[:, x.shape[1]:].to(maps.dtype)
+            k = 1 + (torch.rand(x.shape[0], 1, 1, 1, generator=g) * 2 - 1).to(x) * intensity
+            return (x * k, y, maps * k.to(maps), *rest)
         x, *rest = batch
         x = _affine(x, g, max_rot_deg, max_shift_px)
         k = 1 + (torch.rand(x.shape[0], 1, 1, 1, generator=g) * 2 - 1).to(x) * intensity

@@ -321,7 +321,9 @@ class Synthesizer:
             return st
         return st.rotated(angle_deg, flip=flip)
 
-    def _render(self, idx, target, g, reposition=None, disp=None):
+    def _render(self, idx, target, g, reposition=None, disp=None, layers=False):
+        """Images (B,1,H,W); with ``layers=True`` also the moved bone layers (B,2,H,W): upper,
+        lower, as composed (a carried bank's layers hold their share of the residual)."""
         import lsn_fast as lf
 
         B = idx.shape[0]
@@ -336,7 +338,8 @@ class Synthesizer:
         if self.reposes:
             pose = self._pose if self._pose is not None else self._draw_pose(B, g)
             st = self.posed_layers(idx, target, reposition=reposition, disp=disp, **pose)
-            return lf.compose(st, detector=detector(), seed=seed, sample_index=si)
+            out = lf.compose(st, detector=detector(), seed=seed, sample_index=si)
+            return (out, torch.stack([st.upper, st.lower], 1).float()) if layers else out
         shift = (target - self.labels[idx]) / sp
         j0 = self.j0[idx]
         # the fused path where it is legal; carried banks always take the reference path (the one
@@ -345,25 +348,42 @@ class Synthesizer:
         if reposition is not None or self.carries_texture or disp is not None:
             fast = torch.zeros(B, dtype=torch.bool)
         out = torch.empty(B, 1, *self.bank.shape[1:])
+        bones = torch.empty(B, 2, *self.bank.shape[1:]) if layers else None
         if bool(fast.any()):
             imgs, _ = lf.synthesize(self.bank, idx[fast], shift_px=shift[fast], detector=_detector(params, fast),
                                     interp=self.interp, seed=seed, sample_index=si[fast], bone=self.bone)
             out[fast] = imgs
+            if layers:  # the layers synthesize moved: the same shift, interpolation and bone(s)
+                st = self._moved(idx[fast], target[fast])
+                bones[fast] = torch.stack([st.upper, st.lower], 1).float()
         slow = ~fast
         if bool(slow.any()):
             st = self._moved(idx[slow], target[slow], None if disp is None else disp[slow])
             if reposition is not None:
                 st = _translate_stack(st, reposition[slow])
             out[slow] = lf.compose(st, detector=detector(slow), seed=seed, sample_index=si[slow])
-        return out
+            if layers:
+                bones[slow] = torch.stack([st.upper, st.lower], 1).float()
+        return (out, bones) if layers else out
 
     def jsw_batch(self, batch: int, g: torch.Generator, entries: torch.Tensor | None = None):
+        """``(images (B,1,H,W), jsw (B,) mm)`` at target JSWs uniform in ``cfg.jsw_range``."""
         if entries is None:
             idx = torch.randint(0, self.bank.batch_size, (batch,), generator=g)
         else:
             idx = entries[torch.randint(0, entries.numel(), (batch,), generator=g)]
         target, disp = self.snap(idx, _uniform(g, batch, *self.cfg.jsw_range))
         return self._render(idx, target, g, disp=disp), target
+
+    def jsw_layer_batch(self, batch: int, g: torch.Generator):
+        """:meth:`jsw_batch` (the same draws: the same images for the same generator state) plus
+        the layers each image was composed from, for layer supervision
+        (:func:`lsn_fast.tasks.train_jsw_regressor`'s ``layer_weight``):
+        ``(images (B,1,H,W), jsw (B,) mm, bones (B,2,H,W) upper/lower attenuation, has_bones (B,) True)``."""
+        idx = torch.randint(0, self.bank.batch_size, (batch,), generator=g)
+        target, disp = self.snap(idx, _uniform(g, batch, *self.cfg.jsw_range))
+        x, bones = self._render(idx, target, g, disp=disp, layers=True)
+        return x, target, bones, torch.ones(batch, dtype=torch.bool)
 
     def grade_batch(self, batch: int, g: torch.Generator):
         x, t = self.jsw_batch(batch, g)

@@ -8,6 +8,8 @@ untrained model starts at the label mean.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -16,11 +18,15 @@ from ._common import (ConvEncoder, as_source, batched_apply, check_images, check
                       check_train_args, checked_source, fit, model_device, normalize_images, pool_features, to_tensor)
 from .metrics import regression_metrics
 
-__all__ = ["JSWRegressor", "train_jsw_regressor", "predict_jsw", "evaluate_jsw"]
+__all__ = ["JSWRegressor", "train_jsw_regressor", "predict_jsw", "evaluate_jsw", "layer_targets", "without_layers"]
 
 
 class JSWRegressor(nn.Module):
-    """Image -> JSW (mm). ``width`` sets the encoder's first-stage channels (16: ~0.2M params)."""
+    """Image -> JSW (mm). ``width`` sets the encoder's first-stage channels (16: ~0.2M params).
+
+    :meth:`attach_layer_head` adds an auxiliary head for layer supervision during training (it
+    reads the encoder after ``levels - 1`` stages and predicts the upper and lower bone layers
+    there, block-averaged); the JSW prediction never uses it."""
 
     def __init__(self, width: int = 16, levels: int = 4):
         super().__init__()
@@ -29,10 +35,31 @@ class JSWRegressor(nn.Module):
         self.head = nn.Sequential(nn.Linear(c, 64), nn.SiLU(), nn.Linear(64, 1))
         self.register_buffer("offset", torch.tensor(1.5))
         self.register_buffer("scale", torch.tensor(1.0))
+        self.layer_head = None
+        self._levels, self._width = levels, width
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(normalize_images(images))
-        return self.offset + self.scale * self.head(pool_features(h)).squeeze(1)
+    def attach_layer_head(self) -> None:
+        """Add the auxiliary bone-layer head (no-op if present). Called after the model is built,
+        so a model without it is initialized exactly as before."""
+        if self.layer_head is None:
+            c = self._width * min(2 ** (self._levels - 2), 8)
+            self.layer_head = nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.SiLU(), nn.Conv2d(32, 2, 1)).to(
+                self.offset.device)
+
+    def forward(self, images: torch.Tensor, return_layers: bool = False):
+        """``images`` (B,1,H,W) -> JSW (B,) mm; with ``return_layers`` also the layer head's
+        (B,2,H/2^(levels-1),W/2^(levels-1)) prediction of the bone layers (upper, lower) divided by
+        each image's standard deviation and block-averaged (see :func:`layer_targets`)."""
+        x = normalize_images(images)
+        if not return_layers:
+            h = self.encoder(x)
+            return self.offset + self.scale * self.head(pool_features(h)).squeeze(1)
+        if self.layer_head is None:
+            raise RuntimeError("return_layers: this model has no layer head (call attach_layer_head())")
+        k = 6 * (self._levels - 1)  # ConvEncoder: 6 modules per stage
+        mid = self.encoder.net[:k](x)
+        h = self.encoder.net[k:](mid)
+        return self.offset + self.scale * self.head(pool_features(h)).squeeze(1), self.layer_head(mid)
 
     def set_label_stats(self, jsw: torch.Tensor) -> None:
         jsw = jsw.float()
@@ -45,9 +72,32 @@ def _loss(model, batch):
     return F.smooth_l1_loss(model(x), y.to(x.device, torch.float32).reshape(-1), beta=0.1)
 
 
+def layer_targets(images: torch.Tensor, bones: torch.Tensor, size) -> torch.Tensor:
+    """What the layer head predicts: ``bones`` (B,2,H,W) attenuation over each image's standard
+    deviation (the scale :func:`normalize_images` divides by), block-averaged to ``size`` (h, w).
+    Block averages keep a sub-block edge position as a fraction, so a coarse map still carries it."""
+    s = images.float().std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    return F.adaptive_avg_pool2d(bones.float() / s, size)
+
+
+def _layer_loss(weight: float):
+    """JSW loss + ``weight`` × MSE of the layer head on the rows that carry layers."""
+
+    def loss(model, batch):
+        x, y, bones, has = batch[0], batch[1], batch[2], batch[3].to(torch.bool)
+        pred, lay = model(x, return_layers=True)
+        main = F.smooth_l1_loss(pred, y.to(x.device, torch.float32).reshape(-1), beta=0.1)
+        if not bool(has.any()):
+            return main + 0.0 * lay.sum()  # keep the head in the graph
+        tgt = layer_targets(x[has], bones[has], lay.shape[-2:])
+        return main + weight * F.mse_loss(lay[has], tgt)
+
+    return loss
+
+
 def train_jsw_regressor(images=None, jsw=None, *, source=None, model: JSWRegressor | None = None, steps: int = 300,
                         batch_size: int = 32, lr: float = 2e-3, seed: int = 0, augment=None, device=None,
-                        progress: bool = False) -> JSWRegressor:
+                        progress: bool = False, layer_weight: float = 0.0) -> JSWRegressor:
     """Train (or fine-tune) a :class:`JSWRegressor`.
 
     Data: ``images`` (N,1,H,W) with ``jsw`` (N,) mm, or ``source``: an iterable yielding
@@ -61,8 +111,18 @@ def train_jsw_regressor(images=None, jsw=None, *, source=None, model: JSWRegress
     drawn) must be ``(images (B,1,H,W) finite, jsw (B,) finite, ...)``; ``steps``,
     ``batch_size`` ints >= 1, ``lr`` > 0, ``augment`` None or callable, ``device`` an available
     torch device (``"cuda"`` without a GPU is an error).
+
+    ``layer_weight`` > 0 switches on layer supervision (for synthesized data, whose layers are
+    known): every batch is ``(images, jsw, bones (B,2,H,W), has_bones (B,) bool)`` (e.g.
+    :meth:`lsn_fast.tasks.experiment.Synthesizer.jsw_layer_batch`; rows without layers, such as
+    real images, carry ``has_bones=False``), the model gets :meth:`JSWRegressor.attach_layer_head`,
+    and the loss adds ``layer_weight`` × the head's MSE against :func:`layer_targets`. An
+    ``augment`` must then move ``bones`` with the image (``naive_augment(dense=True)``).
     """
     device = check_train_args(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=augment, device=device)
+    if isinstance(layer_weight, bool) or not isinstance(layer_weight, (int, float)) or not (
+            math.isfinite(layer_weight) and layer_weight >= 0):
+        raise ValueError(f"layer_weight: expected a finite number >= 0, got {layer_weight!r}")
     if model is not None:
         check_model(model, JSWRegressor)
     if source is None:
@@ -77,6 +137,8 @@ def train_jsw_regressor(images=None, jsw=None, *, source=None, model: JSWRegress
         source = as_source((images, jsw))
     else:
         source = checked_source(source, (("images", "images"), ("jsw", "values")))
+    if layer_weight > 0:
+        source = _checked_layer_source(source)
     torch.manual_seed(seed)
     new = model is None
     if new:
@@ -85,9 +147,48 @@ def train_jsw_regressor(images=None, jsw=None, *, source=None, model: JSWRegress
             model.set_label_stats(jsw)
     if device is not None:
         model = model.to(device)
-    fit(model, source, _loss, steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=augment,
-        progress=progress, desc="jsw")
+    if layer_weight > 0:
+        model.attach_layer_head()
+    fit(model, source, _layer_loss(float(layer_weight)) if layer_weight > 0 else _loss, steps=steps,
+        batch_size=batch_size, lr=lr, seed=seed, augment=augment, progress=progress, desc="jsw")
     return model
+
+
+def _checked_layer_source(source):
+    """Checks the first batch's layer entries: ``bones`` (B,2,H,W) finite beside images
+    (B,1,H,W), ``has_bones`` (B,) bool."""
+    state = {"checked": False}
+
+    def fn(batch: int, g: torch.Generator):
+        b = source(batch, g)
+        if not state["checked"]:
+            if len(b) < 4:
+                raise ValueError("source: with layer_weight > 0 a batch must be (images, jsw, bones, has_bones), "
+                                 f"got {len(b)} entries")
+            x, bones, has = b[0], b[2], b[3]
+            if not (isinstance(bones, torch.Tensor) and bones.shape == (x.shape[0], 2, *x.shape[2:])):
+                got = tuple(bones.shape) if isinstance(bones, torch.Tensor) else type(bones).__name__
+                raise ValueError(f"source: batch entry 2 (bones): expected shape {(x.shape[0], 2, *x.shape[2:])}, got {got}")
+            if not bool(torch.isfinite(bones).all()):
+                raise ValueError("source: batch entry 2 (bones): contains NaN or Inf")
+            if not (isinstance(has, torch.Tensor) and has.dtype == torch.bool and has.shape == (x.shape[0],)):
+                raise ValueError(f"source: batch entry 3 (has_bones): expected a bool tensor of shape ({x.shape[0]},)")
+            state["checked"] = True
+        return b
+
+    return fn
+
+
+def without_layers(source):
+    """A batch function of ``(images, jsw, ...)`` made to fit layer supervision: each batch
+    becomes ``(images, jsw, zeros (B,2,H,W), has_bones False)`` (real images: no layers)."""
+
+    def fn(batch: int, g: torch.Generator):
+        b = source(batch, g)
+        x = b[0]
+        return (x, b[1], x.new_zeros(x.shape[0], 2, *x.shape[2:]), torch.zeros(x.shape[0], dtype=torch.bool))
+
+    return fn
 
 
 def predict_jsw(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
