@@ -237,7 +237,47 @@ class LayerStack:
         """Total attenuation ``A = soft + upper + lower``, (B,H,W), in the layers' dtype."""
         return self.soft + self.upper + self.lower
 
-    def with_residual(self, image, *, air: float = 1e-4) -> "LayerStack":
+    def fit_blur(self, image, sigmas=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5)) -> torch.Tensor:
+        """Per image, the Gaussian blur σ (px) from ``sigmas`` under which these layers best
+        explain ``image``: the σ minimizing ‖HP(image) − HP(G_σ * attenuation())‖², with HP the
+        image minus its σ = 3 px blur (so scatter and other smooth offsets do not pull the fit).
+        The detector blurs counts, not attenuation; at a finger's contrasts the attenuation-domain
+        Gaussian is a close stand-in, and the fit only has to say how wide the edges' skirts are.
+
+        Args:
+            image: (B,H,W) or (B,1,H,W) attenuation, the image the layers were separated from.
+            sigmas: candidate σ in px, each >= 0.
+        Returns:
+            (B,) float32 px, on the layers' device.
+        """
+        from .reference import gaussian_blur
+
+        img = self._image_like(image)
+        cand = [float(v) for v in sigmas]
+        if not cand or any(not math.isfinite(v) or v < 0 for v in cand):
+            raise ValueError(f"sigmas: expected finite values >= 0, got {sigmas!r}")
+        B = img.shape[0]
+        hp = lambda t: t - gaussian_blur(t, torch.full((B,), 3.0, device=t.device))  # noqa: E731
+        target = hp(img)
+        total = self.attenuation().float()
+        errs = torch.stack([((hp(gaussian_blur(total, torch.full((B,), v, device=total.device))) - target) ** 2)
+                            .flatten(1).mean(1) for v in cand])
+        return torch.tensor(cand, device=total.device)[errs.argmin(0)]
+
+    def _image_like(self, image) -> torch.Tensor:
+        """``image`` as (B,H,W) float32 on the layers' device, checked against the stack."""
+        if not isinstance(image, torch.Tensor):
+            raise TypeError(f"image: expected a tensor, got {type(image).__name__}")
+        img = image[:, 0] if image.ndim == 4 and image.shape[1] == 1 else image
+        if img.ndim == 2:
+            img = img.unsqueeze(0)
+        if tuple(img.shape) != self.shape:
+            raise ValueError(f"image: shape {tuple(image.shape)} does not match the stack's (B,H,W) = {self.shape}")
+        if not bool(torch.isfinite(img).all()):
+            raise ValueError("image: must be finite")
+        return img.to(device=self.device, dtype=torch.float32)
+
+    def with_residual(self, image, *, air: float = 1e-4, blur_sigma_px=None) -> "LayerStack":
         """The layers plus their share of what they do not explain in ``image``.
 
         A separation (:func:`lsn_fast.separate`) returns denoised layers: the detector noise and
@@ -253,6 +293,14 @@ class LayerStack:
         Args:
             image: (B,H,W) or (B,1,H,W) attenuation, the image the layers were separated from.
             air: attenuation (dimensionless) below which a pixel counts as air, > 0.
+            blur_sigma_px: None, a float or (B,) px (e.g. :meth:`fit_blur`): blur each layer by
+                this Gaussian first and split the rest by the blurred layers' fractions. Without
+                it, the blur skirt just outside a sharp bone edge (in the gap, where the bone's
+                fraction is 0) goes to the soft layer and stays behind when the bone moves: a
+                moved bone then lacks its outer skirt, and whole-pixel families read about
+                0.015 mm wider than labelled when the joint is closed
+                (benchmarks/results/2026-12-03-five-percent-jsw-layer-aux/). With it, each bone
+                carries its own blurred edge.
         Returns:
             A LayerStack (same dtype and spacing) with the axis resolved on *these* layers
             (:meth:`resolved_axis`; the noisy ones would give a slightly different estimate), so
@@ -264,23 +312,25 @@ class LayerStack:
             (noise in the bone layers would move a measured JSW by ~0.01 mm). ``.to()`` keeps
             that cache; a stack made from it otherwise (indexing, moves) measures its own layers.
         """
-        if not isinstance(image, torch.Tensor):
-            raise TypeError(f"image: expected a tensor, got {type(image).__name__}")
-        img = image[:, 0] if image.ndim == 4 and image.shape[1] == 1 else image
-        if img.ndim == 2:
-            img = img.unsqueeze(0)
-        if tuple(img.shape) != self.shape:
-            raise ValueError(f"image: shape {tuple(image.shape)} does not match the stack's (B,H,W) = {self.shape}")
-        if not bool(torch.isfinite(img).all()):
-            raise ValueError("image: must be finite")
+        img = self._image_like(image)
         air = check_positive_float(air, "air")
-        total = self.attenuation().float()
-        resid = img.to(device=self.device, dtype=torch.float32) - total
+        base = [self.soft.float(), self.upper.float(), self.lower.float()]
+        if blur_sigma_px is not None:
+            from .reference import gaussian_blur
+
+            sig = torch.as_tensor(blur_sigma_px, dtype=torch.float32, device=self.device).reshape(-1)
+            if sig.numel() == 1:
+                sig = sig.expand(self.shape[0])
+            if sig.numel() != self.shape[0] or not bool((torch.isfinite(sig) & (sig >= 0) & (sig <= 50)).all()):
+                raise ValueError(f"blur_sigma_px: expected a float or ({self.shape[0]},) values in [0, 50] px")
+            base = [gaussian_blur(t, sig.contiguous()) for t in base]
+        total = base[0] + base[1] + base[2]
+        resid = img - total
         is_air = total < air
         share = resid / total.clamp_min(air)
-        soft = self.soft.float() + torch.where(is_air, resid, self.soft.float() * share)
-        upper = self.upper.float() + torch.where(is_air, torch.zeros_like(resid), self.upper.float() * share)
-        lower = self.lower.float() + torch.where(is_air, torch.zeros_like(resid), self.lower.float() * share)
+        soft = base[0] + torch.where(is_air, resid, base[0] * share)
+        upper = base[1] + torch.where(is_air, torch.zeros_like(resid), base[1] * share)
+        lower = base[2] + torch.where(is_air, torch.zeros_like(resid), base[2] * share)
         from .compose import _bank_geometry
 
         geometry = _bank_geometry(self)  # (axis, jsw0) of the plain layers, cached on self too

@@ -172,6 +172,38 @@ def test_with_residual_labels_by_the_plain_layers_geometry():
     torch.testing.assert_close(back[:, 0], st.attenuation() + noise, atol=1e-5, rtol=0)
 
 
+def test_with_residual_blur_carries_each_bones_blurred_edge():
+    """An image blurred by σ = 1 px (noise-free): :meth:`fit_blur` finds σ, and the carried stack
+    with ``blur_sigma_px`` moved by whole pixels composes to the blurred moved anatomy (blur
+    commutes with translation), where the plain carry leaves the bone's outer skirt behind."""
+    from lsn_fast.compose import _whole_pixel_copy as _wp
+    from lsn_fast.reference import gaussian_blur
+
+    st, _ = lf.phantom.generate(3, size=64, spacing_mm=0.2, seed=11, tilt_deg=0.0)
+    sig = torch.full((3,), 1.0)
+    img = gaussian_blur(st.attenuation().float(), sig)
+    torch.testing.assert_close(st.fit_blur(img), sig)
+    torch.testing.assert_close(st.fit_blur(gaussian_blur(st.attenuation().float(), sig * 0.4)), sig * 0.4)
+    blurred = st.with_residual(img, blur_sigma_px=st.fit_blur(img))
+    plain = st.with_residual(img)
+    torch.testing.assert_close(blurred.attenuation(), img, atol=1e-5, rtol=0)  # still sums to the image
+    up = torch.tensor([[-3.0, 0.0]] * 3)  # the upper bone 3 px up (axis (-1, 0)): the joint opens 3 px
+    moved_true = lf.LayerStack(st.soft, st.upper.roll(-3, 1), st.lower, 0.2, validate=False)
+    want = gaussian_blur(moved_true.attenuation().float(), sig)[:, 8:-8, 8:-8]
+
+    def moved(stack):
+        return (stack.soft + _wp(stack.upper, up) + stack.lower)[:, 8:-8, 8:-8]
+
+    err_blur = float((moved(blurred) - want).abs().max())
+    err_plain = float((moved(plain) - want).abs().max())
+    assert err_blur < 1e-4, err_blur
+    assert err_plain > 20 * max(err_blur, 1e-5), (err_plain, err_blur)
+    with pytest.raises(ValueError, match="blur_sigma_px"):
+        st.with_residual(img, blur_sigma_px=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="sigmas"):
+        st.fit_blur(img, sigmas=(-1.0,))
+
+
 def test_with_residual_bad_input(small_stack):
     with pytest.raises(TypeError, match="image"):
         small_stack.with_residual(small_stack.attenuation().numpy())

@@ -232,11 +232,14 @@ class Synthesizer:
     the noise and texture the separation left in the residual) and new images are composed
     **without** a detector, so they keep their source's noise, blur and fine texture instead of
     getting new noise on too-smooth layers. ``j0`` (what is measurable, which moves are legal)
-    is measured on the plain layers."""
+    is measured on the plain layers. ``carry_blur`` (with ``images``): the layers are first
+    blurred by the σ that best explains each image (:meth:`LayerStack.fit_blur`), so a moved bone
+    takes its blurred edge along instead of leaving its outer skirt in the soft layer."""
 
     def __init__(self, bank, labels: torch.Tensor, cfg: FivePercentConfig, det_ranges=TRAIN_DETECTOR,
                  rotate_deg: float = 0.0, hflip: float = 0.0, images: torch.Tensor | None = None,
-                 stretch: float = 0.0, density: float = 0.0, moves: str = "linear", bone: str = "upper"):
+                 stretch: float = 0.0, density: float = 0.0, moves: str = "linear", bone: str = "upper",
+                 carry_blur: bool = False):
         import lsn_fast as lf
 
         if not (isinstance(rotate_deg, (int, float)) and 0.0 <= rotate_deg <= 45.0):
@@ -267,8 +270,13 @@ class Synthesizer:
         self.j0 = _bank_geometry(self.bank)[1]
         self.n_measurable = int(torch.isfinite(self.j0).sum())
         self.carries_texture = images is not None
+        self.carry_blur = bool(carry_blur)
+        if self.carry_blur and not self.carries_texture:
+            raise ValueError("carry_blur: needs images (texture carry)")
         if self.carries_texture:
-            self.bank = self.bank.with_residual(images)
+            # carry_blur: each bone takes its own blur skirt along (LayerStack.with_residual)
+            sig = self.bank.fit_blur(images) if self.carry_blur else None
+            self.bank = self.bank.with_residual(images, blur_sigma_px=sig)
 
     @property
     def reposes(self) -> bool:
