@@ -1,13 +1,14 @@
 """Read LSN families with a JSW meter trained on 100 % of the real labels (diag_train.py's (a)
 model): where do the families' labels and their geometry disagree? (diagnostic; CPU, 1 thread)
 
-    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-03-five-percent-jsw-layer-aux/diag_meter.py DIAG_DIR SEED [N] [lsn|oracle|lsn-blur|oracle-blur]
+    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-03-five-percent-jsw-layer-aux/diag_meter.py DIAG_DIR SEED [N] [lsn|oracle|lsn-blur|oracle-blur] [SCALE]
 
 Draws N family members (default 3000) from the (c3) synthesizer of that seed (source entry,
 target JSW and whole-pixel move recorded), and prints the meter's error against the labels by
 the size of the move; the meter's own bias on real training images is the reference.
 ``oracle``: the same synthesizer on the phantoms' true layers instead of the LSN's (the same
-100 images carried, the same moves). ``-blur``: the synthesizer with ``carry_blur=True``.
+100 images carried, the same moves). ``-blur``: the synthesizer with ``carry_blur=True``
+(``SCALE``: the fitted σ times SCALE).
 """
 import importlib.util
 import os
@@ -44,8 +45,16 @@ if __name__ == "__main__":
         low = st["low"]
         bank = st["train"]["stack"][low] if oracle else lf.separate(st["train"]["base"][low], lf.LSN.pretrained(WEIGHTS),
                                                                       spacing_mm=cfg.spacing_mm)
-        syn = Synthesizer(bank, st["train"]["jsw"][low], cfg, images=st["train"]["base"][low],
-                          moves=cfg.moves, bone=cfg.bone, carry_blur=blur)
+        imgs = st["train"]["base"][low]
+        scale = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
+        if blur and scale != 1.0:  # the fitted sigma times SCALE (is the fit too wide?)
+            syn = Synthesizer(bank, st["train"]["jsw"][low], cfg, moves=cfg.moves, bone=cfg.bone)
+            syn.bank = syn.bank.with_residual(imgs, blur_sigma_px=scale * syn.bank.fit_blur(imgs))
+            syn.carries_texture = True
+            mode = f"{mode}{scale:g}"
+        else:
+            syn = Synthesizer(bank, st["train"]["jsw"][low], cfg, images=imgs, moves=cfg.moves, bone=cfg.bone,
+                              carry_blur=blur)
     g = torch.Generator().manual_seed(1234)
     idx = torch.randint(0, syn.bank.batch_size, (n,), generator=g)
     target, disp = syn.snap(idx, _uniform(g, n, *cfg.jsw_range))
