@@ -1,14 +1,15 @@
 """Read LSN families with a JSW meter trained on 100 % of the real labels (diag_train.py's (a)
 model): where do the families' labels and their geometry disagree? (diagnostic; CPU, 1 thread)
 
-    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-03-five-percent-jsw-layer-aux/diag_meter.py DIAG_DIR SEED [N] [lsn|oracle|lsn-blur|oracle-blur] [SCALE]
+    OMP_NUM_THREADS=1 python benchmarks/results/2026-12-03-five-percent-jsw-layer-aux/diag_meter.py DIAG_DIR SEED [N] [lsn|oracle|lsn-blur|oracle-blur|oracle-render|lsn-render] [SCALE]
 
 Draws N family members (default 3000) from the (c3) synthesizer of that seed (source entry,
 target JSW and whole-pixel move recorded), and prints the meter's error against the labels by
 the size of the move; the meter's own bias on real training images is the reference.
 ``oracle``: the same synthesizer on the phantoms' true layers instead of the LSN's (the same
 100 images carried, the same moves). ``-blur``: the synthesizer with ``carry_blur=True``
-(``SCALE``: the fitted σ times SCALE).
+(``SCALE``: the fitted σ times SCALE). ``oracle-render``: no carry, the moved true layers
+through a newly drawn detector (what a real phantom at that JSW looks like).
 """
 import importlib.util
 import os
@@ -38,8 +39,8 @@ if __name__ == "__main__":
     st = longer.seed_state(cfg, seed, lf.LSN.pretrained(WEIGHTS))
     syn = st["synth"]
     mode = sys.argv[4] if len(sys.argv) > 4 else "lsn"
-    oracle, blur = mode.startswith("oracle"), mode.endswith("-blur")
-    if oracle or blur:
+    oracle, blur = mode.startswith("oracle"), mode.endswith("-blur")  # lsn-render: the LSN layers, no carry
+    if oracle or blur or mode.endswith("-render"):
         from lsn_fast.tasks.experiment import Synthesizer
 
         low = st["low"]
@@ -47,7 +48,9 @@ if __name__ == "__main__":
                                                                       spacing_mm=cfg.spacing_mm)
         imgs = st["train"]["base"][low]
         scale = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
-        if blur and scale != 1.0:  # the fitted sigma times SCALE (is the fit too wide?)
+        if mode.endswith("-render"):  # no carry: the moved layers through a newly drawn detector
+            syn = Synthesizer(bank, st["train"]["jsw"][low], cfg, moves=cfg.moves, bone=cfg.bone)
+        elif blur and scale != 1.0:  # the fitted sigma times SCALE (is the fit too wide?)
             syn = Synthesizer(bank, st["train"]["jsw"][low], cfg, moves=cfg.moves, bone=cfg.bone)
             syn.bank = syn.bank.with_residual(imgs, blur_sigma_px=scale * syn.bank.fit_blur(imgs))
             syn.carries_texture = True
