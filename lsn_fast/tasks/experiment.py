@@ -194,6 +194,11 @@ def _make_set(cfg: FivePercentConfig, n: int, seed: int, tilt, det_ranges, g: to
             "grade": svdh_grade(jsw0, cfg.reference_jsw_mm)}
 
 
+def _bone_layers(stack) -> torch.Tensor:
+    """A stack's upper and lower bone layers as one (B,2,H,W) float32 tensor."""
+    return torch.stack([stack.upper, stack.lower], 1).float()
+
+
 MOVE_MODES = ("linear", "cubic", "integer")
 BONE_MODES = ("upper", "both")
 
@@ -270,12 +275,11 @@ class Synthesizer:
         self.j0 = _bank_geometry(self.bank)[1]
         self.n_measurable = int(torch.isfinite(self.j0).sum())
         self.carries_texture = images is not None
-        self.carry_blur = bool(carry_blur)
-        if self.carry_blur and not self.carries_texture:
+        if carry_blur and not self.carries_texture:
             raise ValueError("carry_blur: needs images (texture carry)")
         if self.carries_texture:
             # carry_blur: each bone takes its own blur skirt along (LayerStack.with_residual)
-            sig = self.bank.fit_blur(images) if self.carry_blur else None
+            sig = self.bank.fit_blur(images) if carry_blur else None
             self.bank = self.bank.with_residual(images, blur_sigma_px=sig)
 
     @property
@@ -347,7 +351,7 @@ class Synthesizer:
             pose = self._pose if self._pose is not None else self._draw_pose(B, g)
             st = self.posed_layers(idx, target, reposition=reposition, disp=disp, **pose)
             out = lf.compose(st, detector=detector(), seed=seed, sample_index=si)
-            return (out, torch.stack([st.upper, st.lower], 1).float()) if layers else out
+            return (out, _bone_layers(st)) if layers else out
         shift = (target - self.labels[idx]) / sp
         j0 = self.j0[idx]
         # the fused path where it is legal; carried banks always take the reference path (the one
@@ -362,8 +366,7 @@ class Synthesizer:
                                     interp=self.interp, seed=seed, sample_index=si[fast], bone=self.bone)
             out[fast] = imgs
             if layers:  # the layers synthesize moved: the same shift, interpolation and bone(s)
-                st = self._moved(idx[fast], target[fast])
-                bones[fast] = torch.stack([st.upper, st.lower], 1).float()
+                bones[fast] = _bone_layers(self._moved(idx[fast], target[fast]))
         slow = ~fast
         if bool(slow.any()):
             st = self._moved(idx[slow], target[slow], None if disp is None else disp[slow])
@@ -371,16 +374,22 @@ class Synthesizer:
                 st = _translate_stack(st, reposition[slow])
             out[slow] = lf.compose(st, detector=detector(slow), seed=seed, sample_index=si[slow])
             if layers:
-                bones[slow] = torch.stack([st.upper, st.lower], 1).float()
+                bones[slow] = _bone_layers(st)
         return (out, bones) if layers else out
 
-    def jsw_batch(self, batch: int, g: torch.Generator, entries: torch.Tensor | None = None):
-        """``(images (B,1,H,W), jsw (B,) mm)`` at target JSWs uniform in ``cfg.jsw_range``."""
+    def _draw_jsw(self, batch: int, g: torch.Generator, entries: torch.Tensor | None = None):
+        """Bank entries (B,), target JSWs (B,) mm uniform in ``cfg.jsw_range`` and their moves
+        (:meth:`snap`): the draws :meth:`jsw_batch` and :meth:`jsw_layer_batch` share."""
         if entries is None:
             idx = torch.randint(0, self.bank.batch_size, (batch,), generator=g)
         else:
             idx = entries[torch.randint(0, entries.numel(), (batch,), generator=g)]
         target, disp = self.snap(idx, _uniform(g, batch, *self.cfg.jsw_range))
+        return idx, target, disp
+
+    def jsw_batch(self, batch: int, g: torch.Generator, entries: torch.Tensor | None = None):
+        """``(images (B,1,H,W), jsw (B,) mm)`` at target JSWs uniform in ``cfg.jsw_range``."""
+        idx, target, disp = self._draw_jsw(batch, g, entries)
         return self._render(idx, target, g, disp=disp), target
 
     def jsw_layer_batch(self, batch: int, g: torch.Generator):
@@ -388,8 +397,7 @@ class Synthesizer:
         the layers each image was composed from, for layer supervision
         (:func:`lsn_fast.tasks.train_jsw_regressor`'s ``layer_weight``):
         ``(images (B,1,H,W), jsw (B,) mm, bones (B,2,H,W) upper/lower attenuation, has_bones (B,) True)``."""
-        idx = torch.randint(0, self.bank.batch_size, (batch,), generator=g)
-        target, disp = self.snap(idx, _uniform(g, batch, *self.cfg.jsw_range))
+        idx, target, disp = self._draw_jsw(batch, g)
         x, bones = self._render(idx, target, g, disp=disp, layers=True)
         return x, target, bones, torch.ones(batch, dtype=torch.bool)
 

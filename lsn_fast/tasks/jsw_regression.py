@@ -67,9 +67,12 @@ class JSWRegressor(nn.Module):
         self.scale.fill_(max(float(jsw.std()) if jsw.numel() > 1 else 1.0, 0.1))
 
 
+def _jsw_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.smooth_l1_loss(pred, y.to(pred.device, torch.float32).reshape(-1), beta=0.1)
+
+
 def _loss(model, batch):
-    x, y = batch[0], batch[1]
-    return F.smooth_l1_loss(model(x), y.to(x.device, torch.float32).reshape(-1), beta=0.1)
+    return _jsw_loss(model(batch[0]), batch[1])
 
 
 def layer_targets(images: torch.Tensor, bones: torch.Tensor, size) -> torch.Tensor:
@@ -86,7 +89,7 @@ def _layer_loss(weight: float):
     def loss(model, batch):
         x, y, bones, has = batch[0], batch[1], batch[2], batch[3].to(torch.bool)
         pred, lay = model(x, return_layers=True)
-        main = F.smooth_l1_loss(pred, y.to(x.device, torch.float32).reshape(-1), beta=0.1)
+        main = _jsw_loss(pred, y)
         if not bool(has.any()):
             return main + 0.0 * lay.sum()  # keep the head in the graph
         tgt = layer_targets(x[has], bones[has], lay.shape[-2:])

@@ -11,7 +11,6 @@ the size of the move; the meter's own bias on real training images is the refere
 (``SCALE``: the fitted σ times SCALE). ``oracle-render``: no carry, the moved true layers
 through a newly drawn detector (what a real phantom at that JSW looks like).
 """
-import importlib.util
 import os
 import sys
 
@@ -21,11 +20,7 @@ import lsn_fast as lf
 from lsn_fast.tasks.experiment import _uniform
 from lsn_fast.tasks.jsw_regression import JSWRegressor, predict_jsw
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("longer", os.path.join(HERE, "..", "2026-12-03-five-percent-longer", "run.py"))
-longer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(longer)
-WEIGHTS = os.path.join(HERE, "..", "..", "..", "lsn_fast", "weights", "lsn_small_fov.safetensors")
+from _shared import WEIGHTS, longer  # noqa: E402  (this folder; on sys.path when run as a script)
 
 if __name__ == "__main__":
     d, seed = sys.argv[1], int(sys.argv[2])

@@ -8,7 +8,6 @@ Writes ``OUT_DIR/diag_{ARM}_s{SEED}.pt``: the model's state dict; predictions an
 test set and on every training image (``low`` marks the 5 % labelled ones); each test image's
 detector parameters are not kept by the experiment, so only JSW and tilt-free summaries follow.
 """
-import importlib.util
 import os
 import sys
 import time
@@ -18,11 +17,7 @@ import torch
 import lsn_fast as lf
 from lsn_fast.tasks.jsw_regression import predict_jsw
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("longer", os.path.join(HERE, "..", "2026-12-03-five-percent-longer", "run.py"))
-longer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(longer)
-WEIGHTS = os.path.join(HERE, "..", "..", "..", "lsn_fast", "weights", "lsn_small_fov.safetensors")
+from _shared import WEIGHTS, longer  # noqa: E402  (this folder; on sys.path when run as a script)
 
 if __name__ == "__main__":
     arm, seed, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]

@@ -12,7 +12,6 @@ are those of ``../2026-12-03-five-percent-longer/run.py`` (the committed (a)/(c3
         [--weight W] [--seeds 0 1]
 """
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -24,13 +23,9 @@ from lsn_fast.tasks._common import mixed_source, naive_augment, tensor_source
 from lsn_fast.tasks.experiment import _evaluate, _real_data, _write_csv
 from lsn_fast.tasks.jsw_regression import train_jsw_regressor, without_layers
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("longer", os.path.join(HERE, "..", "2026-12-03-five-percent-longer", "run.py"))
-longer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(longer)
+from _shared import WEIGHTS, longer  # noqa: E402  (this folder; on sys.path when run as a script)
 
 ARM = "5% + LSN synth + aug + layer supervision (mixed)"
-WEIGHTS = os.path.join(HERE, "..", "..", "..", "lsn_fast", "weights", "lsn_small_fov.safetensors")
 
 
 def train_c3l(cfg, seed, st, weight, log_every=0):

@@ -12,7 +12,6 @@ Everything else is the committed (c3): config, data, seeds, small-fov LSN, 4500 
 drawn detector (``FivePercentConfig.synthesis="render"``'s synthesizer), which the meter read
 without the closing-move offset (``meter_s1_lsn-render.md``).
 """
-import importlib.util
 import os
 import sys
 import time
@@ -22,11 +21,7 @@ import torch
 import lsn_fast as lf
 from lsn_fast.tasks.experiment import Synthesizer, _evaluate, _write_csv, experiment_data
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("longer", os.path.join(HERE, "..", "2026-12-03-five-percent-longer", "run.py"))
-longer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(longer)
-WEIGHTS = os.path.join(HERE, "..", "..", "..", "lsn_fast", "weights", "lsn_small_fov.safetensors")
+from _shared import WEIGHTS, longer  # noqa: E402  (this folder; on sys.path when run as a script)
 ARM = "5% + LSN synth (blur carried) + aug (mixed)"
 
 if __name__ == "__main__":
