@@ -420,7 +420,7 @@ def test_mixed_source_takes_round_frac_times_batch_from_b():
 
 
 def test_synthesizer_texture_carry_keeps_the_source_noise(phantoms):
-    """Texture carry (the experiment's default LSN synthesis): at the annotated JSW a family
+    """Texture carry (the LSN synthesis of --quick): at the annotated JSW a family
     member *is* its source image; moved, it keeps the source's noise level (no new detector,
     no smoothing beyond the moved bone's interpolation), and JSN pairs still come out."""
     from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
@@ -553,6 +553,8 @@ def test_geometry_check_reads_the_families_it_is_given(phantoms):
 
 
 def test_experiment_cli_arguments(tmp_path):
+    import json
+
     from lsn_fast.lsn import DEFAULT_WEIGHTS
     from lsn_fast.tasks.experiment import add_experiment_arguments, run_experiment
 
@@ -583,6 +585,11 @@ def test_experiment_cli_arguments(tmp_path):
     assert "synthesis=render" in (tmp_path / "table.md").read_text()
     assert "bone=both, moves=integer" in (tmp_path / "table.md").read_text()
     assert f"lsn_weights={shipped}" in (tmp_path / "table.md").read_text()
+    # a rendered run records the carried families too (realism and geometry), from the same layers
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {"lsn", "lsn_carried", "control"} <= set(summary["realism"]) and "lsn_rendered" not in summary["realism"]
+    assert {"lsn", "lsn_carried"} <= set(summary["geometry"])
+    assert "not rendered" in (tmp_path / "table.md").read_text()
 
 
 def test_five_percent_loads_the_named_lsn_weights(tmp_path):
@@ -649,7 +656,7 @@ def test_five_percent_quick_runs_under_ten_minutes(tmp_path):
     assert agg[("jsn", "5% + LSN synth (mixed)")]["mae"] < agg[("jsn", "real 5%")]["mae"]
     # the realism critic must see a flaw a reader sees (σ = 1 px blur); measured 0.98 / 1.00
     assert min(summary["realism"]["control"]) > 0.8, summary["realism"]
-    # issue 6's realism target for the default (texture-carrying) LSN families; measured 0.52 / 0.45
+    # issue 6's realism target for --quick's (texture-carrying) LSN families; measured 0.52 / 0.45
     # (the same layers rendered through a new detector: 0.85 / 0.79, reported as lsn_rendered)
     lsn = summary["realism"]["lsn"]
     assert sum(lsn) / len(lsn) <= 0.6, summary["realism"]

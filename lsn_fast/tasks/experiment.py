@@ -108,8 +108,14 @@ class FivePercentConfig:
     unlabelled: bool = True  # arm (e): LSN families from every training image, 5 % of the labels
     # how LSN families are made: "carry" = the separated layers keep their share of the residual
     # (noise, texture) and are composed without a detector; "render" = the denoised layers go
-    # through a newly drawn detector (Synthesizer)
-    synthesis: str = "carry"
+    # through a newly drawn detector (Synthesizer). "render" since 2026-12-03: at 128 px / 0.1 mm
+    # with the small-fov LSN, carried families read ~0.015 mm wide after closing moves (the
+    # residual keeps the bone's blur skirt where the bone was) and the realism critic tells them
+    # from real images (0.72 over 3 seeds); rendered ones score 0.51 and take (c3) to JSW 1.02x /
+    # JSN 0.97x (a) (benchmarks/results/2026-12-03-five-percent-rendered/). The quick and tiny
+    # presets (64 px / 32 px at 0.2 mm) keep "carry": there the rendered families fail realism
+    # (0.85 / 0.79) and the carried ones pass (0.52 / 0.45)
+    synthesis: str = "render"
     # which bone a family moves: "upper" (the gap moves by half the JSW change) or "both" (half
     # each: the gap stays centred in the crop, as in real crops). "both" with "integer" moves
     # helped a lot at 16 anatomies and was mixed at 100 (medium, full resolution, where two JSN
@@ -137,13 +143,13 @@ class FivePercentConfig:
     def quick(cls) -> "FivePercentConfig":
         """CPU, a few minutes: 64² px at 0.2 mm, 320 labelled phantoms, 160 test, 150 steps."""
         return cls(size=64, spacing_mm=0.2, n_train=320, n_test=160, fractions=(0.05, 0.25, 1.0), steps=150,
-                   batch_size=24, realism_n=96, realism_steps=80)
+                   batch_size=24, realism_n=96, realism_steps=80, synthesis="carry")
 
     @classmethod
     def tiny(cls) -> "FivePercentConfig":
         """For tests (seconds): checks the plumbing, not the claim."""
         return cls(size=32, spacing_mm=0.2, n_train=40, n_test=16, fractions=(0.1, 1.0), low_fraction=0.1, steps=3,
-                   batch_size=8, realism_n=16, realism_steps=3)
+                   batch_size=8, realism_n=16, realism_steps=3, synthesis="carry")
 
 
 # ----------------------------------------------------------------------------- data
@@ -515,6 +521,7 @@ def _synth_fn(task, synth):
 
 
 REALISM_NAMES = {"lsn": "LSN-synthesized", "lsn_rendered": "LSN layers through a new detector (not carried)",
+                 "lsn_carried": "LSN layers carrying the residual (not rendered)",
                  "oracle": "oracle-synthesized", "unlabelled": "all images, LSN-measured labels (e)",
                  "control": "positive control (σ = 1 px blurred real; must be well above 0.5)"}
 
@@ -640,13 +647,15 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
         f"{cfg.spacing_mm} mm; low-label subset {n_low} ({time.perf_counter() - t0:.1f} s)")
 
     oracle_bank = train["stack"][low]
-    synths, rendered = {}, None
+    synths, other = {}, None
     carry = train["base"][low] if cfg.synthesis == "carry" else None
+    # the realism/geometry record of the synthesis the arms do not use, from the same layers
+    other_name = "lsn_rendered" if carry is not None else "lsn_carried"
     if lsn is not None:
         bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
         synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg, images=carry, moves=cfg.moves, bone=cfg.bone)
-        if carry is not None:  # for the realism record: the same layers through a new detector
-            rendered = Synthesizer(bank, train["jsw"][low], cfg, moves=cfg.moves, bone=cfg.bone)
+        other = Synthesizer(bank, train["jsw"][low], cfg, images=None if carry is not None else train["base"][low],
+                            moves=cfg.moves, bone=cfg.bone)
         log(f"[seed {seed}] LSN-separated {n_low} images; JSW measurable on {synths['lsn'].n_measurable}/{n_low} "
             "separated stacks (the rest re-synthesized via shifted+compose)")
     if cfg.oracle or lsn is None:
@@ -725,12 +734,12 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     pool = order[n_low:][: cfg.realism_n]
     for name, s in synths.items():
         realism[name] = _realism(train["base"][pool], s, cfg, seed)
-    if rendered is not None:
-        realism["lsn_rendered"] = _realism(train["base"][pool], rendered, cfg, seed)
+    if other is not None:
+        realism[other_name] = _realism(train["base"][pool], other, cfg, seed)
     realism["control"] = _realism_control(train["base"][pool], cfg, seed)
     geometry = {"meter": {k: meter[k] for k in ("arm", "mae", "bias")}}
-    # every family source the arms train on, plus the rendered record
-    checked = {**synths, **({"lsn_rendered": rendered} if rendered is not None else {}),
+    # every family source the arms train on, plus the other synthesis's record
+    checked = {**synths, **({other_name: other} if other is not None else {}),
                **({"unlabelled": unlab} if unlab is not None else {})}
     for name, s in checked.items():
         geometry[name] = _geometry_check(meter["model"], s, cfg.realism_n, seed)
@@ -992,11 +1001,12 @@ def default_jobs(n_seeds: int, threads: int) -> int:
 
 
 def _config_label(cfg: FivePercentConfig, quick: bool) -> str:
-    """'quick', 'full', or the preset plus the fields that differ from it ('quick; n_train=2000')."""
+    """The preset ('quick' or 'full') plus the fields that differ from it, and always the LSN
+    synthesis, whose default differs between the presets ('quick with synthesis=carry, n_train=2000')."""
     name = "quick" if quick else "full"
     ref = asdict(FivePercentConfig.quick() if quick else FivePercentConfig())
-    diff = [f"{k}={v}" for k, v in asdict(cfg).items() if ref[k] != v]
-    return name + (" with " + ", ".join(diff) if diff else "")
+    diff = [f"synthesis={cfg.synthesis}"] + [f"{k}={v}" for k, v in asdict(cfg).items() if ref[k] != v and k != "synthesis"]
+    return name + " with " + ", ".join(diff)
 
 
 def add_experiment_arguments(parser) -> None:
@@ -1014,8 +1024,9 @@ def add_experiment_arguments(parser) -> None:
     parser.add_argument("--no-unlabelled", action="store_true",
                         help="skip arm (e) (LSN families from all training images, labels measured on the layers)")
     parser.add_argument("--synthesis", choices=SYNTHESIS_MODES, default=None,
-                        help="LSN families: 'carry' (default: the layers keep the separation's residual, noise and "
-                             "texture, composed without a detector) or 'render' (denoised layers through a new detector)")
+                        help="LSN families: 'render' (default: the denoised layers through a new detector) or 'carry' "
+                             "(the layers keep the separation's residual, noise and texture, composed without a "
+                             "detector; the default of --quick, whose 64 px images it suits better)")
     parser.add_argument("--moves", choices=MOVE_MODES, default=None,
                         help="how a family's bones are moved: 'linear' (default) or 'cubic' sub-pixel moves along the "
                              "axis, or 'integer' whole-pixel moves (exact copies, no interpolation blur)")

@@ -26,7 +26,7 @@ def config(name):
     if name == "medium":
         return replace(FivePercentConfig.quick(), n_train=2000, n_test=400, steps=400)
     if name == "fullres":
-        return replace(FivePercentConfig(), steps=400, batch_size=24, fractions=(0.05, 1.0), realism_n=200,
+        return replace(FivePercentConfig(synthesis="carry"), steps=400, batch_size=24, fractions=(0.05, 1.0), realism_n=200,
                        realism_steps=150)
     raise SystemExit(f"unknown config {name!r}")
 

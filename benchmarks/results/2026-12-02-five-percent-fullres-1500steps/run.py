@@ -17,7 +17,7 @@ from lsn_fast.tasks.experiment import FivePercentConfig, run_five_percent
 
 def main():
     torch.set_num_threads(1)
-    cfg = FivePercentConfig(fractions=(0.05, 1.0), steps=1500, batch_size=24, realism_n=200, realism_steps=150,
+    cfg = FivePercentConfig(synthesis="carry", fractions=(0.05, 1.0), steps=1500, batch_size=24, realism_n=200, realism_steps=150,
                             bone="both", moves="integer", unlabelled=False)
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     run_five_percent(config=cfg, seeds=(0, 1), out_dir=out, jobs=int(os.environ.get("JOBS", 2)))

@@ -19,9 +19,9 @@ import lsn_fast as lf
 from lsn_fast.tasks import experiment as ex
 torch.set_num_threads(1)
 full = len(sys.argv) > 1 and sys.argv[1] == "full"
-cfg = ex.FivePercentConfig(steps=400, n_train=2000) if full else ex.FivePercentConfig.quick()
+cfg = ex.FivePercentConfig(steps=400, n_train=2000, synthesis="carry") if full else ex.FivePercentConfig.quick()
 if full:
-    cfg = ex.FivePercentConfig(size=128, spacing_mm=0.1, n_train=2000, n_test=40, realism_n=400, realism_steps=300, batch_size=32)
+    cfg = ex.FivePercentConfig(synthesis="carry", size=128, spacing_mm=0.1, n_train=2000, n_test=40, realism_n=400, realism_steps=300, batch_size=32)
 seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 t0 = time.time()
 train, test, order, n_low = ex.experiment_data(cfg, seed)

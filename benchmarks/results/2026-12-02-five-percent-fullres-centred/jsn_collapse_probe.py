@@ -24,7 +24,7 @@ def main(seed=1):
     from lsn_fast.tasks.metrics import pearson_r as r
     from lsn_fast.tasks.metrics import regression_metrics
 
-    cfg = replace(FivePercentConfig(fractions=(0.05, 1.0), steps=400, batch_size=24, realism_n=200, realism_steps=150),
+    cfg = replace(FivePercentConfig(synthesis="carry", fractions=(0.05, 1.0), steps=400, batch_size=24, realism_n=200, realism_steps=150),
                   bone="both", moves="integer")
     t0 = time.perf_counter()
     train, test, order, n_low = experiment_data(cfg, seed)

@@ -25,7 +25,7 @@ FRACTIONS = (0.1, 0.25, 0.5)
 
 def config() -> FivePercentConfig:
     # identical to ../2026-12-02-five-percent-fullres-1500steps/run.py
-    return FivePercentConfig(fractions=(0.05, 1.0), steps=1500, batch_size=24, realism_n=200, realism_steps=150,
+    return FivePercentConfig(synthesis="carry", fractions=(0.05, 1.0), steps=1500, batch_size=24, realism_n=200, realism_steps=150,
                              bone="both", moves="integer", unlabelled=False)
 
 

@@ -1,0 +1,124 @@
+"""Table and plot of this folder's runs beside the committed (a) and (c3)-carry rows they compare with.
+
+    python benchmarks/results/2026-12-03-five-percent-rendered/summarize.py   # writes table.md, rendered_vs_carry.png
+
+Every number is read from a committed CSV (paths below); nothing is typed in.
+"""
+import csv
+import os
+import statistics
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+R = os.path.join(HERE, "..")
+A, C3 = "real 100%", "5% + LSN synth + aug (mixed)"
+# (task, arm) -> list of (csv path, arm name in that file); the seeds come from the rows
+SOURCES = {
+    ("jsw", "a"): [("2026-12-03-five-percent-longer/raw.csv", A), ("2026-12-03-five-percent-jsn-seed2/raw_jsw_a_s2.csv", A)],
+    ("jsn", "a"): [("2026-12-03-five-percent-longer/raw.csv", A), ("2026-12-03-five-percent-jsn-seed2/raw_jsn_a_s2.csv", A)],
+    ("svdh", "a"): [("2026-12-03-five-percent-rendered/raw_svdh_a_s0.csv", A)],
+    ("jsw", "carry"): [("2026-12-03-five-percent-small-fov/raw_jsw_s0.csv", C3), ("2026-12-03-five-percent-small-fov/raw_jsw_s1.csv", C3),
+                       ("2026-12-03-five-percent-jsn-seed2/raw_jsw_c3_s2.csv", C3)],
+    ("jsn", "carry"): [("2026-12-03-five-percent-small-fov/raw_s0.csv", C3), ("2026-12-03-five-percent-small-fov/raw_s1.csv", C3),
+                       ("2026-12-03-five-percent-jsn-seed2/raw_jsn_c3_s2.csv", C3)],
+    ("jsw", "render"): [("2026-12-03-five-percent-jsw-layer-aux/raw_c3r_s0.csv", None), ("2026-12-03-five-percent-jsw-layer-aux/raw_c3r_s1.csv", None),
+                        ("2026-12-03-five-percent-rendered/raw_jsw_s2.csv", None)],
+    ("jsn", "render"): [(f"2026-12-03-five-percent-rendered/raw_jsn_s{s}.csv", None) for s in range(3)],
+    ("svdh", "render"): [("2026-12-03-five-percent-rendered/raw_svdh_s0.csv", None)],
+}
+ARMS = {"a": "(a) real 100 %", "carry": "(c3) 5 % + carried families", "render": "(c3R) 5 % + rendered families"}
+MAIN = {"jsw": ("mae", "MAE mm", False), "jsn": ("mae", "MAE mm", False), "svdh": ("accuracy", "accuracy", True)}
+
+
+def rows(task, arm):
+    out = {}
+    for path, name in SOURCES.get((task, arm), []):
+        p = os.path.join(R, path)
+        if not os.path.exists(p):
+            continue
+        with open(p) as fh:
+            for r in csv.DictReader(fh):
+                if r["task"] == task and (name is None or r["arm"] == name) and int(r["steps"]) == 4500:
+                    out[int(r["seed"])] = r
+    return out
+
+
+def realism():
+    out = {}
+    for s in range(3):
+        p = os.path.join(HERE, f"realism_s{s}.csv")
+        if os.path.exists(p):
+            with open(p) as fh:
+                out[s] = {k: float(v) for k, v in next(csv.DictReader(fh)).items()}
+    return out
+
+
+def main():
+    lines = ["# (c3) with rendered vs carried LSN families, against (a): 4500 steps, small-fov LSN, CPU", "",
+             "Made by `python benchmarks/results/2026-12-03-five-percent-rendered/summarize.py` from the CSVs it names.", "",
+             "| task | metric | arm | seed 0 | seed 1 | seed 2 | mean | mean / (a) | bias (mean) |", "|---|---|---|---|---|---|---|---|---|"]
+    data = {}
+    for task, (key, label, higher) in MAIN.items():
+        a = rows(task, "a")
+        for arm in ("a", "carry", "render"):
+            rs = rows(task, arm)
+            if not rs:
+                continue
+            vals = {s: float(r[key]) for s, r in rs.items()}
+            data[(task, arm)] = vals
+            mean = statistics.mean(vals.values())
+            common = [s for s in vals if s in a]
+            ratio = (statistics.mean(vals[s] for s in common) / statistics.mean(float(a[s][key]) for s in common)) if common else float("nan")
+            bias = statistics.mean(float(r["bias"]) for r in rs.values()) if "bias" in next(iter(rs.values())) else None
+            cells = [f"{vals[s]:.4f}" if s in vals else "—" for s in range(3)]
+            lines.append(f"| {task} | {label} | {ARMS[arm]} | " + " | ".join(cells) + f" | {mean:.5f} | {ratio:.3f} | "
+                         + (f"{bias:+.4f}" if bias is not None else "—") + " |")
+    rl = realism()
+    if rl:
+        lines += ["", "Realism critic (held-out accuracy; 0.5 = indistinguishable, target <= 0.6), the experiment's critic, "
+                  "split and budget (200 images, 150 steps) at the same config:", "",
+                  "| families | seed 0 | seed 1 | seed 2 | mean |", "|---|---|---|---|---|"]
+        for k, name in (("lsn_carry", "carried (texture carry, no detector)"), ("lsn_rendered", "rendered (new detector)"),
+                        ("control", "positive control (σ = 1 px blur)")):
+            v = [rl[s][k] for s in sorted(rl)]
+            lines.append(f"| {name} | " + " | ".join(f"{x:.3f}" for x in v) + f" | {statistics.mean(v):.3f} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(HERE, "table.md"), "w") as fh:
+        fh.write(text)
+    print(text)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    colors = {"a": "#444444", "carry": "#d08030", "render": "#3070c0"}
+    for ax, task in zip(axes[:2], ("jsw", "jsn")):
+        for j, arm in enumerate(("a", "carry", "render")):
+            vals = data.get((task, arm), {})
+            xs = [s + (j - 1) * 0.25 for s in sorted(vals)]
+            ax.bar(xs, [vals[s] for s in sorted(vals)], width=0.25, color=colors[arm], label=ARMS[arm])
+        ax.set_xticks(range(3), [f"seed {s}" for s in range(3)])
+        ax.set_ylabel(f"{task.upper()} MAE (mm)")
+        lo = min(min(v.values()) for (t, _), v in data.items() if t == task)
+        ax.set_ylim(lo * 0.85, None)
+        ax.set_title(f"{task.upper()} (lower is better)")
+    axes[0].legend(fontsize=7, loc="upper left")
+    if rl:
+        ax = axes[2]
+        for j, (k, name, c) in enumerate((("lsn_carry", "carried", colors["carry"]), ("lsn_rendered", "rendered", colors["render"]))):
+            ax.bar([s + (j - 0.5) * 0.35 for s in sorted(rl)], [rl[s][k] for s in sorted(rl)], width=0.35, color=c, label=name)
+        ax.axhline(0.6, color="k", ls="--", lw=1, label="target 0.6")
+        ax.axhline(0.5, color="grey", ls=":", lw=1)
+        ax.set_ylim(0.3, 1.0)
+        ax.set_xticks(range(3), [f"seed {s}" for s in range(3)])
+        ax.set_ylabel("critic held-out accuracy")
+        ax.set_title("realism (lower is better)")
+        ax.legend(fontsize=7)
+    fig.suptitle("five-percent, 128 px / 0.1 mm, 4500 steps, small-fov LSN, CPU (AMD EPYC, 1 thread per arm)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(HERE, "rendered_vs_carry.png"), dpi=110)
+
+
+if __name__ == "__main__":
+    main()
