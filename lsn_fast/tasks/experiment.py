@@ -114,7 +114,7 @@ class FivePercentConfig:
     # from real images (0.72 over 3 seeds); rendered ones score 0.51 and take (c3) to JSW 1.02x /
     # JSN 0.97x (a) (benchmarks/results/2026-12-03-five-percent-rendered/). The quick and tiny
     # presets (64 px / 32 px at 0.2 mm) keep "carry": there the rendered families fail realism
-    # (0.85 / 0.79) and the carried ones pass (0.52 / 0.45)
+    # (0.65 over 2 seeds) and the carried ones pass (0.46)
     synthesis: str = "render"
     # which bone a family moves: "upper" (the gap moves by half the JSW change) or "both" (half
     # each: the gap stays centred in the crop, as in real crops). "both" with "integer" moves
