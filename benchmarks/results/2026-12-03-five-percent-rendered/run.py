@@ -13,7 +13,8 @@ committed (c3): config, data, seeds, small-fov LSN, 4500 steps, trainer
     OMP_NUM_THREADS=1 python benchmarks/results/2026-12-03-five-percent-rendered/run.py realism SEED OUT_DIR
 
 ``task`` trains (c3R) on ``jsw`` / ``jsn`` / ``svdh`` and writes ``raw_TASK_sSEED.csv``; with a
-trailing ``--arm-a`` it trains arm (a) (100 % real, no LSN) instead (``raw_TASK_a_sSEED.csv``).
+trailing ``--arm a|b|d`` it trains arm (a) (100 % real), (b) (the 5 % alone) or (d) (the 5 % with
+naive augmentation) instead (``raw_TASK_ARM_sSEED.csv``).
 ``realism`` scores the experiment's critic (its split, budget and pool) on carried and rendered
 small-fov families and on the positive control, and writes ``realism_sSEED.csv``.
 """
@@ -27,32 +28,45 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "2026-12-03-five-percent-jsw-layer-aux"))
 import lsn_fast as lf  # noqa: E402
-from lsn_fast.tasks.experiment import Synthesizer, _evaluate, _realism, _realism_control, _write_csv  # noqa: E402
+from lsn_fast.tasks._common import naive_augment  # noqa: E402
+from lsn_fast.tasks.experiment import (Synthesizer, _evaluate, _real_data, _realism, _realism_control,  # noqa: E402
+                                       _train_task, _write_csv)
 
 from _shared import WEIGHTS, longer  # noqa: E402
 
 ARM = "5% + LSN synth (rendered, no carry) + aug (mixed)"
+# --arm: the controls, named as in the experiment's tables; "c3r" (the default) is ARM
+ARMS = {"a": "real 100%", "b": "real 5%", "d": "5% + naive aug", "c3r": ARM}
 
 
 def config(synthesis: str):
     return dataclasses.replace(longer.config(4500), synthesis=synthesis)
 
 
-def task(name: str, seed: int, out: str, arm_a: bool = False) -> None:
+def train_arm(cfg, seed, st, name, arm):
+    if arm == "a":
+        return longer.train_arm(cfg, seed, st, name, longer.ARM_A)
+    if arm == "c3r":
+        return longer.train_arm(cfg, seed, st, name, longer.ARM_C3)
+    # (b) the 5 % alone, (d) the 5 % with the same naive augmentation (c3) uses
+    aug = naive_augment(pair=(name == "jsn")) if arm == "d" else None
+    return _train_task(name, _real_data(name, st["train"], st["low"]), cfg, seed, augment=aug)
+
+
+def task(name: str, seed: int, out: str, arm: str = "c3r") -> None:
     cfg = config("render")
     t = time.perf_counter()
     st = longer.seed_state(cfg, seed, lf.LSN.pretrained(WEIGHTS))
     assert not st["synth"].carries_texture
     print(f"[seed {seed}] data + separation {time.perf_counter() - t:.0f} s", flush=True)
     t = time.perf_counter()
-    arm = longer.ARM_A if arm_a else ARM
-    m = longer.train_arm(cfg, seed, st, name, longer.ARM_A if arm_a else longer.ARM_C3)
+    m = train_arm(cfg, seed, st, name, arm)
     met, _ = _evaluate(name, m, st["test"], cfg)
-    r = longer.row(seed, name, arm, cfg.steps, met, time.perf_counter() - t)
+    r = longer.row(seed, name, ARMS[arm], cfg.steps, met, time.perf_counter() - t)
     main = "accuracy" if name == "svdh" else "mae"
-    print(f"[seed {seed}] {name} {arm} @ {cfg.steps} steps: {main} {met[main]:.4f}"
+    print(f"[seed {seed}] {name} {ARMS[arm]} @ {cfg.steps} steps: {main} {met[main]:.4f}"
           + (f", bias {met['bias']:+.4f}" if "bias" in met else "") + f" ({r['seconds']:.0f} s)", flush=True)
-    _write_csv(os.path.join(out, f"raw_{name}{'_a' if arm_a else ''}_s{seed}.csv"), [r])
+    _write_csv(os.path.join(out, f"raw_{name}{'' if arm == 'c3r' else '_' + arm}_s{seed}.csv"), [r])
 
 
 def realism(seed: int, out: str) -> None:
@@ -77,7 +91,10 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     if sys.argv[1] == "task":
         os.makedirs(sys.argv[4], exist_ok=True)
-        task(sys.argv[2], int(sys.argv[3]), sys.argv[4], arm_a="--arm-a" in sys.argv)
+        arm = sys.argv[sys.argv.index("--arm") + 1] if "--arm" in sys.argv else "c3r"
+        if arm not in ARMS:
+            sys.exit(f"--arm: expected one of {list(ARMS)}, got {arm!r}")
+        task(sys.argv[2], int(sys.argv[3]), sys.argv[4], arm)
     elif sys.argv[1] == "realism":
         os.makedirs(sys.argv[3], exist_ok=True)
         realism(int(sys.argv[2]), sys.argv[3])
