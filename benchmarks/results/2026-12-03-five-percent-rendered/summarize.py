@@ -24,8 +24,11 @@ SOURCES = {
                         ("2026-12-03-five-percent-rendered/raw_jsw_s2.csv", None)],
     ("jsn", "render"): [(f"2026-12-03-five-percent-rendered/raw_jsn_s{s}.csv", None) for s in range(3)],
     ("svdh", "render"): [("2026-12-03-five-percent-rendered/raw_svdh_s0.csv", None)],
+    **{(t, arm): [(f"2026-12-03-five-percent-rendered/raw_{t}_{arm}_s{s}.csv", None) for s in range(3)]
+       for t in ("jsw", "jsn", "svdh") for arm in ("b", "d")},
 }
-ARMS = {"a": "(a) real 100 %", "carry": "(c3) 5 % + carried families", "render": "(c3R) 5 % + rendered families"}
+ARMS = {"a": "(a) real 100 %", "b": "(b) real 5 %", "d": "(d) 5 % + naive aug", "carry": "(c3) 5 % + carried families",
+        "render": "(c3R) 5 % + rendered families"}
 MAIN = {"jsw": ("mae", "MAE mm", False), "jsn": ("mae", "MAE mm", False), "svdh": ("accuracy", "accuracy", True)}
 
 
@@ -59,7 +62,7 @@ def main():
     data = {}
     for task, (key, label, higher) in MAIN.items():
         a = rows(task, "a")
-        for arm in ("a", "carry", "render"):
+        for arm in ("a", "b", "d", "carry", "render"):
             rs = rows(task, arm)
             if not rs:
                 continue
