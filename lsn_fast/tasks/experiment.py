@@ -1005,7 +1005,8 @@ def _config_label(cfg: FivePercentConfig, quick: bool) -> str:
     synthesis, whose default differs between the presets ('quick with synthesis=carry, n_train=2000')."""
     name = "quick" if quick else "full"
     ref = asdict(FivePercentConfig.quick() if quick else FivePercentConfig())
-    diff = [f"synthesis={cfg.synthesis}"] + [f"{k}={v}" for k, v in asdict(cfg).items() if ref[k] != v and k != "synthesis"]
+    diff = [f"synthesis={cfg.synthesis}"]
+    diff += [f"{k}={v}" for k, v in asdict(cfg).items() if ref[k] != v and k != "synthesis"]
     return name + " with " + ", ".join(diff)
 
 

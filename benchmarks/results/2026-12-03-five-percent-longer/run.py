@@ -27,6 +27,7 @@ from lsn_fast.tasks.experiment import (FivePercentConfig, Synthesizer, _evaluate
                                        _write_csv, experiment_data, run_five_percent)
 
 ARM_A, ARM_C3 = "real 100%", "5% + LSN synth + aug (mixed)"
+ARM_B, ARM_D = "real 5%", "5% + naive aug"  # the controls, named as in the experiment's tables
 SEEDS = (0, 1)
 
 
@@ -38,19 +39,23 @@ def config(steps: int) -> FivePercentConfig:
 
 
 def seed_state(cfg: FivePercentConfig, seed: int, lsn) -> dict:
-    """One seed's data and its (c) family source, built as ``_one_seed`` builds them."""
+    """One seed's data, its separated 5 % (``bank``) and its (c) family source, built as
+    ``_one_seed`` builds them."""
     train, test, order, n_low = experiment_data(cfg, seed)
     low = order[:n_low]
     bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
     carry = train["base"][low] if cfg.synthesis == "carry" else None
     synth = Synthesizer(bank, train["jsw"][low], cfg, images=carry, moves=cfg.moves, bone=cfg.bone)
-    return {"train": train, "test": test, "order": order, "low": low, "synth": synth}
+    return {"train": train, "test": test, "order": order, "low": low, "bank": bank, "synth": synth}
 
 
 def train_arm(cfg, seed, st, task, arm):
     train = st["train"]
     if arm == ARM_A:
         return _train_task(task, _real_data(task, train, st["order"]), cfg, seed)
+    if arm in (ARM_B, ARM_D):  # the 5 % alone; (d) with the naive augmentation (c3) uses too
+        aug = naive_augment(pair=(task == "jsn")) if arm == ARM_D else None
+        return _train_task(task, _real_data(task, train, st["low"]), cfg, seed, augment=aug)
     real_low = tensor_source(*_real_data(task, train, st["low"]))
     mixed = mixed_source(real_low, _synth_fn(task, st["synth"]), cfg.synth_frac)
     return _train_task(task, mixed, cfg, seed, augment=naive_augment(pair=(task == "jsn")))

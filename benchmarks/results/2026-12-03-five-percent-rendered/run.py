@@ -28,29 +28,18 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "2026-12-03-five-percent-jsw-layer-aux"))
 import lsn_fast as lf  # noqa: E402
-from lsn_fast.tasks._common import naive_augment  # noqa: E402
-from lsn_fast.tasks.experiment import (Synthesizer, _evaluate, _real_data, _realism, _realism_control,  # noqa: E402
-                                       _train_task, _write_csv)
+from lsn_fast.tasks.experiment import Synthesizer, _evaluate, _realism, _realism_control, _write_csv  # noqa: E402
 
 from _shared import WEIGHTS, longer  # noqa: E402
 
 ARM = "5% + LSN synth (rendered, no carry) + aug (mixed)"
-# --arm: the controls, named as in the experiment's tables; "c3r" (the default) is ARM
-ARMS = {"a": "real 100%", "b": "real 5%", "d": "5% + naive aug", "c3r": ARM}
+# --arm: the runner's arm trained (the controls, or (c3) on the rendered families) and its row name
+ARMS = {"a": (longer.ARM_A, longer.ARM_A), "b": (longer.ARM_B, longer.ARM_B), "d": (longer.ARM_D, longer.ARM_D),
+        "c3r": (longer.ARM_C3, ARM)}
 
 
 def config(synthesis: str):
     return dataclasses.replace(longer.config(4500), synthesis=synthesis)
-
-
-def train_arm(cfg, seed, st, name, arm):
-    if arm == "a":
-        return longer.train_arm(cfg, seed, st, name, longer.ARM_A)
-    if arm == "c3r":
-        return longer.train_arm(cfg, seed, st, name, longer.ARM_C3)
-    # (b) the 5 % alone, (d) the 5 % with the same naive augmentation (c3) uses
-    aug = naive_augment(pair=(name == "jsn")) if arm == "d" else None
-    return _train_task(name, _real_data(name, st["train"], st["low"]), cfg, seed, augment=aug)
 
 
 def task(name: str, seed: int, out: str, arm: str = "c3r") -> None:
@@ -60,11 +49,12 @@ def task(name: str, seed: int, out: str, arm: str = "c3r") -> None:
     assert not st["synth"].carries_texture
     print(f"[seed {seed}] data + separation {time.perf_counter() - t:.0f} s", flush=True)
     t = time.perf_counter()
-    m = train_arm(cfg, seed, st, name, arm)
+    trained, row_name = ARMS[arm]
+    m = longer.train_arm(cfg, seed, st, name, trained)
     met, _ = _evaluate(name, m, st["test"], cfg)
-    r = longer.row(seed, name, ARMS[arm], cfg.steps, met, time.perf_counter() - t)
+    r = longer.row(seed, name, row_name, cfg.steps, met, time.perf_counter() - t)
     main = "accuracy" if name == "svdh" else "mae"
-    print(f"[seed {seed}] {name} {ARMS[arm]} @ {cfg.steps} steps: {main} {met[main]:.4f}"
+    print(f"[seed {seed}] {name} {row_name} @ {cfg.steps} steps: {main} {met[main]:.4f}"
           + (f", bias {met['bias']:+.4f}" if "bias" in met else "") + f" ({r['seconds']:.0f} s)", flush=True)
     _write_csv(os.path.join(out, f"raw_{name}{'' if arm == 'c3r' else '_' + arm}_s{seed}.csv"), [r])
 
@@ -75,9 +65,8 @@ def realism(seed: int, out: str) -> None:
     st = longer.seed_state(cfg, seed, lf.LSN.pretrained(WEIGHTS))  # carried families, as (c3)
     carried = st["synth"]
     low, train = st["low"], st["train"]
-    # the same separation (deterministic), through a new detector as the (c3R) arm's families
-    bank = lf.separate(train["base"][low], lf.LSN.pretrained(WEIGHTS), spacing_mm=cfg.spacing_mm)
-    rendered = Synthesizer(bank, train["jsw"][low], cfg, moves=cfg.moves, bone=cfg.bone)
+    # the same separated layers through a new detector, as the (c3R) arm's families
+    rendered = Synthesizer(st["bank"], train["jsw"][low], cfg, moves=cfg.moves, bone=cfg.bone)
     pool = st["order"][len(low):][: cfg.realism_n]  # the experiment's pool: unlabelled training images
     real = train["base"][pool]
     res = {"seed": seed, "lsn_carry": _realism(real, carried, cfg, seed),
