@@ -12,8 +12,9 @@ run's config, data, seeds, trainers and LSN weights (v6, the weights that run us
 Jobs run JSW for both seeds first, then JSN (or the ``--tasks`` order), writing ``OUT_DIR/raw.csv``
 after each arm. ``--arms c3`` trains only (c3): (a) never touches the LSN, so a run that only swaps
 the LSN weights can reuse (a)'s rows.
-``--check`` instead runs the tiny config through this script and through ``run_five_percent`` and
-asserts that the (a) and (c3) rows agree, so this script's arms are the experiment's arms.
+``--check`` instead runs the tiny config through this script and through ``run_five_percent``, with
+carried and with rendered families, and asserts that the rows of (a), (b), (d) and (c3) agree on all
+three tasks, so this script's arms are the experiment's arms (~1 min).
 """
 import os
 import sys
@@ -23,8 +24,8 @@ import torch
 
 import lsn_fast as lf
 from lsn_fast.tasks._common import mixed_source, naive_augment, tensor_source
-from lsn_fast.tasks.experiment import (FivePercentConfig, Synthesizer, _evaluate, _real_data, _synth_fn, _train_task,
-                                       _write_csv, experiment_data, run_five_percent)
+from lsn_fast.tasks.experiment import (DEFAULT_LSN, FivePercentConfig, Synthesizer, _evaluate, _real_data, _synth_fn,
+                                       _train_task, _write_csv, experiment_data, run_five_percent)
 
 ARM_A, ARM_C3 = "real 100%", "5% + LSN synth + aug (mixed)"
 ARM_B, ARM_D = "real 5%", "5% + naive aug"  # the controls, named as in the experiment's tables
@@ -85,30 +86,36 @@ def run(steps: int, out: str, weights: str | None, seeds=SEEDS, tasks=("jsw", "j
                 met, _ = _evaluate(task, m, states[seed]["test"], cfg)
                 r = row(seed, task, arm, cfg.steps, met, time.perf_counter() - t)
                 rows.append(r)
-                log(f"[seed {seed}] {task} {arm} @ {cfg.steps} steps: MAE {met['mae']:.4f} mm "
+                main = "accuracy" if task == "svdh" else "mae"
+                log(f"[seed {seed}] {task} {arm} @ {cfg.steps} steps: {main} {met[main]:.4f} "
                     f"({r['seconds']:.0f} s)")
                 _write_csv(os.path.join(out, "raw.csv"), rows)
     return rows
 
 
 def check():
-    """The tiny config through this script and through the experiment: the rows must agree."""
+    """The tiny config through this script and through the experiment, for both syntheses: every
+    arm's row (all four, all three tasks) must agree."""
     import tempfile
 
-    cfg = FivePercentConfig.tiny()
-    cfg = FivePercentConfig(**{**cfg.__dict__, "bone": "both", "moves": "integer", "unlabelled": False,
-                               "fractions": (cfg.low_fraction, 1.0)})
-    with tempfile.TemporaryDirectory() as d:
-        mine = run(cfg.steps, d, None, seeds=(0,), cfg=cfg, log=lambda s: None)
-        ref_rows = run_five_percent(config=cfg, seeds=(0,), out_dir=None, jobs=1, log=lambda s: None)["rows"]
-    for r in mine:
-        # the tiny config's low fraction is 10 %: match (c3) by its suffix
-        arm = ARM_A if r["arm"] == ARM_A else ARM_C3.split("% ", 1)[1]
-        match = [x for x in ref_rows if x["task"] == r["task"] and x["seed"] == 0
-                 and (x["arm"] == arm if arm == ARM_A else x["arm"].endswith(arm))]
-        assert match, (r["task"], arm)
-        assert abs(match[0]["mae"] - r["mae"]) < 1e-9, (r["task"], arm, match[0]["mae"], r["mae"])
-        print(f"check {r['task']:4s} {arm:32s} script {r['mae']:.6f}  experiment {match[0]['mae']:.6f}")
+    base = FivePercentConfig.tiny()
+    low_pct = f"{100 * base.low_fraction:g}%"  # the tiny config's low fraction is 10 %, not 5 %
+    for synthesis in ("carry", "render"):
+        cfg = FivePercentConfig(**{**base.__dict__, "bone": "both", "moves": "integer", "unlabelled": False,
+                                   "fractions": (base.low_fraction, 1.0), "synthesis": synthesis})
+        with tempfile.TemporaryDirectory() as d:
+            # the experiment separates with its own default LSN (small-fov since 2026-12-03), not LSN.pretrained()
+            mine = run(cfg.steps, d, DEFAULT_LSN, seeds=(0,), tasks=("jsw", "jsn", "svdh"), cfg=cfg,
+                       log=lambda s: None, arms=(ARM_A, ARM_B, ARM_D, ARM_C3))
+            ref_rows = run_five_percent(config=cfg, seeds=(0,), out_dir=None, jobs=1, log=lambda s: None)["rows"]
+        for r in mine:
+            arm = r["arm"].replace("5%", low_pct)
+            match = [x for x in ref_rows if x["task"] == r["task"] and x["seed"] == 0 and x["arm"] == arm]
+            assert len(match) == 1, (synthesis, r["task"], arm, [x["arm"] for x in ref_rows])
+            main = "accuracy" if r["task"] == "svdh" else "mae"
+            assert abs(match[0][main] - r[main]) < 1e-9, (synthesis, r["task"], arm, match[0][main], r[main])
+            print(f"check {synthesis:6s} {r['task']:4s} {arm:32s} {main} script {r[main]:.6f}  "
+                  f"experiment {match[0][main]:.6f}")
     print("check passed")
 
 
