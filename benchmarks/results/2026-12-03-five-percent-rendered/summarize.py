@@ -15,7 +15,7 @@ A, C3 = "real 100%", "5% + LSN synth + aug (mixed)"
 SOURCES = {
     ("jsw", "a"): [("2026-12-03-five-percent-longer/raw.csv", A), ("2026-12-03-five-percent-jsn-seed2/raw_jsw_a_s2.csv", A)],
     ("jsn", "a"): [("2026-12-03-five-percent-longer/raw.csv", A), ("2026-12-03-five-percent-jsn-seed2/raw_jsn_a_s2.csv", A)],
-    ("svdh", "a"): [("2026-12-03-five-percent-rendered/raw_svdh_a_s0.csv", A)],
+    ("svdh", "a"): [(f"2026-12-03-five-percent-rendered/raw_svdh_a_s{s}.csv", A) for s in range(3)],
     ("jsw", "carry"): [("2026-12-03-five-percent-small-fov/raw_jsw_s0.csv", C3), ("2026-12-03-five-percent-small-fov/raw_jsw_s1.csv", C3),
                        ("2026-12-03-five-percent-jsn-seed2/raw_jsw_c3_s2.csv", C3)],
     ("jsn", "carry"): [("2026-12-03-five-percent-small-fov/raw_s0.csv", C3), ("2026-12-03-five-percent-small-fov/raw_s1.csv", C3),
@@ -23,7 +23,7 @@ SOURCES = {
     ("jsw", "render"): [("2026-12-03-five-percent-jsw-layer-aux/raw_c3r_s0.csv", None), ("2026-12-03-five-percent-jsw-layer-aux/raw_c3r_s1.csv", None),
                         ("2026-12-03-five-percent-rendered/raw_jsw_s2.csv", None)],
     ("jsn", "render"): [(f"2026-12-03-five-percent-rendered/raw_jsn_s{s}.csv", None) for s in range(3)],
-    ("svdh", "render"): [("2026-12-03-five-percent-rendered/raw_svdh_s0.csv", None)],
+    ("svdh", "render"): [(f"2026-12-03-five-percent-rendered/raw_svdh_s{s}.csv", None) for s in range(3)],
     **{(t, arm): [(f"2026-12-03-five-percent-rendered/raw_{t}_{arm}_s{s}.csv", None) for s in range(3)]
        for t in ("jsw", "jsn", "svdh") for arm in ("b", "d")},
 }
