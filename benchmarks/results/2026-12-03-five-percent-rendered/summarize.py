@@ -29,6 +29,7 @@ SOURCES = {
 }
 ARMS = {"a": "(a) real 100 %", "b": "(b) real 5 %", "d": "(d) 5 % + naive aug", "carry": "(c3) 5 % + carried families",
         "render": "(c3R) 5 % + rendered families"}
+TITLE = {"jsw": "JSW", "jsn": "JSN", "svdh": "SvdH"}
 MAIN = {"jsw": ("mae", "MAE mm", False), "jsn": ("mae", "MAE mm", False), "svdh": ("accuracy", "accuracy", True)}
 
 
@@ -94,21 +95,44 @@ def main():
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    colors = {"a": "#444444", "carry": "#d08030", "render": "#3070c0"}
-    for ax, task in zip(axes[:2], ("jsw", "jsn")):
+    fig, axes = plt.subplots(1, 5, figsize=(21, 3.9))
+    colors = {"a": "#444444", "b": "#b03030", "d": "#a070c0", "carry": "#d08030", "render": "#3070c0"}
+    for ax, task in zip(axes[:3], ("jsw", "jsn", "svdh")):
+        key, label, higher = MAIN[task]
         for j, arm in enumerate(("a", "carry", "render")):
             vals = data.get((task, arm), {})
             xs = [s + (j - 1) * 0.25 for s in sorted(vals)]
             ax.bar(xs, [vals[s] for s in sorted(vals)], width=0.25, color=colors[arm], label=ARMS[arm])
         ax.set_xticks(range(3), [f"seed {s}" for s in range(3)])
-        ax.set_ylabel(f"{task.upper()} MAE (mm)")
-        lo = min(min(v.values()) for (t, _), v in data.items() if t == task)
-        ax.set_ylim(lo * 0.85, None)
-        ax.set_title(f"{task.upper()} (lower is better)")
+        ax.set_ylabel(f"{TITLE[task]} {label}")
+        shown = [x for (t, arm), v in data.items() if t == task and arm in ("a", "carry", "render") for x in v.values()]
+        if higher:
+            ax.set_ylim(min(shown) - 0.02, 1.0)
+        else:
+            ax.set_ylim(min(shown) * 0.85, None)
+        ax.set_title(f"{TITLE[task]} ({'higher' if higher else 'lower'} is better)")
     axes[0].legend(fontsize=7, loc="upper left")
+    # the controls: seed 0, every arm, error relative to (a) (SvdH error = 1 - accuracy), log scale
+    ax = axes[3]
+    arms = ("a", "b", "d", "carry", "render")
+    for j, arm in enumerate(arms):
+        xs, ys = [], []
+        for i, task in enumerate(("jsw", "jsn", "svdh")):
+            v, a0 = data.get((task, arm), {}).get(0), data.get((task, "a"), {}).get(0)
+            if v is None or a0 is None:
+                continue
+            err = (lambda x: 1 - x) if MAIN[task][2] else (lambda x: x)
+            xs.append(i + (j - 2) * 0.16)
+            ys.append(err(v) / err(a0))
+        ax.bar(xs, ys, width=0.16, color=colors[arm], label=ARMS[arm])
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(range(3), ["JSW MAE", "JSN MAE", "SvdH 1 - acc"])
+    ax.set_ylabel("error / (a)'s, seed 0 (log)")
+    ax.set_title("all arms, seed 0 (lower is better)")
+    ax.legend(fontsize=6)
     if rl:
-        ax = axes[2]
+        ax = axes[4]
         for j, (k, name, c) in enumerate((("lsn_carry", "carried", colors["carry"]), ("lsn_rendered", "rendered", colors["render"]))):
             ax.bar([s + (j - 0.5) * 0.35 for s in sorted(rl)], [rl[s][k] for s in sorted(rl)], width=0.35, color=c, label=name)
         ax.axhline(0.6, color="k", ls="--", lw=1, label="target 0.6")
