@@ -13,8 +13,8 @@ Jobs run JSW for both seeds first, then JSN (or the ``--tasks`` order), writing 
 after each arm. ``--arms c3`` trains only (c3): (a) never touches the LSN, so a run that only swaps
 the LSN weights can reuse (a)'s rows.
 ``--check`` instead runs the tiny config through this script and through ``run_five_percent``, with
-carried and with rendered families, and asserts that the rows of (a), (b), (d) and (c3) agree on all
-three tasks, so this script's arms are the experiment's arms (~1 min).
+carried and with rendered families, and asserts that the rows of (a), (b), (d), (c1), (c2) and (c3)
+agree on all three tasks, so this script's arms are the experiment's arms (~1 min).
 """
 import os
 import sys
@@ -29,6 +29,9 @@ from lsn_fast.tasks.experiment import (DEFAULT_LSN, FivePercentConfig, Synthesiz
 
 ARM_A, ARM_C3 = "real 100%", "5% + LSN synth + aug (mixed)"
 ARM_B, ARM_D = "real 5%", "5% + naive aug"  # the controls, named as in the experiment's tables
+# (c1) the mixed batches without the augmentation; (c2) the paper's recipe: synthetic pre-training,
+# then fine-tuning on the 5 % (steps // 2 at lr / 3, seed + 1), as the experiment trains them
+ARM_C1, ARM_C2 = "5% + LSN synth (mixed)", "5% + LSN synth (pretrain→finetune)"
 SEEDS = (0, 1)
 
 
@@ -58,7 +61,13 @@ def train_arm(cfg, seed, st, task, arm):
         aug = naive_augment(pair=(task == "jsn")) if arm == ARM_D else None
         return _train_task(task, _real_data(task, train, st["low"]), cfg, seed, augment=aug)
     real_low = tensor_source(*_real_data(task, train, st["low"]))
+    if arm == ARM_C2:
+        m = _train_task(task, _synth_fn(task, st["synth"]), cfg, seed)
+        return _train_task(task, real_low, cfg, seed + 1, model=m, steps=max(1, cfg.steps // 2), lr=cfg.lr / 3)
     mixed = mixed_source(real_low, _synth_fn(task, st["synth"]), cfg.synth_frac)
+    if arm == ARM_C1:
+        return _train_task(task, mixed, cfg, seed)
+    assert arm == ARM_C3, arm
     return _train_task(task, mixed, cfg, seed, augment=naive_augment(pair=(task == "jsn")))
 
 
@@ -95,7 +104,7 @@ def run(steps: int, out: str, weights: str | None, seeds=SEEDS, tasks=("jsw", "j
 
 def check():
     """The tiny config through this script and through the experiment, for both syntheses: every
-    arm's row (all four, all three tasks) must agree."""
+    arm's row (all six, all three tasks) must agree."""
     import tempfile
 
     base = FivePercentConfig.tiny()
@@ -106,7 +115,7 @@ def check():
         with tempfile.TemporaryDirectory() as d:
             # the experiment separates with its own default LSN (small-fov since 2026-12-03), not LSN.pretrained()
             mine = run(cfg.steps, d, DEFAULT_LSN, seeds=(0,), tasks=("jsw", "jsn", "svdh"), cfg=cfg,
-                       log=lambda s: None, arms=(ARM_A, ARM_B, ARM_D, ARM_C3))
+                       log=lambda s: None, arms=(ARM_A, ARM_B, ARM_D, ARM_C1, ARM_C2, ARM_C3))
             ref_rows = run_five_percent(config=cfg, seeds=(0,), out_dir=None, jobs=1, log=lambda s: None)["rows"]
         for r in mine:
             arm = r["arm"].replace("5%", low_pct)
