@@ -25,9 +25,11 @@ SOURCES = {
     ("jsn", "render"): [(f"2026-12-03-five-percent-rendered/raw_jsn_s{s}.csv", None) for s in range(3)],
     ("svdh", "render"): [(f"2026-12-03-five-percent-rendered/raw_svdh_s{s}.csv", None) for s in range(3)],
     **{(t, arm): [(f"2026-12-03-five-percent-rendered/raw_{t}_{arm}_s{s}.csv", None) for s in range(3)]
-       for t in ("jsw", "jsn", "svdh") for arm in ("b", "d")},
+       for t in ("jsw", "jsn", "svdh") for arm in ("b", "d", "c1", "c2")},
 }
-ARMS = {"a": "(a) real 100 %", "b": "(b) real 5 %", "d": "(d) 5 % + naive aug", "carry": "(c3) 5 % + carried families",
+ARMS = {"a": "(a) real 100 %", "b": "(b) real 5 %", "d": "(d) 5 % + naive aug",
+        "c1": "(c1R) 5 % + rendered families, no aug", "c2": "(c2R) rendered pre-training, 5 % fine-tuning",
+        "carry": "(c3) 5 % + carried families",
         "render": "(c3R) 5 % + rendered families"}
 TITLE = {"jsw": "JSW", "jsn": "JSN", "svdh": "SvdH"}
 MAIN = {"jsw": ("mae", "MAE mm", False), "jsn": ("mae", "MAE mm", False), "svdh": ("accuracy", "accuracy", True)}
@@ -63,7 +65,7 @@ def main():
     data = {}
     for task, (key, label, higher) in MAIN.items():
         a = rows(task, "a")
-        for arm in ("a", "b", "d", "carry", "render"):
+        for arm in ("a", "b", "d", "c1", "c2", "carry", "render"):
             rs = rows(task, arm)
             if not rs:
                 continue
@@ -96,7 +98,8 @@ def main():
     except ImportError:
         return
     fig, axes = plt.subplots(1, 5, figsize=(21, 3.9))
-    colors = {"a": "#444444", "b": "#b03030", "d": "#a070c0", "carry": "#d08030", "render": "#3070c0"}
+    colors = {"a": "#444444", "b": "#b03030", "d": "#a070c0", "c1": "#70b0e0", "c2": "#40a070", "carry": "#d08030",
+              "render": "#3070c0"}
     for ax, task in zip(axes[:3], ("jsw", "jsn", "svdh")):
         key, label, higher = MAIN[task]
         for j, arm in enumerate(("a", "carry", "render")):
@@ -114,7 +117,7 @@ def main():
     axes[0].legend(fontsize=7, loc="upper left")
     # the controls: seed 0, every arm, error relative to (a) (SvdH error = 1 - accuracy), log scale
     ax = axes[3]
-    arms = ("a", "b", "d", "carry", "render")
+    arms = ("a", "b", "d", "c1", "c2", "carry", "render")
     for j, arm in enumerate(arms):
         xs, ys = [], []
         for i, task in enumerate(("jsw", "jsn", "svdh")):
@@ -122,9 +125,9 @@ def main():
             if v is None or a0 is None:
                 continue
             err = (lambda x: 1 - x) if MAIN[task][2] else (lambda x: x)
-            xs.append(i + (j - 2) * 0.16)
+            xs.append(i + (j - 3) * 0.12)
             ys.append(err(v) / err(a0))
-        ax.bar(xs, ys, width=0.16, color=colors[arm], label=ARMS[arm])
+        ax.bar(xs, ys, width=0.12, color=colors[arm], label=ARMS[arm])
     ax.set_yscale("log")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(3), ["JSW MAE", "JSN MAE", "SvdH 1 - acc"])
