@@ -113,7 +113,7 @@ def main():
         if higher:
             ax.set_ylim(min(shown) - 0.02, 1.0)
         else:
-            ax.set_ylim(min(shown) * 0.85, None)
+            ax.set_ylim(min(shown) * 0.85, max(shown) * 1.12)  # room for the legend
         ax.set_title(f"{TITLE[task]} ({'higher' if higher else 'lower'} is better)")
     axes[0].legend(fontsize=7, loc="upper left")
     # the controls: seed 0, every arm, error relative to (a) (SvdH error = 1 - accuracy), log scale
@@ -130,11 +130,12 @@ def main():
             ys.append(err(v) / err(a0))
         ax.bar(xs, ys, width=0.12, color=colors[arm], label=ARMS[arm])
     ax.set_yscale("log")
+    ax.set_ylim(0.5, 3000)  # headroom above (b)'s ~10x for the legend
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(3), ["JSW MAE", "JSN MAE", "SvdH 1 - acc"])
     ax.set_ylabel("error / (a)'s, seed 0 (log)")
     ax.set_title("all arms, seed 0 (lower is better)")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=6, loc="upper right")
     if rl:
         ax = axes[4]
         for j, (k, name, c) in enumerate((("lsn_carry", "carried", colors["carry"]), ("lsn_rendered", "rendered", colors["render"]))):
