@@ -13,7 +13,7 @@ Jobs run JSW for both seeds first, then JSN (or the ``--tasks`` order), writing 
 after each arm. ``--arms c3`` trains only (c3): (a) never touches the LSN, so a run that only swaps
 the LSN weights can reuse (a)'s rows.
 ``--check`` instead runs the tiny config through this script and through ``run_five_percent``, with
-carried and with rendered families, and asserts that the rows of (a), (b), (d), (c1), (c2) and (c3)
+carried and with rendered families, and asserts that the rows of (a), real 50 %, (b), (d), (c1), (c2) and (c3)
 agree on all three tasks, so this script's arms are the experiment's arms (~1 min).
 """
 import os
@@ -57,6 +57,10 @@ def train_arm(cfg, seed, st, task, arm):
     train = st["train"]
     if arm == ARM_A:
         return _train_task(task, _real_data(task, train, st["order"]), cfg, seed)
+    if arm not in (ARM_B, ARM_D, ARM_C1, ARM_C2, ARM_C3) and arm.startswith("real ") and arm.endswith("%"):
+        # a point of the label-fraction curve, "real 10%": the first f·n_train of the same order
+        n = max(2, int(round(float(arm[5:-1]) / 100 * cfg.n_train)))
+        return _train_task(task, _real_data(task, train, st["order"][:n]), cfg, seed)
     if arm in (ARM_B, ARM_D):  # the 5 % alone; (d) with the naive augmentation (c3) uses too
         aug = naive_augment(pair=(task == "jsn")) if arm == ARM_D else None
         return _train_task(task, _real_data(task, train, st["low"]), cfg, seed, augment=aug)
@@ -104,18 +108,18 @@ def run(steps: int, out: str, weights: str | None, seeds=SEEDS, tasks=("jsw", "j
 
 def check():
     """The tiny config through this script and through the experiment, for both syntheses: every
-    arm's row (all six, all three tasks) must agree."""
+    arm's row (all seven, a point of the label-fraction curve among them; all three tasks) must agree."""
     import tempfile
 
     base = FivePercentConfig.tiny()
     low_pct = f"{100 * base.low_fraction:g}%"  # the tiny config's low fraction is 10 %, not 5 %
     for synthesis in ("carry", "render"):
         cfg = FivePercentConfig(**{**base.__dict__, "bone": "both", "moves": "integer", "unlabelled": False,
-                                   "fractions": (base.low_fraction, 1.0), "synthesis": synthesis})
+                                   "fractions": (base.low_fraction, 0.5, 1.0), "synthesis": synthesis})
         with tempfile.TemporaryDirectory() as d:
             # the experiment separates with its own default LSN (small-fov since 2026-12-03), not LSN.pretrained()
             mine = run(cfg.steps, d, DEFAULT_LSN, seeds=(0,), tasks=("jsw", "jsn", "svdh"), cfg=cfg,
-                       log=lambda s: None, arms=(ARM_A, ARM_B, ARM_D, ARM_C1, ARM_C2, ARM_C3))
+                       log=lambda s: None, arms=(ARM_A, "real 50%", ARM_B, ARM_D, ARM_C1, ARM_C2, ARM_C3))
             ref_rows = run_five_percent(config=cfg, seeds=(0,), out_dir=None, jobs=1, log=lambda s: None)["rows"]
         for r in mine:
             arm = r["arm"].replace("5%", low_pct)

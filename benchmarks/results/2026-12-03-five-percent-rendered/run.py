@@ -15,7 +15,8 @@ committed (c3): config, data, seeds, small-fov LSN, 4500 steps, trainer
 ``task`` trains (c3R) on ``jsw`` / ``jsn`` / ``svdh`` and writes ``raw_TASK_sSEED.csv``; with a
 trailing ``--arm a|b|d|c1|c2`` it trains arm (a) (100 % real), (b) (the 5 % alone), (d) (the 5 % with
 naive augmentation), (c1) (rendered families, mixed, no augmentation) or (c2) (pre-training on the
-rendered families, then fine-tuning on the 5 %) instead (``raw_TASK_ARM_sSEED.csv``).
+rendered families, then fine-tuning on the 5 %) instead; ``--arm f10|f25|f50`` trains on the first
+10 / 25 / 50 % of the labelled pool (the label-fraction curve) (``raw_TASK_ARM_sSEED.csv``).
 ``realism`` scores the experiment's critic (its split, budget and pool) on carried and rendered
 small-fov families and on the positive control, and writes ``realism_sSEED.csv``.
 """
@@ -36,7 +37,8 @@ from _shared import WEIGHTS, longer  # noqa: E402
 ARM = "5% + LSN synth (rendered, no carry) + aug (mixed)"
 # --arm: the runner's arm trained (the controls, or (c3) on the rendered families) and its row name
 ARMS = {"a": (longer.ARM_A, longer.ARM_A), "b": (longer.ARM_B, longer.ARM_B), "d": (longer.ARM_D, longer.ARM_D),
-        "c1": (longer.ARM_C1, longer.ARM_C1), "c2": (longer.ARM_C2, longer.ARM_C2), "c3r": (longer.ARM_C3, ARM)}
+        "c1": (longer.ARM_C1, longer.ARM_C1), "c2": (longer.ARM_C2, longer.ARM_C2), "c3r": (longer.ARM_C3, ARM),
+        **{f"f{p}": (f"real {p}%", f"real {p}%") for p in (10, 25, 50)}}  # the label-fraction curve
 
 
 def config(synthesis: str):
