@@ -25,11 +25,11 @@ SOURCES = {
     ("jsn", "render"): [(f"2026-12-03-five-percent-rendered/raw_jsn_s{s}.csv", None) for s in range(3)],
     ("svdh", "render"): [(f"2026-12-03-five-percent-rendered/raw_svdh_s{s}.csv", None) for s in range(3)],
     **{(t, arm): [(f"2026-12-03-five-percent-rendered/raw_{t}_{arm}_s{s}.csv", None) for s in range(3)]
-       for t in ("jsw", "jsn", "svdh") for arm in ("b", "d", "c1", "c2")},
+       for t in ("jsw", "jsn", "svdh") for arm in ("b", "d", "c1", "c2", "f10", "f25", "f50")},
 }
 ARMS = {"a": "(a) real 100 %", "b": "(b) real 5 %", "d": "(d) 5 % + naive aug",
         "c1": "(c1R) 5 % + rendered families, no aug", "c2": "(c2R) rendered pre-training, 5 % fine-tuning",
-        "carry": "(c3) 5 % + carried families",
+        "f10": "real 10 %", "f25": "real 25 %", "f50": "real 50 %", "carry": "(c3) 5 % + carried families",
         "render": "(c3R) 5 % + rendered families"}
 TITLE = {"jsw": "JSW", "jsn": "JSN", "svdh": "SvdH"}
 MAIN = {"jsw": ("mae", "MAE mm", False), "jsn": ("mae", "MAE mm", False), "svdh": ("accuracy", "accuracy", True)}
@@ -66,7 +66,7 @@ def main():
     data = {}
     for task, (key, label, higher) in MAIN.items():
         a = rows(task, "a")
-        for arm in ("a", "b", "d", "c1", "c2", "carry", "render"):
+        for arm in ("a", "f50", "f25", "f10", "b", "d", "c1", "c2", "carry", "render"):
             rs = rows(task, arm)
             if not rs:
                 continue
@@ -150,6 +150,42 @@ def main():
     fig.suptitle("five-percent, 128 px / 0.1 mm, 4500 steps, small-fov LSN, CPU (AMD EPYC, 1 thread per arm)", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(HERE, "rendered_vs_carry.png"), dpi=110)
+    fraction_plot(data, plt)
+
+
+FRACTIONS = {"b": 5, "f10": 10, "f25": 25, "f50": 50, "a": 100}
+
+
+def fraction_plot(data, plt):
+    """The issue's "error vs fraction of labels" at seed 0: real-label arms as a curve, the 5 % arms
+    that add families or augmentation as horizontal lines (they use 5 % of the labels)."""
+    tasks = [t for t in ("jsw", "jsn", "svdh") if sum(0 in data.get((t, a), {}) for a in FRACTIONS) >= 3]
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.9), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        key, label, higher = MAIN[task]
+        pts = sorted((f, data[(task, a)][0]) for a, f in FRACTIONS.items() if 0 in data.get((task, a), {}))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="#444444", label="real labels only")
+        for arm, c in (("d", "#a070c0"), ("render", "#3070c0")):
+            v = data.get((task, arm), {}).get(0)
+            if v is not None:
+                ax.axhline(v, color=c, ls="--", lw=1.2, label=ARMS[arm])
+        ax.set_xscale("log")
+        ax.set_xticks([5, 10, 25, 50, 100], ["5", "10", "25", "50", "100"])
+        if not higher:
+            from matplotlib.ticker import FormatStrFormatter
+
+            ax.set_yscale("log")
+            for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                axis(FormatStrFormatter("%.3f"))
+        ax.set_xlabel("labelled training images (% of 2000)")
+        ax.set_ylabel(f"{TITLE[task]} {label}")
+        ax.set_title(f"{TITLE[task]}, seed 0 ({'higher' if higher else 'lower'} is better)")
+        ax.legend(fontsize=7)
+    fig.suptitle("error vs fraction of labels, 4500 steps, 128 px / 0.1 mm, CPU", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(HERE, "error_vs_fraction.png"), dpi=110)
 
 
 if __name__ == "__main__":
