@@ -60,7 +60,7 @@ def realism():
 
 def main():
     lines = ["# Five-percent, full config at 4500 steps (small-fov LSN, CPU): rendered vs carried families, every arm against (a)", "",
-             "Seeds 0-2 for (a), (c3), (c3R); seed 0 for the others. `mean / (a)` divides by (a)'s mean over the same seeds.", "",
+             "`—`: not run. `mean / (a)` divides by (a)'s mean over the same seeds.", "",
              "Made by `python benchmarks/results/2026-12-03-five-percent-rendered/summarize.py` from the CSVs it names.", "",
              "| task | metric | arm | seed 0 | seed 1 | seed 2 | mean | mean / (a) | bias (mean) |", "|---|---|---|---|---|---|---|---|---|"]
     data = {}
