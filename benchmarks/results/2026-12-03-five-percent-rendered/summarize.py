@@ -174,11 +174,13 @@ def fraction_plot(data, plt):
         ax.set_xscale("log")
         ax.set_xticks([5, 10, 25, 50, 100], ["5", "10", "25", "50", "100"])
         if not higher:
-            from matplotlib.ticker import FormatStrFormatter
+            from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
             ax.set_yscale("log")
-            for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-                axis(FormatStrFormatter("%.3f"))
+            lo, hi = ax.get_ylim()
+            ax.set_yticks([t for t in (0.01, 0.015, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2) if lo <= t <= hi])
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.3f"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("labelled training images (% of 2000)")
         ax.set_ylabel(f"{TITLE[task]} {label}")
         ax.set_title(f"{TITLE[task]}, seed 0 ({'higher' if higher else 'lower'} is better)")
