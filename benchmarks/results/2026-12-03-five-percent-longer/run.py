@@ -55,15 +55,14 @@ def seed_state(cfg: FivePercentConfig, seed: int, lsn) -> dict:
 
 def train_arm(cfg, seed, st, task, arm):
     train = st["train"]
-    if arm == ARM_A:
-        return _train_task(task, _real_data(task, train, st["order"]), cfg, seed)
-    if arm not in (ARM_B, ARM_D, ARM_C1, ARM_C2, ARM_C3) and arm.startswith("real ") and arm.endswith("%"):
-        # a point of the label-fraction curve, "real 10%": the first f·n_train of the same order
-        n = max(2, int(round(float(arm[5:-1]) / 100 * cfg.n_train)))
-        return _train_task(task, _real_data(task, train, st["order"][:n]), cfg, seed)
     if arm in (ARM_B, ARM_D):  # the 5 % alone; (d) with the naive augmentation (c3) uses too
         aug = naive_augment(pair=(task == "jsn")) if arm == ARM_D else None
         return _train_task(task, _real_data(task, train, st["low"]), cfg, seed, augment=aug)
+    if arm.startswith("real ") and arm.endswith("%"):
+        # (a) "real 100%" and the label-fraction curve ("real 10%"): the first f·n_train of the
+        # seed's order, as the experiment trains its fractions
+        n = max(2, int(round(float(arm[5:-1]) / 100 * cfg.n_train)))
+        return _train_task(task, _real_data(task, train, st["order"][:n]), cfg, seed)
     real_low = tensor_source(*_real_data(task, train, st["low"]))
     if arm == ARM_C2:
         m = _train_task(task, _synth_fn(task, st["synth"]), cfg, seed)

@@ -32,6 +32,8 @@ ARMS = {"a": "(a) real 100 %", "b": "(b) real 5 %", "d": "(d) 5 % + naive aug",
         "f10": "real 10 %", "f25": "real 25 %", "f50": "real 50 %", "carry": "(c3) 5 % + carried families",
         "render": "(c3R) 5 % + rendered families"}
 TITLE = {"jsw": "JSW", "jsn": "JSN", "svdh": "SvdH"}
+COLORS = {"a": "#444444", "b": "#b03030", "d": "#a070c0", "c1": "#70b0e0", "c2": "#40a070", "carry": "#d08030",
+          "render": "#3070c0"}
 MAIN = {"jsw": ("mae", "MAE mm", False), "jsn": ("mae", "MAE mm", False), "svdh": ("accuracy", "accuracy", True)}
 
 
@@ -99,14 +101,12 @@ def main():
     except ImportError:
         return
     fig, axes = plt.subplots(1, 5, figsize=(21, 3.9))
-    colors = {"a": "#444444", "b": "#b03030", "d": "#a070c0", "c1": "#70b0e0", "c2": "#40a070", "carry": "#d08030",
-              "render": "#3070c0"}
     for ax, task in zip(axes[:3], ("jsw", "jsn", "svdh")):
-        key, label, higher = MAIN[task]
+        _, label, higher = MAIN[task]
         for j, arm in enumerate(("a", "carry", "render")):
             vals = data.get((task, arm), {})
             xs = [s + (j - 1) * 0.25 for s in sorted(vals)]
-            ax.bar(xs, [vals[s] for s in sorted(vals)], width=0.25, color=colors[arm], label=ARMS[arm])
+            ax.bar(xs, [vals[s] for s in sorted(vals)], width=0.25, color=COLORS[arm], label=ARMS[arm])
         ax.set_xticks(range(3), [f"seed {s}" for s in range(3)])
         ax.set_ylabel(f"{TITLE[task]} {label}")
         shown = [x for (t, arm), v in data.items() if t == task and arm in ("a", "carry", "render") for x in v.values()]
@@ -128,7 +128,7 @@ def main():
             err = (lambda x: 1 - x) if MAIN[task][2] else (lambda x: x)
             xs.append(i + (j - 3) * 0.12)
             ys.append(err(v) / err(a0))
-        ax.bar(xs, ys, width=0.12, color=colors[arm], label=ARMS[arm])
+        ax.bar(xs, ys, width=0.12, color=COLORS[arm], label=ARMS[arm])
     ax.set_yscale("log")
     ax.set_ylim(0.5, 3000)  # headroom above (b)'s ~10x for the legend
     ax.axhline(1.0, color="k", lw=0.8)
@@ -138,7 +138,7 @@ def main():
     ax.legend(fontsize=6, loc="upper right")
     if rl:
         ax = axes[4]
-        for j, (k, name, c) in enumerate((("lsn_carry", "carried", colors["carry"]), ("lsn_rendered", "rendered", colors["render"]))):
+        for j, (k, name, c) in enumerate((("lsn_carry", "carried", COLORS["carry"]), ("lsn_rendered", "rendered", COLORS["render"]))):
             ax.bar([s + (j - 0.5) * 0.35 for s in sorted(rl)], [rl[s][k] for s in sorted(rl)], width=0.35, color=c, label=name)
         ax.axhline(0.6, color="k", ls="--", lw=1, label="target 0.6")
         ax.axhline(0.5, color="grey", ls=":", lw=1)
@@ -164,13 +164,13 @@ def fraction_plot(data, plt):
         return
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.9), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        key, label, higher = MAIN[task]
+        _, label, higher = MAIN[task]
         pts = sorted((f, data[(task, a)][0]) for a, f in FRACTIONS.items() if 0 in data.get((task, a), {}))
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="#444444", label="real labels only")
-        for arm, c in (("d", "#a070c0"), ("render", "#3070c0")):
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=COLORS["a"], label="real labels only")
+        for arm in ("d", "render"):
             v = data.get((task, arm), {}).get(0)
             if v is not None:
-                ax.axhline(v, color=c, ls="--", lw=1.2, label=ARMS[arm])
+                ax.axhline(v, color=COLORS[arm], ls="--", lw=1.2, label=ARMS[arm])
         ax.set_xscale("log")
         ax.set_xticks([5, 10, 25, 50, 100], ["5", "10", "25", "50", "100"])
         if not higher:
