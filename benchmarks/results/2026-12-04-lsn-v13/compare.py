@@ -46,6 +46,10 @@ def main():
     runs = [("v12 (shipped before)", V12)] + ([("v13 candidate: v12 + 45k bf16 steps", V13)] if have13 else [])
     print("## 256 px, 32 held-out images per set\n")
     print(eval_table(runs))
+    if os.path.isfile(os.path.join(HERE, "eval128_v13_wide.json")):
+        print("\n## 128 px (the five-percent experiment's field of view; not in the shipping rule)\n")
+        print(eval_table([("v12 (shipped before)", os.path.join(RES, "2026-12-03-lsn-v11short", "eval128_v11short_{}.json")),
+                          ("v13 candidate", os.path.join(HERE, "eval128_v13_{}.json"))]))
     pts = [(n, st, p) for n, st, p in LINEAGE if os.path.isfile(p.format("wide"))]
     print("\n## Recomposition (%) of each shipped fine-tune against its fine-tuning steps since v6\n")
     print("| weights | steps since v6 | " + " | ".join(SETS) + " |")
