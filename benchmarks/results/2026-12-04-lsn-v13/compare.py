@@ -50,29 +50,31 @@ def main():
         print("\n## 128 px (the five-percent experiment's field of view; not in the shipping rule)\n")
         print(eval_table([("v12 (shipped before)", os.path.join(RES, "2026-12-03-lsn-v11short", "eval128_v11short_{}.json")),
                           ("v13 candidate", os.path.join(HERE, "eval128_v13_{}.json"))]))
-    pts = [(n, st, p) for n, st, p in LINEAGE if os.path.isfile(p.format("wide"))]
+    # recomposition (%) of each weights file that has been evaluated, read once: {name: {set: %}}
+    done = [(n, st, p) for n, st, p in LINEAGE if os.path.isfile(p.format("wide"))]
+    rec = {n: {s: 100 * load(p, s)["recomposition_rel"] for s in SETS} for n, _, p in done}
+    pts = [(n, st) for n, st, _ in done]
     print("\n## Recomposition (%) of each shipped fine-tune against its fine-tuning steps since v6\n")
     print("| weights | steps since v6 | " + " | ".join(SETS) + " |")
     print("|---|---:|" + "---:|" * len(SETS))
-    for n, st, p in pts:
-        print(f"| {n} | {st:,} | " + " | ".join(f"{100 * load(p, s)['recomposition_rel']:.3f}" for s in SETS) + " |")
+    for n, st in pts:
+        print(f"| {n} | {st:,} | " + " | ".join(f"{rec[n][s]:.3f}" for s in SETS) + " |")
     print("\nLog-linear fit on " + ", ".join(FIT) + " (recomposition % = a + b·log2(steps)):\n")
+    at = LINEAGE[-1][1]  # the v13 run's steps, where the prediction read the fit
     fits = {}
     for s in SETS:
-        xs = [st for n, st, _ in pts if n in FIT]
-        ys = [100 * load(p, s)["recomposition_rel"] for n, _, p in pts if n in FIT]
-        a, b = fit(xs, ys)
+        xs = [st for n, st in pts if n in FIT]
+        a, b = fit(xs, [rec[n][s] for n, _ in pts if n in FIT])
         fits[s] = (a, b)
         extra = ""
         if b < 0:
             need = 2 ** ((1.0 - a) / b)
             extra = f"; 1 % reached at about {need:,.0f} steps" if need > xs[-1] else "; already under 1 %"
-        pred = a + b * math.log2(145_801)
-        print(f"- {s}: b = {b:+.3f} points per doubling; at 145,801 steps the fit says {pred:.3f} %{extra}")
-    plot(pts, fits)
+        print(f"- {s}: b = {b:+.3f} points per doubling; at {at:,} steps the fit says {a + b * math.log2(at):.3f} %{extra}")
+    plot(pts, rec, fits)
 
 
-def plot(pts, fits):
+def plot(pts, rec, fits):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,16 +82,14 @@ def plot(pts, fits):
 
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
     colors = {"wide": "tab:blue", "train": "tab:green", "shifted": "tab:orange", "ra": "tab:purple"}
-    xs = [max(st, 3000) for _, st, _ in pts]  # v6 (0 steps) drawn at the left edge of the log axis
+    xs = [max(st, 3000) for _, st in pts]  # v6 (0 steps) drawn at the left edge of the log axis
     for s in SETS:
-        ys = [100 * load(p, s)["recomposition_rel"] for _, _, p in pts]
-        ax.plot(xs, ys, "o-", color=colors[s], label=s, lw=1.2, ms=5)
+        ax.plot(xs, [rec[n][s] for n, _ in pts], "o-", color=colors[s], label=s, lw=1.2, ms=5)
         a, b = fits[s]
         gx = [15_000, 400_000]
         ax.plot(gx, [a + b * math.log2(x) for x in gx], ":", color=colors[s], lw=1)
-    for (n, _, p), x in zip(pts, xs):
-        y = 100 * load(p, "wide")["recomposition_rel"]
-        ax.annotate(n, (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    for (n, _), x in zip(pts, xs):
+        ax.annotate(n, (x, rec[n]["wide"]), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
     ax.axhline(1.0, color="k", ls="--", lw=1, label="target 1 %")
     ax.set_xscale("log")
     ax.set_xlabel("fine-tuning steps since v6 (batch 1 of 256², log axis; v6 drawn at the left edge)")
