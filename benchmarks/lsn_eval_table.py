@@ -1,6 +1,6 @@
 """Markdown table of ``lsn-fast eval-lsn --json`` files: one row per (held-out set, weights).
 
-Used by the ``compare.py`` scripts of the LSN result folders under ``benchmarks/results/``.
+Used by the ``compare.py`` scripts of the LSN study folders under ``lab/``.
 """
 import json
 
