@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 try:
     from pybind11.setup_helpers import Pybind11Extension, build_ext
@@ -82,8 +82,7 @@ class BuildExt(build_ext):
 
 
 setup(
-    packages=["lsn_fast", "lsn_fast.kernels", "lsn_fast.weights", "lsn_fast.tasks"],
-    package_dir={"lsn_fast.kernels": "kernels"},
+    packages=find_packages(include=["lsn_fast", "lsn_fast.*"]),
     package_data={"lsn_fast.weights": ["*.safetensors", "*.json", "*.md"]},
     ext_modules=ext_modules,
     cmdclass={"build_ext": BuildExt},

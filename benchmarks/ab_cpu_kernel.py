@@ -36,17 +36,16 @@ sys.path.insert(0, {root!r})
 sys.path.insert(0, {here!r})
 torch.set_num_threads({threads})
 import lsn_fast as lf
-from lsn_fast._cpu_backend import synthesize_cpu
-from lsn_fast.compose import _bank_geometry
+from lsn_fast.ops.backends.cpu import synthesize_cpu
 size, B, nbank = {size}, {batch}, {bank}
 stack, _ = lf.phantom.generate(16, size=size, spacing_mm=0.1 * 256 / size, seed=0)  # as the bench: 16 tiled
 reps = math.ceil(nbank / 16)
 layers = [t.repeat(reps, 1, 1)[:nbank].float().contiguous() for t in (stack.soft, stack.upper, stack.lower)]
-bank = lf.LayerStack(*layers, stack.spacing_mm, _bank_geometry(stack)[0].repeat(reps, 1)[:nbank], validate=False)
+bank = lf.LayerStack(*layers, stack.spacing_mm, stack.geometry()[0].repeat(reps, 1)[:nbank], validate=False)
 g = torch.Generator().manual_seed(B)
 index = torch.randint(0, nbank, (B,), generator=g)
 shift = 3.0 * torch.rand(B, generator=g)
-axis, _ = _bank_geometry(bank)
+axis, _ = bank.geometry()
 disp = (shift[:, None] * axis.index_select(0, index)).float().contiguous()
 params = lf.Detector(n0=1e4, noise={noise!r}, blur_sigma_px={blur}, electronic_sigma=0.0).params(B)
 kw = dict(move_lower=False, seed=1, sample_index=torch.arange(B), noise_mode={mode}, output_mode=0,

@@ -43,8 +43,8 @@ import torch
 
 import lsn_fast as lf
 from lsn_fast.bench import device_name, sync, time_fn, versions
-from lsn_fast.inference import FastSeparator
-from lsn_fast.lsn import LSN, LSNConfig
+from lsn_fast.model.inference import FastSeparator
+from lsn_fast.model.lsn import LSN, LSNConfig
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12}
 ALL = ["eager-fp32", "eager-bf16-cl", "compile", "graph-unfused", "fused", "fused-graph", "fused-graph-f32tail",
@@ -91,7 +91,7 @@ def bench_model(spec: str, model: LSN, x: torch.Tensor, args, dev: str, warmup: 
 
     wanted = [v for v in args.variants.split(",") if v]
     rows, notes = [], []
-    from lsn_fast.fused import triton_available
+    from lsn_fast.model.fused import triton_available
 
     if not triton_available(dev):
         notes.append(f"fused Triton kernels unavailable on {dev}: the fused rows ran the eager fallback")

@@ -38,9 +38,9 @@ sys.path.insert(0, HERE)
 from bench_lsn import load_model  # noqa: E402
 from lsn_traffic import module_calls  # noqa: E402
 
-from lsn_fast import fused  # noqa: E402
+from lsn_fast.model import fused  # noqa: E402
 from lsn_fast.bench import copy_bandwidth, device_name, time_fn, versions  # noqa: E402
-from lsn_fast.lsn import LSN  # noqa: E402
+from lsn_fast.model.lsn import LSN  # noqa: E402
 
 
 def conv_shapes(model: LSN, size: int) -> list[dict]:

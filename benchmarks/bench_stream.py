@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import lsn_fast as lf  # noqa: E402
-from lsn_fast.stream import JSWStream, bank_from_phantoms  # noqa: E402
+from lsn_fast.synthesis.stream import JSWStream, bank_from_phantoms  # noqa: E402
 
 
 def _bank(size: int, n: int, dtype=torch.float32):

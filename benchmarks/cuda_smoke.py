@@ -17,14 +17,14 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from lsn_fast.reference import synthesize_reference  # noqa: E402
+from lsn_fast.physics.reference import synthesize_reference  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer cases (racecheck is slow)")
     args = ap.parse_args(argv)
-    from lsn_fast._cuda_backend import synthesize_cuda
+    from lsn_fast.ops.backends.cuda import synthesize_cuda
 
     dev = "cuda"
     g = torch.Generator().manual_seed(0)

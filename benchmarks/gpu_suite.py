@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     # issue 6's experiment on CUDA, its quick configuration (one seed): does the device path run?
     # Its tables and plots go to a scratch folder; the printed table is in suite_log.txt
     if not args.skip_lsn and left() > 240:
-        step("five-percent-cuda", [PY, "-m", "lsn_fast.cli", "experiment", "five-percent", "--quick", "--device", "cuda",
+        step("five-percent-cuda", [PY, "-m", "lsn_fast.cli.main", "experiment", "five-percent", "--quick", "--device", "cuda",
                                    "--seeds", "0", "--no-plots", "--out", os.path.join(tempfile.gettempdir(), "fp_cuda")],
              timeout=min(180, left() - 60))
     # 4. build the extensions, then the cuda and triton synthesis backends' tests on the GPU

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from bench_lsn import load_model  # benchmarks/ is on sys.path: this runs as a script or beside bench_lsn_kernels
-from lsn_fast.lsn import LSN, ResBlock
+from lsn_fast.model.lsn import LSN, ResBlock
 
 
 def module_calls(model: LSN, size: int) -> list[tuple[str, nn.Module, tuple, tuple]]:

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import lsn_fast as lf
-from lsn_fast.stream import JSWStream, bank_from_phantoms
+from lsn_fast.synthesis.stream import JSWStream, bank_from_phantoms
 
 
 # ------------------------------------------------------------------------ a tiny ResNet-18-like net

@@ -15,25 +15,29 @@ from __future__ import annotations
 
 import importlib
 
-from ._version import __version__
-from .registry import backends, register_backend
-from .compose import compose, split_whole_pixel, synthesize, whole_pixel_moves
-from .detector import Detector
-from .layers import LayerStack, angle_from_axis, axis_from_angle
+from lsn_fast.utils import deprecated as _deprecated
+
+_deprecated.install()  # old flat module paths (lsn_fast.compose, ...) keep working for one release
+
+from lsn_fast._version import __version__
+from lsn_fast.ops.registry import backends, register_backend
+from lsn_fast.synthesis.compose import compose, split_whole_pixel, synthesize, whole_pixel_moves
+from lsn_fast.physics.detector import Detector
+from lsn_fast.physics.layers import LayerStack, angle_from_axis, axis_from_angle
 
 # Heavier or optional parts load on first use (keeps `import lsn_fast` fast).
 _LAZY = {
-    "phantom": ("lsn_fast.phantom", None),
-    "reference": ("lsn_fast.reference", None),
+    "phantom": ("lsn_fast.physics.phantom", None),
+    "reference": ("lsn_fast.physics.reference", None),
     "io": ("lsn_fast.io", None),
     "viz": ("lsn_fast.viz", None),
-    "measure_jsw": ("lsn_fast.jsw", "measure_jsw"),
-    "measure_jsw_profile": ("lsn_fast.jsw", "measure_jsw_profile"),
-    "estimate_axis": ("lsn_fast.jsw", "estimate_axis"),
-    "JSWMeasurement": ("lsn_fast.jsw", "JSWMeasurement"),
-    "LSN": ("lsn_fast.lsn", "LSN"),
-    "separate": ("lsn_fast.lsn", "separate"),
-    "JSWStream": ("lsn_fast.stream", "JSWStream"),
+    "measure_jsw": ("lsn_fast.physics.jsw", "measure_jsw"),
+    "measure_jsw_profile": ("lsn_fast.physics.jsw", "measure_jsw_profile"),
+    "estimate_axis": ("lsn_fast.physics.jsw", "estimate_axis"),
+    "JSWMeasurement": ("lsn_fast.physics.jsw", "JSWMeasurement"),
+    "LSN": ("lsn_fast.model.lsn", "LSN"),
+    "separate": ("lsn_fast.model.lsn", "separate"),
+    "JSWStream": ("lsn_fast.synthesis.stream", "JSWStream"),
     "quantify_jsn": ("lsn_fast.tasks.jsn", "quantify_jsn"),
     "tasks": ("lsn_fast.tasks", None),
 }

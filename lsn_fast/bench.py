@@ -44,7 +44,6 @@ import torch
 import torch.nn.functional as F
 
 import lsn_fast as lf
-from lsn_fast.compose import _bank_geometry
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 N0 = 1.0e4
@@ -125,8 +124,7 @@ def make_bank(size: int, n: int, dtype, device) -> lf.LayerStack:
               for t in (stack.soft, stack.upper, stack.lower)]
     ax = axis.repeat(reps, 1)[:n].to(device)
     bank = lf.LayerStack(*layers, stack.spacing_mm, ax, validate=False)
-    bank._geometry_cache = (ax, jsw0.repeat(reps)[:n].to(device))
-    return bank
+    return bank.set_geometry(ax, jsw0.repeat(reps)[:n])
 
 
 _PHANTOMS: dict = {}
@@ -135,7 +133,7 @@ _PHANTOMS: dict = {}
 def _phantoms(size: int, p: int):
     if (size, p) not in _PHANTOMS:
         stack, _ = lf.phantom.generate(p, size=size, spacing_mm=0.1 * 256 / size, seed=0)
-        axis, jsw0 = _bank_geometry(stack)
+        axis, jsw0 = stack.geometry()
         _PHANTOMS[(size, p)] = (stack, axis, jsw0)
     return _PHANTOMS[(size, p)]
 
@@ -268,7 +266,7 @@ def run_bench(args) -> int:
 
     avail = {k: v for k, v in lf.backends().items() if v}
     wanted = parse_list(args.backends, str) or list(avail)
-    from lsn_fast import registry
+    from lsn_fast.ops import registry
 
     notes: list[str] = []
     backend_fns = {}
@@ -319,7 +317,7 @@ def run_bench(args) -> int:
                     g = torch.Generator().manual_seed(B)
                     index = torch.randint(0, nbank, (B,), generator=g).to(device)
                     shift = (3.0 * torch.rand(B, generator=g)).to(device)  # opens the joint: always valid
-                    axis, _ = _bank_geometry(bank)
+                    axis, _ = bank.geometry()
                     disp = (shift[:, None] * axis.index_select(0, index)).float().contiguous()
                     for blur in parse_list(args.blur, float):
                         if args.time_budget and time.perf_counter() - t_run > args.time_budget:

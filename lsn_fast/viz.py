@@ -30,7 +30,7 @@ def fmt_mm(v, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -52,7 +52,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> str:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-        _plt().close(fig)
+        pyplot().close(fig)
     return path
 
 
@@ -70,7 +70,7 @@ def add_scale_bar(ax, spacing_mm: float, width_px: int, height_px: int, length_m
 def layer_sheet(stack, images: torch.Tensor | None = None, path: str | os.PathLike = "layers.png", max_rows: int = 4,
                 titles: list[str] | None = None) -> str:
     """Contact sheet: per sample, the radiograph (if given) and its soft, upper and lower layers."""
-    plt = _plt()
+    plt = pyplot()
     B = min(stack.batch_size, max_rows)
     cols = 4 if images is not None else 3
     fig, axes = plt.subplots(B, cols, figsize=(2.3 * cols, 2.3 * B), squeeze=False)
@@ -95,7 +95,7 @@ def layer_sheet(stack, images: torch.Tensor | None = None, path: str | os.PathLi
 
 def jsw_sweep(images: torch.Tensor, measured_mm, requested_mm, spacing_mm: float, path: str | os.PathLike) -> str:
     """One joint at several JSWs: images (K,1,H,W), with the requested and measured JSW under each."""
-    plt = _plt()
+    plt = pyplot()
     K, _, H, W = images.shape
     fig, axes = plt.subplots(1, K, figsize=(2.4 * K, 2.9), squeeze=False)
     # One window for the whole sweep so brightness differences are real.
@@ -117,7 +117,7 @@ def jsw_sweep(images: torch.Tensor, measured_mm, requested_mm, spacing_mm: float
 def image_grid(images: torch.Tensor, labels: list[str], spacing_mm: float, path: str | os.PathLike, ncols: int = 4,
                title: str | None = None) -> str:
     """A grid of radiographs (N,1,H,W) with a caption under each."""
-    plt = _plt()
+    plt = pyplot()
     N = images.shape[0]
     nrows = (N + ncols - 1) // ncols
     lines = max((lab.count("\n") + 1 for lab in labels), default=1)

@@ -32,8 +32,8 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-import lsn_fast.kernels.lsn_fused as kf  # noqa: E402  (decorated as JIT functions: TRITON_INTERPRET is unset above)
-import lsn_fast.kernels.synthesize as ks  # noqa: E402
+import lsn_fast.ops.kernels.lsn_fused as kf  # noqa: E402  (decorated as JIT functions: TRITON_INTERPRET is unset above)
+import lsn_fast.ops.kernels.synthesize as ks  # noqa: E402
 
 PTR = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16", "i64": "*i64"}
 
@@ -53,7 +53,7 @@ def signature(fn, pointer_types: dict, scalar_types: dict | None = None) -> dict
 
 
 def synthesize_variants():
-    """(label, fn, signature, constexprs, num_warps) for the launch paths of kernels/synthesize.py."""
+    """(label, fn, signature, constexprs, num_warps) for the launch paths of lsn_fast/ops/kernels/synthesize.py."""
     fn = ks._synthesize_kernel
     scal = {"seed_lo": "i64", "seed_hi": "i64", "min_counts": "fp32"}
     base = dict(CUBIC=False, MOVE_LOWER=False, SRC_Q=False, DET=True, NOISE=2, RNG=True, ESIG=True, FINISH=True,

@@ -15,6 +15,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+# tests/ on sys.path: the test modules in tests/<subpackage>/ import tests/helpers.py
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from helpers import rect_stack  # noqa: E402
 
 

@@ -108,7 +108,7 @@ def backend_cases(draw, heights, widths, blurs=(0.0, 0.4, 0.6, 1.3)):
 
 def run_against_reference(fn, c):
     """``fn`` (a backend's synthesize op) and the reference on the case ``c``: (out, ref, params)."""
-    from lsn_fast.reference import synthesize_reference
+    from lsn_fast.physics.reference import synthesize_reference
 
     gen = torch.Generator().manual_seed(c["gen_seed"])
     soft, upper, lower = make_bank(c["N"], c["H"], c["W"], c["dtype"], c["layout"], gen)

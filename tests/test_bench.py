@@ -11,7 +11,7 @@ import torch
 
 import lsn_fast as lf
 from lsn_fast import bench
-from lsn_fast.cli import main
+from lsn_fast.cli.main import main
 
 
 def test_bench_quick_writes_tables(tmp_path):
@@ -47,7 +47,7 @@ def test_eager_baseline_computes_the_same_image_as_compose():
     bank = bench.make_bank(64, 4, torch.float32, "cpu")
     index = torch.tensor([2, 0, 3])
     shift = torch.tensor([0.3, 1.7, 2.45])
-    axis, _ = bench._bank_geometry(bank)
+    axis, _ = bank.geometry()
     disp = (shift[:, None] * axis.index_select(0, index)).float()
     got = bench.eager_synth(bank.soft, bank.upper, bank.lower, index, disp, 1e14, None, torch.float32)
     want = lf.compose(bank[index], shift_px=shift, backend="reference")

@@ -18,29 +18,8 @@ import sys
 import time
 import warnings
 
-
-class UsageError(Exception):
-    """Bad arguments detected after parsing (exit code 2)."""
-
-
-def _positive_int(v: str) -> int:
-    try:
-        i = int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {v!r}") from None
-    if i < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {i}")
-    return i
-
-
-def _positive_float(v: str) -> float:
-    try:
-        f = float(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
-    if not f > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {f}")
-    return f
+from lsn_fast.cli.common import UsageError, positive_float, positive_int
+from lsn_fast.cli.separate import add_separate_parser
 
 
 # ------------------------------------------------------------------------------- demo
@@ -106,52 +85,6 @@ def cmd_phantom(args) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------- separate
-def _parse_xy(v: str) -> tuple[float, float]:
-    try:
-        x, y = (float(t) for t in v.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected X,Y in pixels, got {v!r}") from None
-    return x, y
-
-
-def cmd_separate(args) -> int:
-    import json
-
-    import torch
-
-    import lsn_fast as lf
-    from lsn_fast import io, viz
-
-    rad = io.read_radiograph(args.image, spacing_mm=args.spacing, kind=args.kind)
-    if rad.spacing_mm is None:
-        raise UsageError(f"{args.image} carries no pixel spacing: give --spacing MM")
-    H, W = rad.image.shape
-    if not (0 <= args.center[0] < W and 0 <= args.center[1] < H):
-        raise UsageError(f"--center {args.center[0]:g},{args.center[1]:g} lies outside the {W}x{H} image")
-    roi = io.crop_roi(rad, args.center, size=args.size, spacing_mm=rad.spacing_mm, out_spacing_mm=0.1, angle_deg=args.angle)
-    model = lf.LSN.pretrained(args.weights)  # None, a shipped name or a file
-    stack = lf.separate(roi.image, model=model, spacing_mm=roi.spacing_mm, axis=(-1.0, 0.0))
-    os.makedirs(args.out, exist_ok=True)
-    stack.save(os.path.join(args.out, "layers.safetensors"))
-    recomposed = lf.compose(stack)
-    sheet = viz.layer_sheet(stack, roi.image, os.path.join(args.out, "layers.png"), titles=["crop"])
-    jsw = lf.measure_jsw(stack)
-    meta = {"image": os.path.abspath(args.image), "center_xy": list(args.center), "angle_deg": args.angle,
-            "crop_size": args.size, "crop_spacing_mm": roi.spacing_mm, "source_spacing_mm": rad.spacing_mm,
-            "jsw_mm": None if torch.isnan(jsw).any() else round(float(jsw[0]), 4),
-            "recomposition_rel_error": float((recomposed - roi.image).abs().mean() / roi.image.abs().mean().clamp_min(1e-12)),
-            "conversion": rad.source.get("conversion")}
-    if args.full:
-        full = {name: roi.paste_back(getattr(stack, name)[0]) for name in ("soft", "upper", "lower")}
-        lf.LayerStack(full["soft"], full["upper"], full["lower"], rad.spacing_mm, validate=False).save(
-            os.path.join(args.out, "layers_full.safetensors"))
-    with open(os.path.join(args.out, "separation.json"), "w") as f:
-        json.dump(meta, f, indent=1)
-    print(f"wrote {args.out}/layers.safetensors, {sheet}, separation.json (JSW {meta['jsw_mm']} mm)")
-    return 0
-
-
 # ------------------------------------------------------------------------------- synth
 def parse_jsw_sweep(v: str) -> list[float]:
     """``"lo:hi:step"`` (hi included) or ``"a,b,c"`` -> JSW values in mm (all >= 0)."""
@@ -173,7 +106,7 @@ def parse_jsw_sweep(v: str) -> list[float]:
 
 def cmd_synth(args) -> int:
     if args.layers is None:
-        from lsn_fast import export
+        from lsn_fast.synthesis import export
 
         return export.run_synth(args)
     import torch
@@ -234,18 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="phantoms, their layers and one joint re-synthesized at JSW 0-3 mm (PNG gallery)",
                        epilog="example: lsn-fast demo --out demo/ --n 8", formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--out", default="lsn_fast_demo", help="output directory (default: ./lsn_fast_demo)")
-    d.add_argument("--n", type=_positive_int, default=8, help="number of phantoms (default 8)")
-    d.add_argument("--size", type=_positive_int, default=256, help="image size in px (default 256)")
-    d.add_argument("--spacing", type=_positive_float, default=0.1, help="pixel spacing in mm (default 0.1)")
+    d.add_argument("--n", type=positive_int, default=8, help="number of phantoms (default 8)")
+    d.add_argument("--size", type=positive_int, default=256, help="image size in px (default 256)")
+    d.add_argument("--spacing", type=positive_float, default=0.1, help="pixel spacing in mm (default 0.1)")
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     d.set_defaults(func=cmd_demo)
 
     ph = sub.add_parser("phantom", help="generate a bank of phantom layer stacks (safetensors/npz)",
                         epilog="example: lsn-fast phantom --n 64 --out bank.safetensors --png bank.png",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ph.add_argument("--n", type=_positive_int, default=64)
-    ph.add_argument("--size", type=_positive_int, default=256)
-    ph.add_argument("--spacing", type=_positive_float, default=0.1)
+    ph.add_argument("--n", type=positive_int, default=64)
+    ph.add_argument("--size", type=positive_int, default=256)
+    ph.add_argument("--spacing", type=positive_float, default=0.1)
     ph.add_argument("--seed", type=int, default=0)
     ph.add_argument("--texture", type=float, default=1.0,
                     help="trabecular texture contrast scale (default 1; 0: textureless bone, all else unchanged)")
@@ -253,20 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--png", default=None, help="also write a contact sheet PNG")
     ph.set_defaults(func=cmd_phantom)
 
-    sp = sub.add_parser("separate", help="separate one joint of a radiograph (DICOM/PNG/TIFF) into its three layers",
-                        epilog="example:\n  lsn-fast separate hand.dcm --center 812,1450 --angle 4 --out joint_pip2/",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    sp.add_argument("image", help="DICOM, PNG or TIFF radiograph")
-    sp.add_argument("--center", type=_parse_xy, required=True, help="joint centre X,Y in image pixels")
-    sp.add_argument("--angle", type=float, default=0.0, help="finger tilt from vertical in degrees (default 0)")
-    sp.add_argument("--size", type=_positive_int, default=256, help="crop size in px at 0.1 mm (default 256)")
-    sp.add_argument("--spacing", type=_positive_float, default=None, help="pixel spacing in mm (PNG/TIFF, or to override DICOM)")
-    sp.add_argument("--kind", choices=("auto", "raw", "presentation", "attenuation"), default="auto", help="intensity conversion")
-    sp.add_argument("--weights", default=None, help="LSN weights: a .safetensors file or a shipped name, 'default' (the default; "
-                    "tuned on 25.6 mm fields of view) or 'small-fov' (for ~12.8 mm crops)")
-    sp.add_argument("--full", action="store_true", help="also map the layers back onto the full image grid")
-    sp.add_argument("--out", required=True, help="output directory")
-    sp.set_defaults(func=cmd_separate)
+    add_separate_parser(sub)
 
     sy = sub.add_parser("synth", help="synthesize radiographs at new JSWs: a sweep of given layers, or shards from a stream",
                         epilog="examples:\n  lsn-fast synth --layers joint/layers.safetensors --jsw 0:3:0.25 --out sweep/\n"
@@ -280,14 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--moves", choices=("subpixel", "integer"), default="subpixel",
                     help="subpixel: the exact shift, interpolated (default); integer: whole-pixel moves (exact copies "
                          "of the bone, e.g. for layers that carry their noise), labelled with the JSW reached")
-    sy.add_argument("--n0", type=_positive_float, default=1.0e4, help="photons per pixel in air (default 1e4)")
+    sy.add_argument("--n0", type=positive_float, default=1.0e4, help="photons per pixel in air (default 1e4)")
     sy.add_argument("--blur", type=float, default=0.6, help="detector blur sigma in px (default 0.6)")
     sy.add_argument("--electronic", type=float, default=2.0, help="electronic noise sigma in counts (default 2)")
     sy.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     sy.add_argument("--png", action="store_true", help="also write one 16-bit PNG per image")
     sy.add_argument("--out", required=True, help="output directory")
     try:
-        from lsn_fast import export as _export
+        from lsn_fast.synthesis import export as _export
 
         _export.add_synth_arguments(sy)
     except ImportError:  # the stream exporter is optional
@@ -295,11 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     sy.set_defaults(func=cmd_synth)
 
     _add_lazy(sub, "train-lsn", "train the Layer Separation Network (stage 1 phantoms, stage 2 radiographs)",
-              "lsn_fast.train", "add_train_arguments", "run_train",
+              "lsn_fast.model.train", "add_train_arguments", "run_train",
               "examples:\n  lsn-fast train-lsn --stage 1 --model small --steps 3000 --crop 64 --out runs/lsn_s1\n"
               "  lsn-fast train-lsn --stage 2 --data my_images/ --init runs/lsn_s1 --out runs/lsn_s2")
     _add_lazy(sub, "eval-lsn", "evaluate an LSN on held-out phantoms (PSNR, SSIM, recomposition, JSW MAE)",
-              "lsn_fast.evaluate", "add_eval_arguments", "run_eval",
+              "lsn_fast.model.evaluate", "add_eval_arguments", "run_eval",
               "example:\n  lsn-fast eval-lsn --n 32 --size 256")
     _add_lazy(sub, "bench", "benchmark the fused synthesis operator against eager PyTorch, kornia, torch.compile",
               "lsn_fast.bench", "add_bench_arguments", "run_bench",
@@ -313,10 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     exsub = ex.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     _add_lazy(exsub, "five-percent", "train JSW/JSN/SvdH tasks on 100%%, 5%%, 5%%+LSN families, 5%%+augmentation",
-              "lsn_fast.tasks.experiment", "add_experiment_arguments", "run_experiment",
+              "lsn_fast.experiments.five_percent", "add_experiment_arguments", "run_experiment",
               "example:\n  lsn-fast experiment five-percent --quick")
     _add_lazy(exsub, "stage2-transfer", "does LSN stage 2 adapt a stage-1 model to an unseen phantom setting? (vs more stage 1)",
-              "lsn_fast.stage2_transfer", "add_stage2_arguments", "run_stage2_experiment",
+              "lsn_fast.experiments.stage2_transfer", "add_stage2_arguments", "run_stage2_experiment",
               "example:\n  lsn-fast experiment stage2-transfer --steps 300 --eval-every 50 --out stage2_transfer/")
     return p
 

@@ -70,14 +70,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lsn_fast.compose import _bank_geometry, _whole_pixel_copy, split_whole_pixel, whole_pixel_moves
-from lsn_fast.lsn import PRETRAINED, weights_path
+from lsn_fast.synthesis.compose import split_whole_pixel, whole_pixel_copy, whole_pixel_moves
+from lsn_fast.model.lsn import PRETRAINED, weights_path
 
-from ._common import check_device, check_int, fit, mixed_source, naive_augment, normalize_images, tensor_source
-from .jsn import quantify_jsn, train_jsn_model
-from .jsw_regression import predict_jsw, train_jsw_regressor
-from .metrics import bias, mae, regression_metrics
-from .svdh import evaluate_svdh, svdh_grade, train_svdh_classifier
+from lsn_fast.tasks.common import check_device, check_int, fit, mixed_source, naive_augment, normalize_images, tensor_source
+from lsn_fast.tasks.jsn import quantify_jsn, train_jsn_model
+from lsn_fast.tasks.jsw_regression import predict_jsw, train_jsw_regressor
+from lsn_fast.tasks.metrics import bias, mae, regression_metrics
+from lsn_fast.tasks.svdh import evaluate_svdh, svdh_grade, train_svdh_classifier
 
 __all__ = ["FivePercentConfig", "run_five_percent", "add_experiment_arguments", "run_experiment", "format_table"]
 
@@ -179,7 +179,7 @@ def _detector(params: dict, sel=None):
 
 def _translate_stack(stack, disp):
     import lsn_fast as lf
-    from lsn_fast.reference import translate
+    from lsn_fast.physics.reference import translate
 
     return lf.LayerStack(translate(stack.soft, disp), translate(stack.upper, disp), translate(stack.lower, disp),
                          stack.spacing_mm, stack.axis, validate=False)
@@ -284,7 +284,7 @@ class Synthesizer:
         self.cfg = cfg
         self.ranges = det_ranges
         # measured once and cached on the bank: with_residual reuses it for the carried layers
-        self.j0 = _bank_geometry(self.bank)[1]
+        self.j0 = self.bank.geometry()[1]
         self.n_measurable = int(torch.isfinite(self.j0).sum())
         self.carries_texture = images is not None
         if carry_blur and not self.carries_texture:
@@ -326,8 +326,8 @@ class Synthesizer:
         if disp is None:
             return st.shifted((target - self.labels[idx]) / self.bank.spacing_mm, bone=self.bone, interp=self.interp)
         up, low = split_whole_pixel(disp) if self.bone == "both" else (disp, None)
-        lower = st.lower if low is None else _whole_pixel_copy(st.lower, -low)
-        return lf.LayerStack(st.soft, _whole_pixel_copy(st.upper, up), lower, st.spacing_mm, st.axis, validate=False)
+        lower = st.lower if low is None else whole_pixel_copy(st.lower, -low)
+        return lf.LayerStack(st.soft, whole_pixel_copy(st.upper, up), lower, st.spacing_mm, st.axis, validate=False)
 
     def posed_layers(self, idx, target, angle_deg, flip, reposition=None, stretch=None, density=None, disp=None):
         """The layers of bank entries ``idx`` (B,) moved to JSW ``target`` (B,) mm (by ``disp``
@@ -573,7 +573,7 @@ def _realism_control(real: torch.Tensor, cfg, seed, sigma_px: float = 1.0) -> fl
     """The realism classifier's positive control: the same split, classifier and budget, but the
     "synthesized" class is the real images (shuffled) blurred by a Gaussian of ``sigma_px``: a
     flaw a human reader sees. If this is not well above 0.5, the realism number means nothing."""
-    from lsn_fast.reference import gaussian_blur
+    from lsn_fast.physics.reference import gaussian_blur
 
     g = torch.Generator().manual_seed(seed + 78)
     n = real.shape[0]

@@ -27,56 +27,11 @@ import time
 
 import torch
 
-from .compose import compose
-from .layers import LayerStack
+from lsn_fast.synthesis.compose import compose
+from lsn_fast.physics.layers import LayerStack
+from lsn_fast.model.settings import SETTINGS, SHIFTED_DETECTOR, check_setting, setting_sample, shifted_setting
 
 __all__ = ["shifted_setting", "run_stage2_transfer", "add_stage2_arguments", "run_stage2_experiment"]
-
-SHIFTED_DETECTOR = {"blur_sigma_px": (0.8, 1.6), "n0": (3e3, 5e4)}
-# Unseen settings: per-sample scale ranges of the bone and soft-tissue layers, tilt range (deg),
-# detector ranges. "shifted": other bone density / soft thickness than stage 1 and a blurrier,
-# lower-dose detector. "ra": what rheumatoid-arthritis hands add on top of that, periarticular
-# osteopenia (bone attenuation ×0.45–0.65) and soft-tissue swelling (×1.3–1.7); the stage-1
-# model's separation degrades there (measured: bone PSNR 36 -> 24 dB).
-SETTINGS = {
-    "shifted": {"bone": (0.8, 1.2), "soft": (0.9, 1.1), "tilt_deg": (-20.0, 20.0), "detector": SHIFTED_DETECTOR},
-    "ra": {"bone": (0.45, 0.65), "soft": (1.3, 1.7), "tilt_deg": (-20.0, 20.0), "detector": SHIFTED_DETECTOR},
-}
-
-
-def _check_setting(setting: str) -> None:
-    if setting not in SETTINGS:
-        raise ValueError(f"setting: expected one of {sorted(SETTINGS)}, got {setting!r}")
-
-
-def shifted_setting(n: int, size: int = 256, seed: int = 777,
-                    setting: str = "shifted") -> tuple[LayerStack, torch.Tensor, torch.Tensor]:
-    """``n`` phantom radiographs of a setting stage 1 does not train on (``SETTINGS[setting]``).
-
-    Returns:
-        (true layers as a LayerStack (n,size,size), images (n,1,size,size) attenuation,
-        bone masks (n,2,size,size) float {0,1}: what stage 2 is given).
-    """
-    return setting_sample(n, size, seed, setting)[:3]
-
-
-def setting_sample(n: int, size: int = 256, seed: int = 777, setting: str = "shifted"):
-    """:func:`shifted_setting` plus the phantoms' ``info`` dict (true ``jsw_mm`` etc., see
-    :func:`lsn_fast.phantom.generate`, and ``detector``, the :class:`lsn_fast.Detector` that
-    rendered the images): ``(truth, images, masks, info)``."""
-    from .phantom import generate
-    from .train import _gen, _stack, _uniform, bone_masks, random_detector
-
-    _check_setting(setting)
-    spec = SETTINGS[setting]
-    st, info = generate(n, size=size, seed=seed, tilt_deg=spec["tilt_deg"])
-    g = _gen(seed, 5)
-    bs, ss = _uniform(g, n, *spec["bone"]).view(n, 1, 1), _uniform(g, n, *spec["soft"]).view(n, 1, 1)
-    L = torch.stack([st.soft * ss, st.upper * bs, st.lower * bs], 1)
-    truth = _stack(L, st.spacing_mm, st.axis)
-    det = random_detector(n, g, spec["detector"])
-    images = compose(truth, detector=det, seed=seed)
-    return truth, images, bone_masks(L), {**info, "detector": det}
 
 
 def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every: int = 50, n_train: int = 64,
@@ -85,14 +40,14 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
                         progress: bool = True, recon_target: str = "teacher", anchor: float = 0.0,
                         setting: str = "shifted", loss_weights: dict | None = None) -> dict:
     """Run the experiment (module docstring); returns the results dict also written to ``out``."""
-    from .evaluate import score
-    from .lsn import DEFAULT_WEIGHTS, separate
-    from .train import TrainConfig, Trainer, write_demo_stage2_data
+    from lsn_fast.model.evaluate import score
+    from lsn_fast.model.lsn import DEFAULT_WEIGHTS, separate
+    from lsn_fast.model.train import TrainConfig, Trainer, write_demo_stage2_data
 
     for name, v in (("steps", steps), ("eval_every", eval_every), ("n_train", n_train), ("n_test", n_test)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    _check_setting(setting)
+    check_setting(setting)
     init = init or DEFAULT_WEIGHTS
     data_dir = os.path.join(out, "data")
     arms = {"stage2": TrainConfig(stage=2, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed, data=data_dir,
@@ -109,7 +64,7 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
     # training images of the unseen setting (stage 2 input format), and a disjoint test set
     write_demo_stage2_data(data_dir, n=n_train, size=size, seed=seed * 1000 + 777, setting=setting)
     te_truth, te_images, _ = shifted_setting(n_test, size, seed=seed * 1000 + 778, setting=setting)
-    from .jsw import measure_jsw
+    from lsn_fast.physics.jsw import measure_jsw
 
     te_jsw = measure_jsw(te_truth)
 
@@ -138,7 +93,7 @@ def run_stage2_transfer(init: str | None = None, *, steps: int = 300, eval_every
                 curves[name].append({"step": tr.step_idx, **evaluate_model(tr.model)})
         losses[name] = [{"step": h["step"], "loss": h["loss"]} for h in tr.history]
         if name == "stage2":
-            from .lsn import save_weights
+            from lsn_fast.model.lsn import save_weights
 
             save_weights(tr.model, os.path.join(out, "stage2_model.safetensors"), {"train_stage": "2", "init": str(init)})
     if bar is not None:
@@ -223,7 +178,7 @@ def add_stage2_arguments(p) -> None:
     p.add_argument("--no-control", action="store_true", help="skip the more-stage-1 control arm")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)
-    from .train import add_loss_arguments
+    from lsn_fast.model.train import add_loss_arguments
 
     add_loss_arguments(p, stages=(2,))
     p.add_argument("--setting", choices=sorted(SETTINGS), default="shifted",

@@ -37,10 +37,10 @@ import time
 
 import torch
 
-from .compose import compose
-from .detector import PARAM_COLUMNS
-from .layers import LayerStack
-from .lsn import LSN, separate
+from lsn_fast.synthesis.compose import compose
+from lsn_fast.physics.detector import PARAM_COLUMNS
+from lsn_fast.physics.layers import LayerStack
+from lsn_fast.model.lsn import LSN, separate
 
 TARGETS = {"bone_psnr_db": 35.0, "bone_ssim": 0.97, "jsw_mae_mm": 0.05, "recomposition_rel": 0.01}
 WIDE_RANGES = {"n0": (1.5e3, 1.5e5), "blur_sigma_px": (0.2, 1.4), "electronic_sigma": (0.0, 6.0), "scatter": (0.0, 0.12)}
@@ -65,17 +65,17 @@ RANGES = ("wide", "train", "shifted", "ra")
 
 
 def _heldout(n: int, size: int, seed: int, ranges: str):
-    from .phantom import generate
-    from .train import DETECTOR_RANGES, _gen, random_detector
+    from lsn_fast.physics.phantom import generate
+    from lsn_fast.model.settings import DETECTOR_RANGES, random_detector, seeded_generator
 
     if ranges in ("shifted", "ra"):  # the stage-2 settings: same phantoms, other attenuation values and detector
-        from .stage2_transfer import setting_sample
+        from lsn_fast.model.settings import setting_sample
 
         st, images, _, info = setting_sample(n, size, seed, ranges)
         return st, info, images
     tilt = (-15.0, 15.0) if ranges == "wide" else (-10.0, 10.0)
     st, info = generate(n, size=size, seed=seed, tilt_deg=tilt)
-    det = random_detector(n, _gen(seed, 11), WIDE_RANGES if ranges == "wide" else DETECTOR_RANGES)
+    det = random_detector(n, seeded_generator(seed, 11), WIDE_RANGES if ranges == "wide" else DETECTOR_RANGES)
     images = compose(st, detector=det, seed=seed)
     return st, {**info, "detector": det}, images
 
@@ -148,7 +148,7 @@ def score(pred: LayerStack, truth: LayerStack, jsw_true_mm: torch.Tensor, images
         per["recomposition_noblur_floor_rel"] = nrm(blurred - clean) / nrm(clean).clamp_min(1e-12)
         params = det.params(clean.shape[0])  # (B,5), columns PARAM_COLUMNS
         res["detector_per_sample"] = {k: [round(float(v), 5) for v in params[:, i]] for i, k in enumerate(PARAM_COLUMNS)}
-    from .jsw import measure_jsw
+    from lsn_fast.physics.jsw import measure_jsw
 
     jsw_true = torch.as_tensor(jsw_true_mm).float()
     jsw_pred = measure_jsw(LayerStack(pred.soft, pred.upper, pred.lower, pred.spacing_mm, validate=False))
@@ -244,11 +244,11 @@ def plot_recomposition(res: dict, path: str) -> str:
     """Per-image recomposition error (%) against the detector's dose n0 (log axis), colored by the
     detector blur σ, beside each image's no-deblur floor and input noise level (needs the
     ``detector_per_sample`` of a held-out set); returns ``path``."""
-    from .viz import _plt, save_figure
+    from lsn_fast.viz import pyplot, save_figure
 
     if "detector_per_sample" not in res:
         raise ValueError("res: has no detector_per_sample (score() was called without the detector)")
-    plt = _plt()
+    plt = pyplot()
     per, det = res["per_sample"], res["detector_per_sample"]
     n0, blur = det["n0"], det["blur_sigma_px"]
     fig, ax = plt.subplots(figsize=(7.0, 4.5))

@@ -37,11 +37,11 @@ def _triton_unavailable_reason(device: torch.device) -> str | None:
     if device.type not in ("cpu", "cuda") or (device.type == "cpu" and not interpret):
         return f"Triton kernels are not available on {device} (CUDA, or CPU with TRITON_INTERPRET=1)"
     try:
-        import lsn_fast.kernels.lsn_fused  # noqa: F401
+        import lsn_fast.ops.kernels.lsn_fused  # noqa: F401
     except Exception as e:  # noqa: BLE001 - no triton, or a triton that cannot load
         return f"Triton kernels cannot load: {type(e).__name__}: {e}"
     if interpret:
-        from .registry import triton_interpreter_problem
+        from lsn_fast.ops.registry import triton_interpreter_problem
 
         return triton_interpreter_problem()
     return None
@@ -143,7 +143,7 @@ def group_norm_act(
         raise ValueError(f"eps: must be >= 0, got {eps}")
     if not _use_triton(backend, x.device, x, weight, bias):
         return group_norm_act_reference(x, groups, weight, bias, eps, silu)
-    from lsn_fast.kernels.lsn_fused import group_norm_act_triton
+    from lsn_fast.ops.kernels.lsn_fused import group_norm_act_triton
 
     return group_norm_act_triton(_contiguous_any(x), groups, weight, bias, eps, silu)
 
@@ -212,7 +212,7 @@ def recompose_head(y: torch.Tensor, head: torch.Tensor, correction: torch.Tensor
             raise ValueError(f"correction: on {correction.device}, y on {y.device}")
     if not _use_triton(backend, y.device, y, head, correction):
         return recompose_head_reference(y, head, correction)
-    from lsn_fast.kernels.lsn_fused import recompose_head_triton
+    from lsn_fast.ops.kernels.lsn_fused import recompose_head_triton
 
     return recompose_head_triton(_flat(y), _flat(head), None if correction is None else _flat(correction))
 
@@ -239,7 +239,7 @@ def refine_input(y: torch.Tensor, head: torch.Tensor, *, dtype: torch.dtype = to
     if not _use_triton(backend, y.device, y, head):
         out = refine_input_reference(y, head, dtype)
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out
-    from lsn_fast.kernels.lsn_fused import refine_input_triton
+    from lsn_fast.ops.kernels.lsn_fused import refine_input_triton
 
     return refine_input_triton(_flat(y), _flat(head), dtype, bool(channels_last))
 
@@ -278,7 +278,7 @@ def _padded_weights(weight: torch.Tensor, bias: torch.Tensor | None, dtype: torc
     entry = _W9_CACHE.get(weight)
     if entry is not None and entry[0] == key:
         return entry[1], entry[2]
-    from lsn_fast.kernels.lsn_fused import conv_tiles
+    from lsn_fast.ops.kernels.lsn_fused import conv_tiles
 
     ti, to = conv_tiles(cin, cout)
     ci, co = -(-cin // ti) * ti, -(-cout // to) * to
@@ -339,7 +339,7 @@ def conv3x3_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     params = (weight, bias) + (() if norm is None else (norm.weight, norm.bias))
     if not _use_triton(backend, x.device, x, residual, *params):
         return conv3x3_act_reference(x, weight, bias, norm=norm, silu=silu, residual=residual, upsample=upsample)
-    from lsn_fast.kernels.lsn_fused import conv3x3_triton, gn_scale_shift_triton
+    from lsn_fast.ops.kernels.lsn_fused import conv3x3_triton, gn_scale_shift_triton
 
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     scale = shift = None

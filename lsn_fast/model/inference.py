@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .lsn import LSN, LSNOutput
+from lsn_fast.model.lsn import LSN, LSNOutput
 
 __all__ = ["FastSeparator"]
 

@@ -36,11 +36,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._validation import check_positive_float, check_tensor
-from .layers import LayerStack
+from lsn_fast.utils.validation import check_positive_float, check_tensor
+from lsn_fast.physics.layers import LayerStack
 
 NOMINAL_SPACING_MM = 0.1
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")  # lsn_fast/weights
 DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "lsn_default.safetensors")
 SMALL_FOV_WEIGHTS = os.path.join(WEIGHTS_DIR, "lsn_small_fov.safetensors")
 # The shipped weight files by name (model card: lsn_fast/weights/README.md). "default" is tuned
@@ -173,7 +173,7 @@ def _gn(c: int, groups: int) -> nn.GroupNorm:
 def _norm_silu(norm: nn.GroupNorm, x: torch.Tensor, fused: bool) -> torch.Tensor:
     """``silu(norm(x))``; one fused Triton kernel pair when ``fused`` (inference, see LSN.fuse)."""
     if fused:
-        from .fused import group_norm_act
+        from lsn_fast.model.fused import group_norm_act
 
         return group_norm_act(x, norm)
     return F.silu(norm(x))
@@ -214,7 +214,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x):
         if self.fused_convs:  # two normalize-activate-convolve kernels; the residual add rides in the second
-            from .fused import conv3x3_act
+            from lsn_fast.model.fused import conv3x3_act
 
             h = conv3x3_act(x, self.c1.weight, self.c1.bias, norm=self.n1, silu=True)
             return conv3x3_act(h, self.c2.weight, self.c2.bias, norm=self.n2, silu=True, residual=self.skip(x))
@@ -394,7 +394,7 @@ class LSN(nn.Module):
         h = self.mid2(h)
         for up, dec in zip(self.up, self.dec):
             if self.fused_convs:  # reads h nearest-upsampled; the 4x tensor is never stored
-                from .fused import conv3x3_act
+                from lsn_fast.model.fused import conv3x3_act
 
                 h = conv3x3_act(h, up.weight, up.bias, upsample=True)
             else:
@@ -409,7 +409,7 @@ class LSN(nn.Module):
     def _tail(self, x: torch.Tensor, h: torch.Tensor) -> LSNOutput:
         """The head convolution and the output parametrization from the decoder's output ``h``."""
         if self.fused_convs:
-            from .fused import conv3x3_act
+            from lsn_fast.model.fused import conv3x3_act
 
             out = conv3x3_act(h, self.head.weight, self.head.bias, norm=self.head_norm, silu=True)
         else:
@@ -431,7 +431,7 @@ class LSN(nn.Module):
 
     def _fused_head(self, x: torch.Tensor, out: torch.Tensor) -> LSNOutput:
         """:meth:`_eager_head` through :mod:`lsn_fast.fused`'s kernels: the same values."""
-        from .fused import recompose_head, refine_input
+        from lsn_fast.model.fused import recompose_head, refine_input
 
         correction = None
         if self.refine is not None:
@@ -441,7 +441,7 @@ class LSN(nn.Module):
             dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.refine.net[0].weight.dtype
             h = refine_input(x, out, dtype=dt)
             if self.fused_convs:  # each SiLU is applied as the next convolution loads its input
-                from .fused import conv3x3_act
+                from lsn_fast.model.fused import conv3x3_act
 
                 convs = [m for m in self.refine.net if isinstance(m, nn.Conv2d)]
                 for i, conv in enumerate(convs):

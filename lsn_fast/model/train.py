@@ -55,12 +55,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .compose import compose
-from .detector import Detector
-from .layers import LayerStack
-from .lsn import LSN, LSNConfig, load_weights, save_weights, with_refiner
+from lsn_fast.synthesis.compose import compose
+from lsn_fast.physics.detector import Detector
+from lsn_fast.physics.layers import LayerStack
+from lsn_fast.model.lsn import LSN, LSNConfig, load_weights, save_weights, with_refiner
+from lsn_fast.model.settings import (DETECTOR_RANGES, MASK_THRESHOLD, bone_masks, mix_seed, random_detector, seeded_generator,
+                                     shifted_setting, stack_layers, uniform)
 
-MASK_THRESHOLD = 0.01  # bone mask = bone layer > this (dimensionless line integral)
 LOSS_SCALE = 10.0  # layers are ~0.1–0.6; scale L1 terms to O(0.1–1)
 # Default weights of the loss terms (``--loss-weight NAME=W`` overrides them). The last three are
 # off so that v1's recipe keeps its numbers; the shipped weights' later stages set recon_rel=1, lap=1.
@@ -69,64 +70,19 @@ STAGE1_LOSS_WEIGHTS = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "cou
 STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01}
 RECON_TARGETS = ("input", "teacher")  # stage 2: what S+U+L is reconstructed towards
 TRAIN_ONLY = ("all", "refine")  # which parameters train (TrainConfig.train_only)
-DETECTOR_RANGES = {  # stage-1 randomization (issue 4)
-    "n0": (2.0e3, 1.0e5),  # log-uniform
-    "blur_sigma_px": (0.3, 1.2),
-    "electronic_sigma": (0.0, 5.0),
-    "scatter": (0.0, 0.1),
-}
 
 __all__ = [
     "TrainConfig", "Trainer", "train", "PhantomPool", "random_detector", "bone_masks", "bone_edge_band",
     "stage1_losses", "stage2_losses", "shift_consistency_loss", "SoftDiscriminator",
     "load_stage2_folder", "write_demo_stage2_data", "add_train_arguments", "run_train",
-    "add_eval_arguments", "run_eval", "MASK_THRESHOLD", "DETECTOR_RANGES", "cpu_has_native_bf16",
+    "MASK_THRESHOLD", "DETECTOR_RANGES", "cpu_has_native_bf16",
 ]
 
 
 # ------------------------------------------------------------------------------ utilities
-def _mix(*vals: int) -> int:
-    """SplitMix64 hash of integers -> a 63-bit seed (stable across runs and platforms)."""
-    x = 0x9E3779B97F4A7C15
-    for v in vals:
-        x = (x ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF
-        x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-        z = x
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-        x = z ^ (z >> 31)
-    return x & 0x7FFFFFFFFFFFFFFF
-
-
-def _gen(*vals: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_mix(*vals))
-
-
 def _finite_pair(v) -> bool:
     """Whether ``v`` is a (lo, hi) pair of finite numbers (the range options' shared shape check)."""
     return len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
-
-
-def _uniform(g, n, lo, hi) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=g)
-
-
-def random_detector(batch: int, g: torch.Generator, ranges: dict | None = None) -> Detector:
-    """A Poisson :class:`Detector` with per-sample parameters drawn from ``ranges``."""
-    r = dict(DETECTOR_RANGES, **(ranges or {}))
-    lo, hi = math.log(r["n0"][0]), math.log(r["n0"][1])
-    return Detector(
-        n0=torch.exp(_uniform(g, batch, lo, hi)),
-        noise="poisson",
-        blur_sigma_px=_uniform(g, batch, *r["blur_sigma_px"]),
-        electronic_sigma=_uniform(g, batch, *r["electronic_sigma"]),
-        scatter=_uniform(g, batch, *r["scatter"]),
-    )
-
-
-def bone_masks(layers: torch.Tensor, threshold: float = MASK_THRESHOLD) -> torch.Tensor:
-    """(B,3,H,W) layers -> (B,2,H,W) float masks of the upper and lower bone."""
-    return (layers[:, 1:3] > threshold).to(torch.float32)
 
 
 def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -159,14 +115,10 @@ def bone_edge_band(layers: torch.Tensor, radius_px: int = 2, threshold: float = 
 _COUNTS = Detector(n0=1.0, noise="none", blur_sigma_px=0.0, electronic_sigma=0.0, scatter=0.0, output="counts")
 
 
-def _stack(layers: torch.Tensor, spacing_mm: float = 0.1, axis=None) -> LayerStack:
-    return LayerStack(layers[:, 0], layers[:, 1], layers[:, 2], spacing_mm, axis, validate=False)
-
-
 def recompose(layers: torch.Tensor, counts: bool = False) -> torch.Tensor:
     """Noiseless Beer–Lambert recomposition of (B,3,H,W) layers with :func:`lsn_fast.compose`:
     the attenuation ``A = S + U + L`` or the normalized counts ``exp(−A)``, (B,1,H,W)."""
-    st = _stack(layers.float(), axis=(-1.0, 0.0))
+    st = stack_layers(layers.float(), axis=(-1.0, 0.0))
     return compose(st, detector=_COUNTS if counts else None)
 
 
@@ -209,10 +161,10 @@ class PhantomPool:
 
     def _load(self, block: int):
         if self._block != block:
-            from .phantom import generate
+            from lsn_fast.physics.phantom import generate
 
             st, _ = generate(self.pool_size, size=self.size, spacing_mm=self.spacing_mm,
-                             seed=_mix(self.seed, block, 1) % (2**62), tilt_deg=self.tilt_deg)
+                             seed=mix_seed(self.seed, block, 1) % (2**62), tilt_deg=self.tilt_deg)
             self._layers = torch.stack([st.soft, st.upper, st.lower], 1).float()
             self._axis = st.axis.float()
             self._block = block
@@ -233,11 +185,11 @@ class PhantomPool:
         oy = (S - c) // 2 + torch.randint(-j, j + 1, (batch,), generator=g)
         ox = (S - c) // 2 + torch.randint(-j, j + 1, (batch,), generator=g)
         flip = torch.rand(batch, generator=g) < 0.5
-        sc = _uniform(g, batch, *scale)
+        sc = uniform(g, batch, *scale)
         per_layer = torch.ones(batch, 3, 1, 1)
         if tuple(bone_scale) != (1.0, 1.0) or tuple(soft_scale) != (1.0, 1.0):
-            per_layer[:, 0, 0, 0] = _uniform(g, batch, *soft_scale)
-            per_layer[:, 1:, 0, 0] = _uniform(g, batch, *bone_scale).view(batch, 1)
+            per_layer[:, 0, 0, 0] = uniform(g, batch, *soft_scale)
+            per_layer[:, 1:, 0, 0] = uniform(g, batch, *bone_scale).view(batch, 1)
         out, axes = [], []
         for b in range(batch):
             L = self._layers[idx[b], :, oy[b]:oy[b] + c, ox[b]:ox[b] + c]
@@ -252,11 +204,11 @@ class PhantomPool:
 def stage1_batch(pool: PhantomPool, step: int, cfg: "TrainConfig", device) -> dict:
     """One stage-1 batch from ``pool``: image (B,1,c,c), layers (B,3,c,c), axis (B,2), with
     ``c = min(cfg.crop, pool.size)``."""
-    g = _gen(cfg.seed, step, 2)
+    g = seeded_generator(cfg.seed, step, 2)
     layers, axis = pool.batch(step, cfg.batch, cfg.crop, g, bone_scale=cfg.bone_scale, soft_scale=cfg.soft_scale)
     det = random_detector(cfg.batch, g, cfg.detector_ranges())
-    st = _stack(layers, pool.spacing_mm, axis)
-    image = compose(st, detector=det, seed=_mix(cfg.seed, step, 3))
+    st = stack_layers(layers, pool.spacing_mm, axis)
+    image = compose(st, detector=det, seed=mix_seed(cfg.seed, step, 3))
     return {"image": image.to(device), "layers": layers.to(device), "axis": axis.to(device)}
 
 
@@ -303,7 +255,7 @@ def shift_consistency_loss(
     (× ``LOSS_SCALE``) between the re-separated and the shifted layers. The target is detached.
     Zero for an exactly shift-equivariant separator.
     """
-    st = _stack(layers.detach().float(), spacing_mm, axis)
+    st = stack_layers(layers.detach().float(), spacing_mm, axis)
     moved = st.shifted(shift_px)
     target = torch.stack([moved.soft, moved.upper, moved.lower], 1)
     image = compose(st, shift_px=shift_px)
@@ -460,7 +412,6 @@ def write_demo_stage2_data(out_dir: str, n: int = 64, size: int = 256, seed: int
     to ``out_dir/demo.safetensors``."""
     from safetensors.torch import save_file
 
-    from .stage2_transfer import shifted_setting
 
     os.makedirs(out_dir, exist_ok=True)
     _, images, masks = shifted_setting(n, size, seed, setting)
@@ -471,7 +422,7 @@ def write_demo_stage2_data(out_dir: str, n: int = 64, size: int = 256, seed: int
 
 
 def stage2_batch(images: torch.Tensor, masks: torch.Tensor, step: int, cfg: "TrainConfig", device) -> tuple[dict, torch.Generator]:
-    g = _gen(cfg.seed, step, 4)
+    g = seeded_generator(cfg.seed, step, 4)
     N, _, H, W = images.shape
     c = min(cfg.crop, H, W)
     c -= c % 16
@@ -642,7 +593,7 @@ class Trainer:
             warnings.warn("amp: 'bf16' on a CPU without AMX or AVX512-BF16 is emulated and runs many times "
                           "slower than float32 (measured ~25x on an AVX2 CPU); use amp='off' (--amp off) here",
                           RuntimeWarning, stacklevel=2)
-        torch.manual_seed(_mix(cfg.seed, 0))
+        torch.manual_seed(mix_seed(cfg.seed, 0))
         if model is None:
             if cfg.init:
                 p = os.path.join(cfg.init, "model.safetensors") if os.path.isdir(cfg.init) else cfg.init
@@ -650,7 +601,7 @@ class Trainer:
             else:
                 model = LSN(LSNConfig.named(cfg.model))
         if cfg.refine_channels:
-            model = with_refiner(model, cfg.refine_channels, cfg.refine_layers, seed=_mix(cfg.seed, 5))
+            model = with_refiner(model, cfg.refine_channels, cfg.refine_layers, seed=mix_seed(cfg.seed, 5))
         self.model = model.to(self.device).train().set_float32_tail(cfg.float32_tail)
         params = list(self.model.parameters())
         if cfg.train_only == "refine":
@@ -679,7 +630,7 @@ class Trainer:
         else:
             self.pool = PhantomPool(cfg.seed, cfg.pool, cfg.phantom_size, cfg.refresh)
             # its own seed: other phantoms than the main pool's, not the same ones at another size
-            self.alt_pool = (PhantomPool(_mix(cfg.seed, 17) % 2**62, cfg.pool, cfg.alt_phantom_size, cfg.refresh)
+            self.alt_pool = (PhantomPool(mix_seed(cfg.seed, 17) % 2**62, cfg.pool, cfg.alt_phantom_size, cfg.refresh)
                              if cfg.alt_phantom_size else None)
         self.step_idx = 0
         self.history: list[dict] = []
@@ -945,7 +896,7 @@ def run_train(args) -> int:
     if args.stage == 2 and args.make_demo:
         if not args.data:
             raise ValueError("data: --make-demo needs --data DIR to write into")
-        print("wrote", write_demo_stage2_data(args.data, n=args.make_demo, seed=_mix(args.seed, 9) % 2**31))
+        print("wrote", write_demo_stage2_data(args.data, n=args.make_demo, seed=mix_seed(args.seed, 9) % 2**31))
     cfg = TrainConfig(stage=args.stage, steps=args.steps, crop=args.crop, batch=args.batch, lr=args.lr, seed=args.seed,
                       out=args.out, resume=args.resume, model=args.model, data=args.data, init=args.init, pool=args.pool,
                       phantom_size=args.phantom_size, refresh=args.refresh, ckpt_every=args.ckpt_every, warmup=args.warmup,
@@ -964,14 +915,3 @@ def run_train(args) -> int:
           f"last loss {last.get('loss', float('nan')):.4f}; wrote {os.path.join(cfg.out, 'model.safetensors')}")
     return 0
 
-
-def add_eval_arguments(p) -> None:
-    from .evaluate import add_eval_arguments as _add
-
-    _add(p)
-
-
-def run_eval(args) -> int:
-    from .evaluate import run_eval as _run
-
-    return _run(args)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .registry import resolve as _resolve
-from .reference import synthesize_reference
+from lsn_fast.ops.registry import resolve as _resolve
+from lsn_fast.physics.reference import synthesize_reference
 
 _INTERP_NAMES = ("linear", "cubic")
 _OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)

@@ -132,13 +132,13 @@ def _explicit(op: str, dev_type: str, name: str, source: str) -> tuple[str, Call
 
 # ---------------------------------------------------------------------------------- built-ins
 def _load_reference():
-    from . import reference
+    from lsn_fast.physics import reference
 
     return {"synthesize": reference.synthesize_reference, "translate": reference.translate}
 
 
 def _load_cpu():
-    mod = importlib.import_module("lsn_fast._cpu_backend")
+    mod = importlib.import_module("lsn_fast.ops.backends.cpu")
     return mod.OPS
 
 
@@ -189,14 +189,14 @@ def _load_triton():
         raise RuntimeError("Triton needs a CUDA device (or TRITON_INTERPRET=1 for the CPU interpreter)")
     if os.environ.get("TRITON_INTERPRET", "0") == "1" and (problem := triton_interpreter_problem()):
         raise RuntimeError(problem)
-    mod = importlib.import_module("lsn_fast._triton_backend")
+    mod = importlib.import_module("lsn_fast.ops.backends.triton")
     return mod.OPS
 
 
 def _load_cuda():
     if not torch.cuda.is_available():
         raise RuntimeError("no CUDA device")
-    mod = importlib.import_module("lsn_fast._cuda_backend")
+    mod = importlib.import_module("lsn_fast.ops.backends.cuda")
     return mod.OPS
 
 

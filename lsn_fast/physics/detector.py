@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ._validation import per_sample
+from lsn_fast.utils.validation import per_sample
 
 NOISE_MODES = {"none": 0, "gaussian": 1, "poisson": 2}
 OUTPUT_MODES = {"attenuation": 0, "counts": 1}

@@ -41,7 +41,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .layers import LayerStack, _normalize_axis
+from typing import TYPE_CHECKING
+
+from lsn_fast.physics.axis import normalize_axis
+
+if TYPE_CHECKING:  # jsw sits below layers (LayerStack's methods measure through it)
+    from lsn_fast.physics.layers import LayerStack
 
 INNER_PX = 3  # w: how far inside the edge sample the fully covered reference sample lies
 EDGE_LEVEL = 0.25  # fraction of a line's peak that marks the edge sample
@@ -75,7 +80,7 @@ class JSWMeasurement:
 
 
 def _check_stack(stack) -> LayerStack:
-    if not isinstance(stack, LayerStack):
+    if type(stack).__name__ != "LayerStack" or not all(hasattr(stack, a) for a in ("upper", "lower", "spacing_mm", "axis")):
         raise TypeError(f"stack: expected an lsn_fast.LayerStack, got {type(stack).__name__}")
     return stack
 
@@ -164,7 +169,7 @@ def estimate_axis(stack: LayerStack) -> torch.Tensor:
 
 def _resolve_axis(stack: LayerStack, axis) -> torch.Tensor:
     if axis is not None:
-        a = _normalize_axis(axis, stack.batch_size, stack.device)
+        a = normalize_axis(axis, stack.batch_size, stack.device)
     elif stack.axis is not None:
         a = stack.axis
     else:

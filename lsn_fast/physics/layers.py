@@ -28,58 +28,10 @@ from typing import Iterator
 
 import torch
 
-from ._validation import check_positive_float, check_tensor, per_sample
+from lsn_fast.physics.axis import angle_from_axis, axis_from_angle, normalize_axis
+from lsn_fast.utils.validation import check_positive_float, check_tensor, per_sample
 
 _LAYER_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-
-def axis_from_angle(angle_deg, batch: int | None = None) -> torch.Tensor:
-    """Unit axis vectors ``(dy, dx)`` from tilt angles in degrees.
-
-    ``angle_deg`` is the finger axis' tilt from vertical; positive turns the proximal end towards
-    +x (clockwise on screen). ``0`` gives ``(-1, 0)``.
-
-    Args:
-        angle_deg: float or tensor (B,), degrees.
-        batch: broadcast a scalar to this batch size.
-    Returns:
-        Tensor (B, 2) float32.
-    """
-    try:
-        a = torch.as_tensor(angle_deg, dtype=torch.float32)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(f"angle_deg: expected a number or a (B,) tensor of degrees ({e})") from None
-    if not bool(torch.isfinite(a).all()):
-        raise ValueError("angle_deg: contains NaN or Inf")
-    if a.ndim == 0:
-        a = a.reshape(1).expand(batch or 1)
-    r = torch.deg2rad(a)
-    return torch.stack([-torch.cos(r), torch.sin(r)], dim=-1)
-
-
-def angle_from_axis(axis: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`axis_from_angle`: (B,2) unit vectors -> (B,) tilt in degrees."""
-    return torch.rad2deg(torch.atan2(axis[..., 1], -axis[..., 0]))
-
-
-def _normalize_axis(axis, batch: int, device) -> torch.Tensor | None:
-    if axis is None:
-        return None
-    if isinstance(axis, (int, float)) and not isinstance(axis, bool):
-        if not math.isfinite(axis):
-            raise ValueError(f"axis: an angle must be finite degrees, got {axis!r}")
-        return axis_from_angle(float(axis), batch).to(device)
-    a = torch.as_tensor(axis, dtype=torch.float32)
-    if a.ndim == 1 and a.shape[0] == 2:
-        a = a.unsqueeze(0).expand(batch, 2)
-    if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] not in (1, batch):
-        raise ValueError(f"axis: expected an angle in degrees, a (2,) or a ({batch}, 2) tensor of (dy, dx), got shape {tuple(a.shape)}")
-    if not bool(torch.isfinite(a).all()):
-        raise ValueError("axis: contains NaN or Inf")
-    n = a.norm(dim=-1, keepdim=True)
-    if bool((n < 1e-6).any()):
-        raise ValueError("axis: zero-length axis vector")
-    return (a / n).expand(batch, 2).contiguous().to(device)
 
 
 @dataclass(init=False)
@@ -120,7 +72,9 @@ class LayerStack:
                 raise ValueError(f"{name}: on device {t.device}, but soft is on {s.device}")
         self.soft, self.upper, self.lower = s, u, l
         self.spacing_mm = check_positive_float(spacing_mm, "spacing_mm")
-        self.axis = _normalize_axis(axis, s.shape[0], s.device)
+        self.axis = normalize_axis(axis, s.shape[0], s.device)
+
+    _geometry_cache = None  # (axis, jsw0) once measured (see geometry()); not a dataclass field
 
     # ------------------------------------------------------------------ basics
     @property
@@ -192,7 +146,7 @@ class LayerStack:
             raise TypeError(f"dtype: layers must be floating point, got {s.dtype}")
         axis = None if self.axis is None else self.axis.to(device=s.device)
         out = LayerStack(s, u, l, self.spacing_mm, axis, validate=False)
-        cache = getattr(self, "_geometry_cache", None)
+        cache = self._geometry_cache
         if cache is not None:
             out._geometry_cache = tuple(t.to(device=s.device) for t in cache)
         return out
@@ -250,7 +204,7 @@ class LayerStack:
         Returns:
             (B,) float32 px, on the layers' device.
         """
-        from .reference import gaussian_blur
+        from lsn_fast.physics.reference import gaussian_blur
 
         img = self._image_like(image)
         cand = [float(v) for v in sigmas]
@@ -316,7 +270,7 @@ class LayerStack:
         air = check_positive_float(air, "air")
         base = [self.soft.float(), self.upper.float(), self.lower.float()]
         if blur_sigma_px is not None:
-            from .reference import gaussian_blur
+            from lsn_fast.physics.reference import gaussian_blur
 
             sig = torch.as_tensor(blur_sigma_px, dtype=torch.float32, device=self.device).reshape(-1)
             if sig.numel() == 1:
@@ -331,18 +285,43 @@ class LayerStack:
         soft = base[0] + torch.where(is_air, resid, base[0] * share)
         upper = base[1] + torch.where(is_air, torch.zeros_like(resid), base[1] * share)
         lower = base[2] + torch.where(is_air, torch.zeros_like(resid), base[2] * share)
-        from .compose import _bank_geometry
-
-        geometry = _bank_geometry(self)  # (axis, jsw0) of the plain layers, cached on self too
+        geometry = self.geometry()  # (axis, jsw0) of the plain layers, cached on self too
         out = self._replace(*(t.to(self.dtype) for t in (soft, upper, lower)), axis=geometry[0])
         out._geometry_cache = geometry
         return out
+
+    def geometry(self, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(axis (B,2), jsw0 (B,) mm)`` float32 on the stack's device: the resolved axis and the
+        JSW measured from the bone layers, computed in chunks of ``chunk`` once and cached on the
+        object. The one place a bank's geometry is measured (:func:`lsn_fast.synthesize`,
+        :class:`lsn_fast.JSWStream`, :meth:`with_residual` and the exporters share it)."""
+        if self._geometry_cache is None:
+            from lsn_fast.physics.jsw import measure_jsw
+
+            axes, jsws = [], []
+            for b0 in range(0, self.batch_size, chunk):
+                sub = self[b0:b0 + chunk]
+                ax = sub.resolved_axis()
+                axes.append(ax)
+                jsws.append(measure_jsw(LayerStack(sub.soft, sub.upper, sub.lower, sub.spacing_mm, ax, validate=False))
+                            .to(torch.float32))
+            self._geometry_cache = (torch.cat(axes), torch.cat(jsws))
+        return self._geometry_cache
+
+    def set_geometry(self, axis: torch.Tensor, jsw0_mm: torch.Tensor) -> "LayerStack":
+        """Give the stack a known geometry (axis (B,2), jsw0 (B,) mm) instead of measuring it, e.g.
+        for a bank tiled from measured stacks. Returns ``self``."""
+        B = self.batch_size
+        if tuple(axis.shape) != (B, 2) or tuple(jsw0_mm.shape) != (B,):
+            raise ValueError(f"axis, jsw0_mm: expected shapes ({B}, 2) and ({B},), got {tuple(axis.shape)}, {tuple(jsw0_mm.shape)}")
+        self._geometry_cache = (axis.to(device=self.device, dtype=torch.float32), jsw0_mm.to(device=self.device, dtype=torch.float32))
+        return self
 
     def resolved_axis(self) -> torch.Tensor:
         """The axis (B,2) float32: the given one, or estimated from the bone layers."""
         if self.axis is not None:
             return self.axis
-        from .jsw import estimate_axis
+        from lsn_fast.physics.jsw import estimate_axis
 
         return estimate_axis(self)
 
@@ -362,11 +341,11 @@ class LayerStack:
             A new LayerStack (same dtype; interpolation is done in float32). The axis used is
             stored on the result so later measurements use the same one.
         """
-        from .reference import translate
+        from lsn_fast.physics.reference import translate
 
         shift = per_sample(shift_px, "shift_px", self.batch_size, device=self.device)
         axis = self.resolved_axis()
-        if _check_bone(bone) == "both":
+        if check_bone(bone) == "both":
             half = 0.5 * shift[:, None] * axis
             up = translate(self.upper, half, interp=interp).to(self.upper.dtype)
             return self._replace(upper=up, lower=translate(self.lower, -half, interp=interp).to(self.lower.dtype), axis=axis)
@@ -394,7 +373,7 @@ class LayerStack:
             A new LayerStack (bilinear, border padding, computed in float32, same dtype), with
             the transformed axis stored on it. Values are not clamped (see :meth:`stretched`).
         """
-        from .reference import rotate_about_centre
+        from lsn_fast.physics.reference import rotate_about_centre
 
         B = self.batch_size
         dev = self.device
@@ -433,7 +412,7 @@ class LayerStack:
             resolved axis stored on it. Values are not clamped: carried layers
             (:meth:`with_residual`) may hold negative noise.
         """
-        from .reference import stretch_across_axis
+        from lsn_fast.physics.reference import stretch_across_axis
 
         s = per_sample(scale, "scale", self.batch_size, device=self.device, min_value=0.0, min_inclusive=False)
         if not bool(torch.isfinite(s).all()):
@@ -475,7 +454,7 @@ class LayerStack:
     def shift_for_jsw(self, jsw_mm) -> torch.Tensor:
         """Shift in px, (B,), that brings the measured JSW to ``jsw_mm`` (>= 0)."""
         target = per_sample(jsw_mm, "jsw_mm", self.batch_size, device=self.device, min_value=0.0)
-        from .jsw import measure_jsw
+        from lsn_fast.physics.jsw import measure_jsw
 
         current = measure_jsw(self)
         if bool(torch.isnan(current).any()):
@@ -540,7 +519,7 @@ class LayerStack:
 BONES = ("upper", "lower", "both")
 
 
-def _check_bone(bone: str) -> str:
+def check_bone(bone: str) -> str:
     if bone not in BONES:
         raise ValueError(f"bone: expected 'upper', 'lower' or 'both', got {bone!r}")
     return bone

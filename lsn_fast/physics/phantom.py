@@ -54,8 +54,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_positive_float
-from .layers import LayerStack, axis_from_angle
+from lsn_fast.utils.validation import check_positive_float
+from lsn_fast.physics.layers import LayerStack, axis_from_angle
 
 __all__ = ["generate", "SUBSAMPLES"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .detector import POISSON_INVERSION_TERMS, POISSON_SMALL_LAMBDA
-from .philox import detector_normals
+from lsn_fast.physics.detector import POISSON_INVERSION_TERMS, POISSON_SMALL_LAMBDA
+from lsn_fast.physics.philox import detector_normals
 
 INTERP_MODES = {"linear": 0, "cubic": 1}
 KEYS_A = -0.5  # Keys (1981) cubic convolution; a = -0.5 reproduces quadratics

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from ._validation import check_positive_float, check_tensor, per_sample
-from .detector import Detector
-from .layers import LayerStack, _check_bone
-from .ops import seed_to_signed, synthesize_op
-from .philox import split_seed
-from .reference import INTERP_MODES, translate
+from lsn_fast.utils.validation import check_positive_float, check_tensor, per_sample
+from lsn_fast.physics.detector import Detector
+from lsn_fast.physics.layers import LayerStack, check_bone
+from lsn_fast.ops.op import seed_to_signed, synthesize_op
+from lsn_fast.physics.philox import split_seed
+from lsn_fast.physics.reference import INTERP_MODES, translate
 
 _OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MOVES = ("subpixel", "integer")  # synthesize / JSWStream: exact sub-pixel shifts, or whole-pixel copies
@@ -35,7 +35,7 @@ def _check_common(detector, seed, interp, out_dtype, bone):
         if peak > 32768.0:
             raise ValueError(f"out_dtype: float16 cannot hold counts up to n0·(1+scatter) = {peak:g} "
                              "(max 65504, with room for noise up to 32768); use float32 or bfloat16")
-    _check_bone(bone)
+    check_bone(bone)
 
 
 def _check_shift_fits(shift: torch.Tensor, H: int, W: int, name: str) -> None:
@@ -78,26 +78,6 @@ def _sample_index(sample_index, batch: int, device) -> torch.Tensor:
     if bool((si < 0).any()):
         raise ValueError("sample_index: must be >= 0")
     return si.to(device=device, dtype=torch.int64)
-
-
-def _bank_geometry(bank: LayerStack, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """(axis (N,2), jsw0 (N,) mm) float32 on the bank's device, measured in chunks once and
-    cached on the object. The one place a bank's geometry is measured: :func:`synthesize`,
-    :class:`lsn_fast.JSWStream`, :meth:`LayerStack.with_residual` and the exporters share it."""
-    cache = getattr(bank, "_geometry_cache", None)
-    if cache is None:
-        from .jsw import measure_jsw
-
-        axes, jsws = [], []
-        for b0 in range(0, bank.batch_size, chunk):
-            sub = bank[b0:b0 + chunk]
-            ax = sub.resolved_axis()
-            axes.append(ax)
-            jsws.append(measure_jsw(LayerStack(sub.soft, sub.upper, sub.lower, sub.spacing_mm, ax, validate=False))
-                        .to(torch.float32))
-        cache = (torch.cat(axes), torch.cat(jsws))
-        bank._geometry_cache = cache
-    return cache
 
 
 def _run(bank, index, disp, detector, seed, sample_index, move_lower, interp, out_dtype, backend):
@@ -167,7 +147,7 @@ def synthesize(
     B = index.shape[0]
     if jsw_mm is not None and shift_px is not None:
         raise ValueError("jsw_mm, shift_px: give one of them, not both")
-    axis_all, jsw0_all = _bank_geometry(bank)
+    axis_all, jsw0_all = bank.geometry()
     axis, jsw0 = axis_all.index_select(0, index), jsw0_all.index_select(0, index)
     if bool(torch.isnan(jsw0).any()):
         bad = index[torch.isnan(jsw0)].unique()[:8].tolist()
@@ -186,7 +166,7 @@ def synthesize(
     if moves == "integer":
         target, whole = whole_pixel_moves(jsw0, target, axis, bank.spacing_mm)
     if bone == "both":
-        lower, up_disp = _lower_moved_for_both(bank.lower.index_select(0, index), axis, shift, interp, whole)
+        lower, up_disp = lower_moved_for_both(bank.lower.index_select(0, index), axis, shift, interp, whole)
         moved = LayerStack(bank.soft.index_select(0, index), bank.upper.index_select(0, index), lower, bank.spacing_mm,
                            axis, validate=False)
         images = _run(moved, torch.arange(B, device=bank.device), up_disp, detector, seed, si, False, interp, out_dtype,
@@ -252,7 +232,7 @@ def split_whole_pixel(disp: torch.Tensor):
     return up, disp - up
 
 
-def _whole_pixel_copy(layer: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+def whole_pixel_copy(layer: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     """``layer`` (B,H,W) translated by whole pixels ``disp`` (B,2) (dy, dx), edge-clamped: one
     gather, the same values as :func:`lsn_fast.reference.translate` (2.3× faster on CPU), in the
     layer's dtype."""
@@ -263,7 +243,7 @@ def _whole_pixel_copy(layer: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     return layer[torch.arange(B, device=layer.device)[:, None, None], ys[:, :, None], xs[:, None, :]]
 
 
-def _lower_moved_for_both(lower, axis, shift, interp, whole=None):
+def lower_moved_for_both(lower, axis, shift, interp, whole=None):
     """``bone="both"`` for the fused op, which moves one layer: the lower bone moves here, against
     the axis (half the shift, or its :func:`split_whole_pixel` part of the whole-pixel move
     ``whole`` (B,2), as a gather), and the upper bone's displacement is returned for the op, so
@@ -272,7 +252,7 @@ def _lower_moved_for_both(lower, axis, shift, interp, whole=None):
     Returns ``(lower (B,H,W) moved, in its dtype; upper displacement (B,2) px)``."""
     if whole is not None:
         up, low = split_whole_pixel(whole)
-        return _whole_pixel_copy(lower, -low), up
+        return whole_pixel_copy(lower, -low), up
     half = 0.5 * shift[:, None] * axis
     return translate(lower, -half, interp=interp).to(lower.dtype), half
 
@@ -329,7 +309,7 @@ def compose(
             shift = per_sample(shift_px, "shift_px", B, device=stack.device)
         axis = stack.resolved_axis()
         if bool((shift.detach() < 0).any()):  # only closing shifts can reach JSW < 0
-            from .jsw import measure_jsw
+            from lsn_fast.physics.jsw import measure_jsw
 
             j0 = measure_jsw(LayerStack(stack.soft, stack.upper, stack.lower, stack.spacing_mm, axis, validate=False))
             new = j0 + shift.detach() * stack.spacing_mm
@@ -343,7 +323,7 @@ def compose(
     index = torch.arange(B, device=stack.device, dtype=torch.int64)
     si = _sample_index(sample_index, B, stack.device)
     if bone == "both":
-        lower, up_disp = _lower_moved_for_both(stack.lower, axis.to(shift.device), shift, interp)
+        lower, up_disp = lower_moved_for_both(stack.lower, axis.to(shift.device), shift, interp)
         moved = LayerStack(stack.soft, stack.upper, lower, stack.spacing_mm, axis, validate=False)
         return _run(moved, index, up_disp, detector, seed, si, False, interp, out_dtype, backend)
     sign = -1.0 if bone == "lower" else 1.0

@@ -30,7 +30,7 @@ import tarfile
 
 import torch
 
-from .stream import JSWStream
+from lsn_fast.synthesis.stream import JSWStream
 
 __all__ = ["export_shards", "read_shard", "verify_export", "add_synth_arguments", "run_synth", "MANIFEST"]
 
@@ -48,12 +48,11 @@ def _sha256(path: str) -> str:
 
 def _bank_fingerprint(stream: JSWStream) -> str:
     """sha256 of the bank's shape, dtype, spacing, measured geometry and a strided subsample."""
-    from .compose import _bank_geometry
-
+    
     bank = stream.bank
     h = hashlib.sha256()
     h.update(json.dumps([list(bank.shape), str(bank.dtype), bank.spacing_mm]).encode())
-    axis, jsw0 = _bank_geometry(bank)
+    axis, jsw0 = bank.geometry()
     for t in (axis, jsw0):
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     for t in (bank.soft, bank.upper, bank.lower):
@@ -235,7 +234,7 @@ def export_shards(stream_or_args, n: int, out_dir: str, shard_size: int = 1024, 
 
     def write_manifest(complete: bool):
         man = {
-            "format": "lsn_fast.export", "version": 1, "key": key, "shard_format": format, "seed": stream.seed,
+            "format": "lsn_fast.synthesis.export", "version": 1, "key": key, "shard_format": format, "seed": stream.seed,
             "n": n, "first_index": first_index, "shard_size": shard_size, "num_shards": len(plan),
             "image_shape": [1, *stream.bank.shape[1:]], "image_dtype": str(stream.out_dtype).replace("torch.", ""),
             "config": _json_roundtrip(stream.config()),
@@ -313,7 +312,7 @@ def run_synth(args) -> int:
     """``lsn-fast synth --n N --out DIR (--bank FILE | --phantoms N --size S)``: export shards."""
     import lsn_fast as lf
 
-    from .stream import bank_from_phantoms
+    from lsn_fast.synthesis.stream import bank_from_phantoms
 
     get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
     if get("jsw") is not None:

@@ -99,12 +99,12 @@ from typing import Iterator
 
 import torch
 
-from ._validation import check_int
-from .compose import MOVES, _bank_geometry, whole_pixel_moves
-from .detector import PARAM_COLUMNS, Detector
-from .layers import LayerStack
-from .philox import MASK32, philox4x32, split_seed
-from .reference import rotate_about_centre
+from lsn_fast.utils.validation import check_int
+from lsn_fast.synthesis.compose import MOVES, whole_pixel_moves
+from lsn_fast.physics.detector import PARAM_COLUMNS, Detector
+from lsn_fast.physics.layers import LayerStack
+from lsn_fast.physics.philox import MASK32, philox4x32, split_seed
+from lsn_fast.physics.reference import rotate_about_centre
 
 __all__ = ["JSWStream", "Augment", "GRADE_EDGES", "bank_from_phantoms", "make_bank", "bank_memory_bytes", "BONES"]
 
@@ -117,7 +117,7 @@ _PHANTOM_CHUNK = 512  # bank_from_phantoms: entry i = phantom (i % 512) of chunk
 
 
 def _grade_thresholds() -> tuple[float, ...]:
-    from .tasks.svdh import SVDH_THRESHOLDS
+    from lsn_fast.tasks.svdh import SVDH_THRESHOLDS
 
     return tuple(float(t) for t in SVDH_THRESHOLDS)
 
@@ -212,7 +212,7 @@ def bank_from_phantoms(
     Returns:
         LayerStack (n, H, W) with the true axis set (and the info dict with ``return_info``).
     """
-    from .phantom import generate
+    from lsn_fast.physics.phantom import generate
 
     check_int(n, "n", 1)
     check_int(seed, "seed", 0)
@@ -444,7 +444,7 @@ class JSWStream(torch.utils.data.IterableDataset):
         self.bone = bone
         self.drop_last = bool(drop_last)
         self.prefetch = check_int(prefetch, "prefetch", 0)
-        from .reference import INTERP_MODES
+        from lsn_fast.physics.reference import INTERP_MODES
 
         if interp not in INTERP_MODES:
             raise ValueError(f"interp: expected 'linear' or 'cubic', got {interp!r}")
@@ -467,7 +467,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             raise ValueError(f"device: expected a cpu or cuda device, got {self.device}")
         if self.device != bank.device and not (bank.device.type == "cpu" and self.device.type == "cuda"):
             raise ValueError(f"device: a bank on {bank.device} can feed its own device or, from the CPU, a CUDA device; got {self.device}")
-        from .registry import resolve
+        from lsn_fast.ops.registry import resolve
 
         resolve("synthesize", self.device, backend)  # clear error now for a bad / unavailable backend
         self.backend = backend
@@ -502,7 +502,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             self._base_params = detector.params(1, "cpu")  # validates every field
         self.augment = _as_augment(augment)
         # ---- geometry (once; cached on the bank and shared with lsn_fast.synthesize)
-        axis, jsw0 = _bank_geometry(bank)
+        axis, jsw0 = bank.geometry()
         self._axis_cpu = axis.detach().to("cpu", torch.float32)
         self._jsw0_cpu = jsw0.detach().to("cpu", torch.float32)
         valid = torch.nonzero(~torch.isnan(self._jsw0_cpu)).flatten()
@@ -642,7 +642,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             shift = (disp * axis).sum(dim=1)
         else:
             shift = (target - jsw0) / self.bank.spacing_mm
-        from .tasks.svdh import svdh_grade
+        from lsn_fast.tasks.svdh import svdh_grade
 
         grade = svdh_grade(target, jsw0.clamp_min(1e-6), _grade_thresholds())
         out = {"index": k, "bank_index": entry, "bone": bone, "jsw_mm": target, "jsw0_mm": jsw0,
@@ -681,8 +681,8 @@ class JSWStream(torch.utils.data.IterableDataset):
         return t.to(self.device)
 
     def _synth(self, d: dict) -> torch.Tensor:
-        from .ops import seed_to_signed, synthesize_op
-        from .reference import INTERP_MODES
+        from lsn_fast.ops.op import seed_to_signed, synthesize_op
+        from lsn_fast.physics.reference import INTERP_MODES
 
         B = d["index"].shape[0]
         entry = d["bank_index"]
@@ -733,12 +733,12 @@ class JSWStream(torch.utils.data.IterableDataset):
         """``bone="both"``: the selected entries with the lower bone moved against the axis by half
         the shift, or by its part of the whole-pixel move ``whole`` (B,2); returns ``(layers,
         index, upper displacement)`` for the fused pass, which moves the upper bone
-        (:func:`lsn_fast.compose._lower_moved_for_both`, as ``synthesize`` does)."""
-        from .compose import _lower_moved_for_both
+        (:func:`lsn_fast.compose.lower_moved_for_both`, as ``synthesize`` does)."""
+        from lsn_fast.synthesis.compose import lower_moved_for_both
 
         idx = self._to_device(src)
         soft, upper, lower = (t.index_select(0, idx) for t in layers)
-        lower, up = _lower_moved_for_both(lower, self._to_device(axis), self._to_device(shift), self.interp,
+        lower, up = lower_moved_for_both(lower, self._to_device(axis), self._to_device(shift), self.interp,
                                           None if whole is None else self._to_device(whole))
         return [soft, upper, lower], torch.arange(idx.shape[0], dtype=torch.int64), up
 

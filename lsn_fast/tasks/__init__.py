@@ -12,17 +12,17 @@
 See docs/tasks.md.
 """
 
-from .jsn import SiameseJSN, evaluate_jsn, joint_line, poc_displacement, quantify_jsn, train_jsn_model
-from .jsw_regression import JSWRegressor, evaluate_jsw, predict_jsw, train_jsw_regressor
-from .metrics import (accuracy, bias, classification_metrics, confusion_matrix, icc, mae, pearson_r,
+from lsn_fast.tasks.jsn import SiameseJSN, evaluate_jsn, joint_line, poc_displacement, quantify_jsn, train_jsn_model
+from lsn_fast.tasks.jsw_regression import JSWRegressor, evaluate_jsw, predict_jsw, train_jsw_regressor
+from lsn_fast.tasks.metrics import (accuracy, bias, classification_metrics, confusion_matrix, icc, mae, pearson_r,
                       quadratic_weighted_kappa, regression_metrics, rmse)
-from .svdh import (REFERENCE_JSW_MM, SVDH_THRESHOLDS, SvdHClassifier, evaluate_svdh, predict_svdh, svdh_grade,
+from lsn_fast.tasks.svdh import (REFERENCE_JSW_MM, SVDH_THRESHOLDS, SvdHClassifier, evaluate_svdh, predict_svdh, svdh_grade,
                    train_svdh_classifier)
 
 
 def run_five_percent(*args, **kwargs):
     """See :func:`lsn_fast.tasks.experiment.run_five_percent`."""
-    from .experiment import run_five_percent as _run
+    from lsn_fast.experiments.five_percent import run_five_percent as _run
 
     return _run(*args, **kwargs)
 

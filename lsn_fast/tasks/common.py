@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._validation import check_int, check_positive_float, check_tensor
+from lsn_fast.utils.validation import check_int, check_positive_float, check_tensor
 
 _IMG_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 

@@ -41,10 +41,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._validation import FLOAT_DTYPES, check_positive_float, check_tensor
-from ._common import (ConvEncoder, as_source, batched_apply, check_images, check_int, check_model, check_seed,
+from lsn_fast.utils.validation import FLOAT_DTYPES, check_positive_float, check_tensor
+from lsn_fast.tasks.common import (ConvEncoder, as_source, batched_apply, check_images, check_int, check_model, check_seed,
                       check_train_args, checked_source, fit, model_device, normalize_images, pool_features, to_tensor)
-from .metrics import pearson_r, regression_metrics
+from lsn_fast.tasks.metrics import pearson_r, regression_metrics
 
 __all__ = ["quantify_jsn", "poc_displacement", "joint_line", "region_windows", "SiameseJSN", "train_jsn_model",
            "evaluate_jsn", "output_spread", "output_fit"]
@@ -294,13 +294,13 @@ def _check_masks(masks, shape):
 def _check_axis(axis, B: int, device):
     if axis is None:
         return None
-    from ..layers import _normalize_axis
+    from lsn_fast.physics.axis import normalize_axis
 
     if isinstance(axis, bool) or isinstance(axis, (str, bytes)):
         raise TypeError(f"axis: expected an angle in degrees, a (2,) or a ({B}, 2) tensor of (dy, dx), got {axis!r}")
     if not isinstance(axis, (int, float, torch.Tensor)):
         axis = to_tensor(axis, "axis", torch.float32)
-    return _normalize_axis(axis, B, device)
+    return normalize_axis(axis, B, device)
 
 
 def _poc_jsn(baseline, followup, spacing_mm, m=None, ax=None, band=0.15, refine=2, return_details=False):

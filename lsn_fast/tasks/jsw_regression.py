@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._common import (ConvEncoder, as_source, batched_apply, check_images, check_int, check_labels, check_model,
+from lsn_fast.tasks.common import (ConvEncoder, as_source, batched_apply, check_images, check_int, check_labels, check_model,
                       check_train_args, checked_source, fit, model_device, normalize_images, pool_features, to_tensor)
-from .metrics import regression_metrics
+from lsn_fast.tasks.metrics import regression_metrics
 
 __all__ = ["JSWRegressor", "train_jsw_regressor", "predict_jsw", "evaluate_jsw", "layer_targets", "without_layers"]
 

@@ -33,9 +33,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._common import (ConvEncoder, as_source, batched_apply, check_images, check_int, check_labels, check_model,
+from lsn_fast.tasks.common import (ConvEncoder, as_source, batched_apply, check_images, check_int, check_labels, check_model,
                       check_train_args, checked_source, fit, model_device, normalize_images, pool_features, to_tensor)
-from .metrics import classification_metrics
+from lsn_fast.tasks.metrics import classification_metrics
 
 __all__ = ["SVDH_THRESHOLDS", "REFERENCE_JSW_MM", "NUM_GRADES", "svdh_grade", "SvdHClassifier", "train_svdh_classifier",
            "predict_svdh", "evaluate_svdh"]

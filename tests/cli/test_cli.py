@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from lsn_fast.cli import main
+from lsn_fast.cli.main import main
 
 
 def run_cli(*args):
@@ -33,7 +33,7 @@ def test_bad_value_is_one_line_error_without_traceback(tmp_path):
 
 
 def test_demo_writes_gallery(tmp_path):
-    pytest.importorskip("lsn_fast.phantom")
+    pytest.importorskip("lsn_fast.physics.phantom")
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--n", "2", "--size", "96", "--spacing", "0.2"]) == 0
     for name in ("phantoms.png", "layers.png", "jsw_sweep.png"):
@@ -43,7 +43,7 @@ def test_demo_writes_gallery(tmp_path):
 
 
 def test_phantom_command_writes_loadable_bank(tmp_path):
-    pytest.importorskip("lsn_fast.phantom")
+    pytest.importorskip("lsn_fast.physics.phantom")
     import lsn_fast as lf
 
     out = tmp_path / "bank.safetensors"

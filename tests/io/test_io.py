@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.encaps import encapsulate  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless, generate_uid  # noqa: E402
 
-from lsn_fast.io import (  # noqa: E402
+from lsn_fast.io.readers import (  # noqa: E402
     AIR_PERCENTILE,
     LOW_PERCENTILE,
     NOMINAL_ATTENUATION,
@@ -422,7 +422,7 @@ def test_crop_rotation_matches_axis_convention():
     roi = crop_roi(img, C.tolist(), size=96, spacing_mm=0.1, out_spacing_mm=0.1, angle_deg=angle)
     got = centroid_xy(roi.image[0, 0])
     torch.testing.assert_close(got, torch.tensor([48.0, 48.0 - 30.0], dtype=torch.float64), rtol=0, atol=0.3)
-    from lsn_fast.layers import axis_from_angle
+    from lsn_fast.physics.layers import axis_from_angle
 
     dy, dx = axis_from_angle(angle)[0].double().tolist()
     up = roi.to_full(torch.tensor([48.0, 47.0], dtype=torch.float64)) - roi.to_full(torch.tensor([48.0, 48.0]))

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from helpers import rect_stack
-from lsn_fast.layers import LayerStack
-from lsn_fast.lsn import DEFAULT_WEIGHTS, SMALL_FOV_WEIGHTS, LSN, LSNConfig, load_weights, save_weights, separate
-from lsn_fast import train as T
+from lsn_fast.physics.layers import LayerStack
+from lsn_fast.model.lsn import DEFAULT_WEIGHTS, SMALL_FOV_WEIGHTS, LSN, LSNConfig, load_weights, save_weights, separate
+from lsn_fast.model import train as T
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_separate_any_size_and_spacing(tiny):
 
 
 def test_layer_metrics_psnr_and_ssim_on_known_cases():
-    from lsn_fast.evaluate import layer_metrics
+    from lsn_fast.model.evaluate import layer_metrics
 
     true = torch.zeros(2, 32, 32)
     true[:, 8:24, 8:24] = torch.tensor([2.0, 0.5]).view(2, 1, 1)  # per-sample max M = 2.0, 0.5
@@ -208,7 +208,7 @@ def test_float32_tail_under_bf16_autocast():
     than all-bf16; without autocast it changes nothing. FastSeparator exposes it and honours an
     explicit bf16 dtype on the CPU; a bad dtype is refused."""
     import lsn_fast as lf
-    from lsn_fast.inference import FastSeparator
+    from lsn_fast.model.inference import FastSeparator
 
     torch.set_num_threads(1)
     m = LSN.pretrained().eval()
@@ -471,11 +471,11 @@ def test_stage2_transfer_experiment_tiny(tmp_path):
     those of the initial weights on its own held-out set, recomputed here independently."""
     import json
 
-    from lsn_fast.cli import main
-    from lsn_fast.evaluate import score
-    from lsn_fast.jsw import measure_jsw
-    from lsn_fast.lsn import LSN, save_weights, separate
-    from lsn_fast.stage2_transfer import shifted_setting
+    from lsn_fast.cli.main import main
+    from lsn_fast.model.evaluate import score
+    from lsn_fast.physics.jsw import measure_jsw
+    from lsn_fast.model.lsn import LSN, save_weights, separate
+    from lsn_fast.experiments.stage2_transfer import shifted_setting
 
     torch.manual_seed(0)
     init = tmp_path / "init.safetensors"
@@ -532,8 +532,8 @@ def test_loss_weights_override_and_validation():
 def test_unseen_settings_scale_the_phantom_layers(setting):
     """Each stage-2 setting is the same phantom geometry with its bone / soft layers scaled per
     sample inside the setting's stated ranges; unknown names are rejected."""
-    from lsn_fast.phantom import generate
-    from lsn_fast.stage2_transfer import SETTINGS, shifted_setting
+    from lsn_fast.physics.phantom import generate
+    from lsn_fast.experiments.stage2_transfer import SETTINGS, shifted_setting
 
     spec = SETTINGS[setting]
     truth, images, masks = shifted_setting(3, 64, seed=41, setting=setting)
@@ -707,7 +707,7 @@ def test_n0_range_remaps_only_the_dose_draws():
 
 
 def test_stage2_transfer_rejects_bad_options_before_writing(tmp_path):
-    from lsn_fast.stage2_transfer import run_stage2_transfer
+    from lsn_fast.experiments.stage2_transfer import run_stage2_transfer
 
     out = tmp_path / "nope"
     with pytest.raises(ValueError, match="loss_weights.*'layer'"):
@@ -746,8 +746,8 @@ def test_evaluate_heldout_sets(tiny, ranges):
     """eval-lsn's held-out sets: the true JSW it scores against is the phantom's (checked against
     measure_jsw on the true layers), the scores are those of score() on separate(), and unknown
     set names are rejected."""
-    from lsn_fast import evaluate as E
-    from lsn_fast.jsw import measure_jsw
+    from lsn_fast.model import evaluate as E
+    from lsn_fast.physics.jsw import measure_jsw
 
     st, info, images = E._heldout(3, 64, 10_000, ranges)
     torch.testing.assert_close(measure_jsw(st), info["jsw_mm"].float(), atol=0.01, rtol=0)
@@ -779,8 +779,8 @@ def test_stage2_rejects_tiny_images_for_every_recon_target(tmp_path, recon_targe
 def test_score_recomposition_floors_against_an_independent_blur(tmp_path):
     """score(detector=...): the no-deblur floor is ‖−log(G*exp(−A)) − A‖/‖A‖ computed here with the
     reference blur; the true layers score 0 through the detector; the noise level is the input's."""
-    from lsn_fast import evaluate as E
-    from lsn_fast.reference import gaussian_blur
+    from lsn_fast.model import evaluate as E
+    from lsn_fast.physics.reference import gaussian_blur
 
     st, info, images = E._heldout(4, 64, 10_050, "wide")
     det = info["detector"]
@@ -807,7 +807,7 @@ def test_refiner_starts_as_identity_then_trains_alone(tmp_path):
     """with_refiner adds a zero-output DenoiseRefiner (same outputs as the model it extends); the
     weights round-trip with the refiner in the config; train_only='refine' moves only the refiner,
     and the layers still add up to D."""
-    from lsn_fast.lsn import with_refiner
+    from lsn_fast.model.lsn import with_refiner
 
     torch.manual_seed(0)
     base = LSN.tiny().eval()
@@ -854,7 +854,7 @@ def test_refiner_starts_as_identity_then_trains_alone(tmp_path):
 def test_widened_refiner_keeps_the_function_and_trains_its_new_channels(tmp_path):
     """with_refiner widens a trained refiner (Net2Net-style): same outputs before training, the
     new channels' weights move on the first steps, and the run from a saved narrow model works."""
-    from lsn_fast.lsn import with_refiner
+    from lsn_fast.model.lsn import with_refiner
 
     torch.manual_seed(1)
     base = with_refiner(LSN.tiny(), 8, 3).eval()

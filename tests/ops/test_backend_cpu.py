@@ -14,9 +14,9 @@ import torch
 from hypothesis import given, settings
 
 import lsn_fast as lf
-from lsn_fast.reference import synthesize_reference
+from lsn_fast.physics.reference import synthesize_reference
 
-cpu_backend = pytest.importorskip("lsn_fast._cpu_backend")
+cpu_backend = pytest.importorskip("lsn_fast.ops.backends.cpu")
 from lsn_fast import _C  # noqa: E402
 
 synthesize_cpu = cpu_backend.synthesize_cpu
@@ -272,7 +272,7 @@ def test_vmath_sincos(isa, xs):
        pix0=st.one_of(st.integers(0, 2**20), st.integers(2**32 - 300, 2**32 - 1)),
        sidx=st.integers(0, 2**64 - 1), seed=st.integers(0, 2**64 - 1))
 def test_simd_philox_matches_reference(isa, n, pix0, sidx, seed):
-    from lsn_fast import philox as ph
+    from lsn_fast.physics import philox as ph
 
     u0, u1 = torch.full((n + 1,), -1.0), torch.full((n + 1,), -1.0)
     c1, c2 = sidx & 0xFFFFFFFF, sidx >> 32
@@ -290,7 +290,7 @@ import sys, torch
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {tests!r})
 from lsn_fast import _C
-from lsn_fast._cpu_backend import synthesize_cpu
+from lsn_fast.ops.backends.cpu import synthesize_cpu
 from test_backend_cpu import make_bank
 assert _C.synthesize_isa() == {isa!r}, _C.synthesize_isa()
 gen = torch.Generator().manual_seed(0)
@@ -310,11 +310,11 @@ def test_every_isa_computes_the_same_bits(tmp_path):
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     results = {}
     for isa in ISAS:
         path = str(tmp_path / f"{isa}.pt")
-        code = _ISA_SCRIPT.format(root=root, tests=os.path.dirname(os.path.abspath(__file__)), isa=isa, path=path)
+        code = _ISA_SCRIPT.format(root=root, tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), isa=isa, path=path)
         subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, LSN_FAST_CPU_ISA=isa))
         results[isa] = torch.load(path)
     base = results["base"]

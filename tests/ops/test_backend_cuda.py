@@ -26,9 +26,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lsn_fast.reference import synthesize_reference
+from lsn_fast.physics.reference import synthesize_reference
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ------------------------------------------------------------------------------ compile check
@@ -51,7 +51,7 @@ DEV = "cuda"
 
 
 def _ops():
-    from lsn_fast._cuda_backend import synthesize_cuda
+    from lsn_fast.ops.backends.cuda import synthesize_cuda
 
     return synthesize_cuda
 
@@ -184,14 +184,14 @@ def host_backend(tmp_path_factory):
         spec.loader.exec_module(mod)
         sys.modules["lsn_fast._cuda"] = mod
         injected = True
-    import lsn_fast._cuda_backend as cb
+    import lsn_fast.ops.backends.cuda as cb
 
     yield cb
     if injected:  # leave no trace: the registry must not see a half-installed backend
         import lsn_fast
-        from lsn_fast import registry
+        from lsn_fast.ops import registry
 
-        for name in ("lsn_fast._cuda_backend", "lsn_fast._cuda"):
+        for name in ("lsn_fast.ops.backends.cuda", "lsn_fast._cuda"):
             sys.modules.pop(name, None)
             if hasattr(lsn_fast, name.split(".")[1]):
                 delattr(lsn_fast, name.split(".")[1])

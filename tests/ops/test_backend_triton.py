@@ -26,7 +26,7 @@ _PREV_INTERPRET = os.environ.get("TRITON_INTERPRET")
 if not GPU:  # checked before TRITON_INTERPRET is touched, so a skip leaves the environment as it was
     import pytest
 
-    from lsn_fast.registry import triton_interpreter_problem
+    from lsn_fast.ops.registry import triton_interpreter_problem
 
     if _problem := triton_interpreter_problem():
         pytest.skip(_problem, allow_module_level=True)
@@ -42,13 +42,13 @@ import triton.language as tl  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 
 import lsn_fast as lf  # noqa: E402
-from lsn_fast import registry  # noqa: E402
-from lsn_fast.philox import philox4x32  # noqa: E402
-from lsn_fast.reference import _resample_axis, synthesize_reference  # noqa: E402
+from lsn_fast.ops import registry  # noqa: E402
+from lsn_fast.physics.philox import philox4x32  # noqa: E402
+from lsn_fast.physics.reference import _resample_axis, synthesize_reference  # noqa: E402
 
 
-ks = pytest.importorskip("lsn_fast.kernels.synthesize")
-from lsn_fast.kernels.synthesize import _philox4x32_10, synthesize_triton  # noqa: E402
+ks = pytest.importorskip("lsn_fast.ops.kernels.synthesize")
+from lsn_fast.ops.kernels.synthesize import _philox4x32_10, synthesize_triton  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -291,7 +291,7 @@ def test_public_compose_16bit_and_synthesize():
 def test_stream_integer_moves_match_reference():
     """``JSWStream(moves="integer")`` on the triton backend: whole-pixel moves of either bone (and of
     both, moved in PyTorch before the fused pass) give the reference backend's images."""
-    from lsn_fast.stream import JSWStream, bank_from_phantoms
+    from lsn_fast.synthesis.stream import JSWStream, bank_from_phantoms
 
     bank = bank_from_phantoms(4, size=32, spacing_mm=0.25, seed=2, dtype=torch.float32, progress=False).to(DEVICE)
     for bone in ("random", "both"):

@@ -19,7 +19,7 @@ _PREV_INTERPRET = os.environ.get("TRITON_INTERPRET")
 if not GPU:  # checked before TRITON_INTERPRET is touched, so a skip leaves the environment as it was
     import pytest
 
-    from lsn_fast.registry import triton_interpreter_problem
+    from lsn_fast.ops.registry import triton_interpreter_problem
 
     if _problem := triton_interpreter_problem():
         pytest.skip(_problem, allow_module_level=True)
@@ -32,10 +32,10 @@ import hypothesis.strategies as st  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from hypothesis import assume, given, settings  # noqa: E402
 
-from lsn_fast import fused  # noqa: E402
+from lsn_fast.model import fused  # noqa: E402
 
 
-kl = pytest.importorskip("lsn_fast.kernels.lsn_fused")
+kl = pytest.importorskip("lsn_fast.ops.kernels.lsn_fused")
 
 if _PREV_INTERPRET is None:
     os.environ.pop("TRITON_INTERPRET", None)
@@ -283,8 +283,8 @@ def test_fused_lsn_matches_unfused_model(monkeypatch):
 
     monkeypatch.setattr(kl, "group_norm_act_triton", count_gn)
     monkeypatch.setattr(kl, "recompose_head_triton", count_head)
-    from lsn_fast.inference import FastSeparator
-    from lsn_fast.lsn import LSN
+    from lsn_fast.model.inference import FastSeparator
+    from lsn_fast.model.lsn import LSN
 
     torch.manual_seed(0)
     model = LSN.tiny().eval()
@@ -316,7 +316,7 @@ def test_fused_lsn_matches_unfused_model(monkeypatch):
 def test_fused_lsn_with_refiner_matches_unfused(monkeypatch):
     """A model with a DenoiseRefiner runs its head as the two kernels around the refiner's
     convolutions (refine_input, then recompose_head with the correction) and gives the unfused outputs."""
-    from lsn_fast.lsn import LSN, with_refiner
+    from lsn_fast.model.lsn import LSN, with_refiner
 
     calls = {"refine_input": 0, "head_corrected": 0}
     ri, head = kl.refine_input_triton, kl.recompose_head_triton
@@ -354,7 +354,7 @@ def test_fused_lsn_with_refiner_matches_unfused(monkeypatch):
 def test_fused_refiner_head_under_autocast_matches_eager():
     """Under bf16 autocast the fused head hands the refiner a bf16 input (what autocast would cast
     to) and gives the eager head's outputs from the same bf16 head output (CPU autocast, interpreter)."""
-    from lsn_fast.lsn import LSN, with_refiner
+    from lsn_fast.model.lsn import LSN, with_refiner
 
     if GPU:
         pytest.skip("CPU autocast check; the GPU suite's benchmark compares the bf16 rows")
@@ -489,8 +489,8 @@ def test_fused_convs_lsn_matches_unfused(refine):
     """LSN.fuse(convs=True): every ResBlock, the head, the decoder's upsampling convolutions and the
     refiner run the fused convolutions
     (counted) and the outputs equal the eager model's (float32, interpreter)."""
-    from lsn_fast.inference import FastSeparator
-    from lsn_fast.lsn import LSN, with_refiner
+    from lsn_fast.model.inference import FastSeparator
+    from lsn_fast.model.lsn import LSN, with_refiner
 
     torch.manual_seed(4)
     model = LSN.tiny()
@@ -531,7 +531,7 @@ def test_fused_lsn_float32_tail_under_bf16(convs):
     the refiner's (fused) convolutions and recompose_head get float32 tensors, and the outputs
     match the unfused model's with the same tail to bf16's 2 ulp (the fused GroupNorm+SiLU
     kernels round the U-Net's activations at other points than eager autocast does)."""
-    from lsn_fast.lsn import LSN, with_refiner
+    from lsn_fast.model.lsn import LSN, with_refiner
 
     torch.manual_seed(5)
     model = with_refiner(LSN.tiny(), 8, 3).eval()

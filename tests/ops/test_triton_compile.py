@@ -22,7 +22,7 @@ if _spec is None or not any(os.path.isdir(os.path.join(p, "backends", "nvidia"))
                             for p in (_spec.submodule_search_locations or [])):
     pytest.skip("triton with its nvidia backend is not installed", allow_module_level=True)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")

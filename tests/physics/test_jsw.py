@@ -12,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lsn_fast.jsw import JSWMeasurement, estimate_axis, measure_jsw, measure_jsw_profile
-from lsn_fast.layers import LayerStack, angle_from_axis, axis_from_angle
+from lsn_fast.physics.jsw import JSWMeasurement, estimate_axis, measure_jsw, measure_jsw_profile
+from lsn_fast.physics.layers import LayerStack, angle_from_axis, axis_from_angle
 
 TOL_MM = 0.02
 

@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lsn_fast.jsw import estimate_axis, measure_jsw
-from lsn_fast.layers import LayerStack, angle_from_axis, axis_from_angle
-from lsn_fast.phantom import MU_ADIPOSE, MU_CORTICAL, MU_MUSCLE, generate
+from lsn_fast.physics.jsw import estimate_axis, measure_jsw
+from lsn_fast.physics.layers import LayerStack, angle_from_axis, axis_from_angle
+from lsn_fast.physics.phantom import MU_ADIPOSE, MU_CORTICAL, MU_MUSCLE, generate
 
 TOL_MM = 0.02
 

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 
 import lsn_fast as lf
-from lsn_fast.philox import detector_normals, philox4x32
-from lsn_fast.reference import gaussian_blur, poisson_from_normal, synthesize_reference, translate
+from lsn_fast.physics.philox import detector_normals, philox4x32
+from lsn_fast.physics.reference import gaussian_blur, poisson_from_normal, synthesize_reference, translate
 
 
 # ------------------------------------------------------------------------------- Philox
@@ -239,7 +239,7 @@ def test_reference_gradcheck_layers_and_shift():
 def test_blur_of_a_sample_does_not_depend_on_its_batch(sigma, others, seed):
     """A sample's blurred image is bit-identical alone and beside samples with wider kernels
     (the padded zero taps and the normalizer must not change its last bit)."""
-    from lsn_fast.reference import gaussian_blur, gaussian_weights
+    from lsn_fast.physics.reference import gaussian_blur, gaussian_weights
 
     g = torch.Generator().manual_seed(seed)
     img = torch.rand(1 + len(others), 9, 13, generator=g) * 1e4

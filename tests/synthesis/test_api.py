@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lsn_fast as lf
-from lsn_fast.reference import synthesize_reference
+from lsn_fast.physics.reference import synthesize_reference
 
 from helpers import rect_stack, whole_pixel_copy
 
@@ -176,8 +176,8 @@ def test_with_residual_blur_carries_each_bones_blurred_edge():
     """An image blurred by σ = 1 px (noise-free): :meth:`fit_blur` finds σ, and the carried stack
     with ``blur_sigma_px`` moved by whole pixels composes to the blurred moved anatomy (blur
     commutes with translation), where the plain carry leaves the bone's outer skirt behind."""
-    from lsn_fast.compose import _whole_pixel_copy as _wp
-    from lsn_fast.reference import gaussian_blur
+    from lsn_fast.synthesis.compose import whole_pixel_copy as _wp
+    from lsn_fast.physics.reference import gaussian_blur
 
     st, _ = lf.phantom.generate(3, size=64, spacing_mm=0.2, seed=11, tilt_deg=0.0)
     sig = torch.full((3,), 1.0)
@@ -391,7 +391,7 @@ def test_whole_pixel_helpers_check_their_arguments():
 
 
 def test_register_backend_checks_its_arguments():
-    from lsn_fast import registry
+    from lsn_fast.ops import registry
 
     before = dict(registry._REGISTRY)
     try:
@@ -461,8 +461,8 @@ def test_synthesize_whole_pixel_moves(backend, bone):
 def test_whole_pixel_copy_equals_translate():
     """The gather behind whole-pixel moves gives reference.translate's values exactly, for moves
     beyond the image, odd sizes, non-contiguous input, and keeps a 16-bit layer's dtype."""
-    from lsn_fast.compose import _whole_pixel_copy
-    from lsn_fast.reference import translate
+    from lsn_fast.synthesis.compose import whole_pixel_copy as _whole_pixel_copy
+    from lsn_fast.physics.reference import translate
 
     g = torch.Generator().manual_seed(3)
     x = torch.rand(5, 23, 17, generator=g)
@@ -514,7 +514,7 @@ def test_backends_lists_reference():
 
 
 def test_explicit_unavailable_backend_raises(monkeypatch, small_stack):
-    from lsn_fast import registry as reg
+    from lsn_fast.ops import registry as reg
 
     if reg.backends()["cuda"]:
         pytest.skip("cuda available")
@@ -526,7 +526,7 @@ def test_explicit_unavailable_backend_raises(monkeypatch, small_stack):
 
 
 def test_auto_skips_a_backend_that_fails_to_import(small_stack):
-    from lsn_fast import registry as reg
+    from lsn_fast.ops import registry as reg
 
     def broken():
         raise ImportError("simulated missing extension")
@@ -613,7 +613,7 @@ def test_every_public_name_resolves_and_has_a_docstring():
             assert (getattr(obj, "__doc__", None) or "").strip(), f"lsn_fast.{name} has no docstring"
     import importlib
 
-    compose_module = importlib.import_module("lsn_fast.compose")  # lf.compose is the function
+    compose_module = importlib.import_module("lsn_fast.synthesis.compose")  # lf.compose is the function
     assert lf.whole_pixel_moves is compose_module.whole_pixel_moves
     assert lf.split_whole_pixel is compose_module.split_whole_pixel
 

@@ -10,8 +10,8 @@ import torch
 
 import lsn_fast as lf
 from helpers import whole_pixel_copy
-from lsn_fast.export import export_shards, read_shard, verify_export
-from lsn_fast.stream import (GRADE_EDGES, Augment, JSWStream, _grade_edges, _grade_thresholds, bank_from_phantoms,
+from lsn_fast.synthesis.export import export_shards, read_shard, verify_export
+from lsn_fast.synthesis.stream import (GRADE_EDGES, Augment, JSWStream, _grade_edges, _grade_thresholds, bank_from_phantoms,
                              bank_memory_bytes, make_bank)
 from lsn_fast.tasks.svdh import svdh_grade
 
@@ -433,10 +433,10 @@ def test_export_round_trip_and_resume(bank, tmp_path, fmt):
 
 
 def test_export_cli(tmp_path):
-    from lsn_fast.export import run_synth
+    from lsn_fast.synthesis.export import run_synth
     import argparse
 
-    from lsn_fast.export import add_synth_arguments
+    from lsn_fast.synthesis.export import add_synth_arguments
 
     p = argparse.ArgumentParser()
     p.add_argument("--out")
@@ -451,7 +451,7 @@ def test_export_cli(tmp_path):
         run_synth(p.parse_args(["--n", "6", "--out", out]))
     # whole-pixel, centred moves through the real command line: the displacement is exported per
     # axis, in whole numbers
-    from lsn_fast.cli import main
+    from lsn_fast.cli.main import main
 
     out2 = str(tmp_path / "cli_int")
     assert main(["synth", "--phantoms", "4", "--size", str(SIZE), "--spacing", str(SPACING), "--n", "5", "--out", out2,
@@ -499,7 +499,7 @@ def test_log_range_detector_draws_are_log_uniform(bank):
 
 
 def test_export_whole_pixel_displacements_keep_their_axes():
-    from lsn_fast.export import _flat_info
+    from lsn_fast.synthesis.export import _flat_info
 
     info = {k: torch.zeros(2) for k in ("index", "bank_index", "bone", "jsw0_mm", "shift_px", "grade")}
     info["disp_px"] = torch.tensor([[-3.0, 1.0], [2.0, -5.0]])  # (dy, dx) per sample
@@ -515,7 +515,7 @@ def test_augment_is_flip_then_rotate_then_scale_and_shift_with_the_drawn_values(
     a = info["augment"]
     rot = a["rotate_deg"]
     assert float(rot.min()) < 0 < float(rot.max()) and float(rot.abs().max()) <= 10.0  # symmetric range
-    from lsn_fast.reference import rotate_about_centre
+    from lsn_fast.physics.reference import rotate_about_centre
 
     x = torch.where(a["hflip"].view(-1, 1, 1, 1), plain.flip(-1), plain)
     want = rotate_about_centre(x, rot) * a["intensity_scale"].view(-1, 1, 1, 1) + a["intensity_shift"].view(-1, 1, 1, 1)

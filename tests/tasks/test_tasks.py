@@ -115,7 +115,7 @@ def test_poc_jsn_known_subpixel_shift(phantoms, noisy):
 
 
 def test_poc_jsn_ignores_repositioning_and_uses_masks(phantoms):
-    from lsn_fast.reference import translate
+    from lsn_fast.physics.reference import translate
 
     st, _ = phantoms
     shift = torch.full((8,), -2.35)
@@ -284,8 +284,8 @@ def test_synthesizer_integer_moves_are_exact_copies_labelled_by_the_jsw_reached(
     layer, edge-clamped), the label is the JSW the move reaches (the true layers' measured JSW
     agrees within 0.01 mm on tilted joints), no label is negative, and the other modes leave the
     target alone."""
-    from lsn_fast.compose import split_whole_pixel
-    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+    from lsn_fast.synthesis.compose import split_whole_pixel
+    from lsn_fast.experiments.five_percent import FivePercentConfig, Synthesizer
 
     st, info = lf.phantom.generate(6, size=64, spacing_mm=0.2, seed=21, tilt_deg=(-10.0, 10.0))
     cfg = FivePercentConfig.tiny()
@@ -335,7 +335,7 @@ def test_synthesizer_layer_pose_keeps_the_label(phantoms):
     """(c4)'s re-posed joints: after the move to the target JSW, the repositioning and the
     flip/rotation, the layers' measured JSW is the label (true layers as the bank: within
     0.02 mm), and the two visits of a JSN pair share one pose."""
-    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+    from lsn_fast.experiments.five_percent import FivePercentConfig, Synthesizer
 
     st, info = phantoms
     syn = Synthesizer(st, info["jsw_mm"], FivePercentConfig.tiny(), rotate_deg=12.0, hflip=0.5)
@@ -380,7 +380,7 @@ def test_synthesizer_anatomy_draws_cover_both_sides_of_one(phantoms):
     draws (fixed seed) both lie inside their ranges, about half of them (0.45–0.55; binomial
     sd 0.008) below 1, with mean 1 ± 0.01 (sd ≈ 0.002) and both ends of the range reached
     to within 5 % of the half-range (a uniform misses that with probability ~1e-44)."""
-    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+    from lsn_fast.experiments.five_percent import FivePercentConfig, Synthesizer
 
     st, info = phantoms
     n = 4000
@@ -401,7 +401,7 @@ def test_mixed_source_takes_round_frac_times_batch_from_b():
     Cases where rounding matters: 7·0.5 = 3.5 -> 4 and 3·0.5 = 1.5 -> 2 (flooring gives 3 and 1;
     Python's half-to-even and half-up agree on these ties), 10·0.26 = 2.6 -> 3, 10·0.24 = 2.4 -> 2
     (ceiling gives 3), 4·0.1 = 0.4 -> 0; and the ends 0 and 1."""
-    from lsn_fast.tasks._common import mixed_source
+    from lsn_fast.tasks.common import mixed_source
 
     asked = []
 
@@ -423,7 +423,7 @@ def test_synthesizer_texture_carry_keeps_the_source_noise(phantoms):
     """Texture carry (the LSN synthesis of --quick): at the annotated JSW a family
     member *is* its source image; moved, it keeps the source's noise level (no new detector,
     no smoothing beyond the moved bone's interpolation), and JSN pairs still come out."""
-    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+    from lsn_fast.experiments.five_percent import FivePercentConfig, Synthesizer
 
     st, info = phantoms
     img = lf.compose(st, detector=lf.Detector(n0=5e3, blur_sigma_px=0.6), seed=3)
@@ -448,7 +448,7 @@ def test_unlabelled_arm_labels_come_from_the_layers_not_the_hidden_truth():
     labelled ones applied to the JSW measured on their separated layers. Changing the hidden
     truth of the unlabelled images must not change a single label (no leakage), and with the
     shipped LSN the measured labels are close to the truth (here within 0.1 mm on average)."""
-    from lsn_fast.tasks.experiment import FivePercentConfig, _unlabelled_synthesizer
+    from lsn_fast.experiments.five_percent import FivePercentConfig, _unlabelled_synthesizer
 
     cfg = FivePercentConfig.tiny()
     n, n_low = 16, 6
@@ -469,7 +469,7 @@ def test_unlabelled_arm_labels_come_from_the_layers_not_the_hidden_truth():
 
 
 def test_five_percent_tiny(tmp_path):
-    from lsn_fast.tasks.experiment import FivePercentConfig, run_five_percent
+    from lsn_fast.experiments.five_percent import FivePercentConfig, run_five_percent
 
     res = run_five_percent(config=FivePercentConfig.tiny(), seeds=(0,), out_dir=str(tmp_path), log=lambda *a: None)
     agg = res["aggregate"]
@@ -508,7 +508,7 @@ def test_geometry_check_reads_the_families_it_is_given(phantoms):
     reads the JSW the way one trained on joint-centred crops may (twice the distance from the crop
     centre to the upper bone) reads one-bone families off by the move, and centred ones
     (``bone="both"``) within a few pixels."""
-    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer, _geometry_check
+    from lsn_fast.experiments.five_percent import FivePercentConfig, Synthesizer, _geometry_check
 
     st, info = phantoms
     cfg = FivePercentConfig.tiny()
@@ -555,8 +555,8 @@ def test_geometry_check_reads_the_families_it_is_given(phantoms):
 def test_experiment_cli_arguments(tmp_path):
     import json
 
-    from lsn_fast.lsn import DEFAULT_WEIGHTS
-    from lsn_fast.tasks.experiment import add_experiment_arguments, run_experiment
+    from lsn_fast.model.lsn import DEFAULT_WEIGHTS
+    from lsn_fast.experiments.five_percent import add_experiment_arguments, run_experiment
 
     p = argparse.ArgumentParser()
     add_experiment_arguments(p)
@@ -593,8 +593,8 @@ def test_experiment_cli_arguments(tmp_path):
 
 
 def test_five_percent_loads_the_named_lsn_weights(tmp_path):
-    from lsn_fast.lsn import LSNConfig, save_weights
-    from lsn_fast.tasks.experiment import _load_lsn
+    from lsn_fast.model.lsn import LSNConfig, save_weights
+    from lsn_fast.experiments.five_percent import _load_lsn
 
     torch.manual_seed(0)
     other = lf.LSN(LSNConfig.tiny())
@@ -616,7 +616,7 @@ def test_five_percent_loads_the_named_lsn_weights(tmp_path):
 def test_five_percent_seeds_in_processes_give_the_same_rows():
     """``jobs=2`` runs each seed in its own spawned process; a seed's rows must not depend on the
     process or on the seeds run before it (each seed owns its generators)."""
-    from lsn_fast.tasks.experiment import FivePercentConfig, default_jobs, run_five_percent
+    from lsn_fast.experiments.five_percent import FivePercentConfig, default_jobs, run_five_percent
 
     cfg, quiet = FivePercentConfig.tiny(), (lambda *a: None)
     one = run_five_percent(config=cfg, seeds=(0, 1), out_dir=None, log=quiet, jobs=1)
@@ -640,7 +640,7 @@ def test_five_percent_quick_runs_under_ten_minutes(tmp_path):
     import json
     import time
 
-    from lsn_fast.cli import main
+    from lsn_fast.cli.main import main
 
     t0 = time.perf_counter()
     assert main(["experiment", "five-percent", "--quick", "--out", str(tmp_path)]) == 0
@@ -670,7 +670,7 @@ def test_jsw_layer_batch_returns_the_layers_each_image_was_composed_from(phantom
     experiment's setting): the same images as ``jsw_batch`` for the same generator; each image
     minus its two bone layers is an unmoved soft layer of the bank, and each bone layer is a
     whole-pixel copy of that entry's bone, moved in opposite directions."""
-    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+    from lsn_fast.experiments.five_percent import FivePercentConfig, Synthesizer
 
     st, info = phantoms
     img = lf.compose(st, detector=lf.Detector(n0=5e3, blur_sigma_px=0.6), seed=3)
@@ -699,7 +699,7 @@ def test_jsw_layer_batch_returns_the_layers_each_image_was_composed_from(phantom
 
 
 def test_naive_augment_dense_maps_follow_the_image():
-    from lsn_fast.tasks._common import naive_augment
+    from lsn_fast.tasks.common import naive_augment
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 1, 24, 20, generator=g) + 0.5
@@ -718,8 +718,8 @@ def test_naive_augment_dense_maps_follow_the_image():
 def test_layer_supervision_trains_the_head_and_leaves_the_jsw_path_alone(phantoms):
     """``train_jsw_regressor(layer_weight>0)``: the head's error against the layer targets
     falls, predictions do not use the head, bad batches and weights are named errors."""
-    from lsn_fast.tasks._common import mixed_source, naive_augment, tensor_source
-    from lsn_fast.tasks.experiment import FivePercentConfig, Synthesizer
+    from lsn_fast.tasks.common import mixed_source, naive_augment, tensor_source
+    from lsn_fast.experiments.five_percent import FivePercentConfig, Synthesizer
     from lsn_fast.tasks.jsw_regression import _layer_loss, layer_targets, without_layers
 
     st, info = phantoms

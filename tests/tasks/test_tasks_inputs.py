@@ -131,7 +131,7 @@ def test_batch_size_type(x, models):
 
 
 def test_five_percent_checks_batch_size_up_front():
-    from lsn_fast.tasks.experiment import FivePercentConfig
+    from lsn_fast.experiments.five_percent import FivePercentConfig
 
     with pytest.raises(ValueError, match="^batch_size"):
         T.run_five_percent(config=FivePercentConfig.tiny(), batch_size=0, out_dir=None, log=lambda *a: None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 try:
-    from . import _C
+    from lsn_fast import _C
 except ImportError as e:  # pragma: no cover - the extension is always built by setup.py
     raise ImportError(f"lsn_fast._C (the C++ extension) is not built: {e}") from e
 

@@ -29,14 +29,14 @@ import math
 import torch
 
 try:
-    from . import _cuda as _ext
+    from lsn_fast import _cuda as _ext
 except ImportError as e:  # pragma: no cover - depends on the build
     raise ImportError(
         "lsn_fast._cuda is not built: build on a machine with nvcc and a CUDA torch with "
         "LSN_FAST_BUILD_CUDA=1 pip install -e . (or python setup.py build_ext --inplace)"
     ) from e
 
-from .reference import INTERP_MODES, gaussian_weights
+from lsn_fast.physics.reference import INTERP_MODES, gaussian_weights
 
 _DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 MAX_FUSED_RADIUS = int(_ext.MAX_FUSED_RADIUS)

@@ -7,6 +7,6 @@
 
 from __future__ import annotations
 
-from lsn_fast.kernels.synthesize import synthesize_triton
+from lsn_fast.ops.kernels.synthesize import synthesize_triton
 
 OPS = {"synthesize": synthesize_triton}

@@ -500,7 +500,7 @@ def synthesize_triton(
     if any_scatter:
         # Multi-pass: scatter's wide kernel (R = ceil(3 sigma_s), ~75 px) is done by the reference's
         # eager gaussian_blur between two passes of the kernel.
-        from lsn_fast.reference import gaussian_blur
+        from lsn_fast.physics.reference import gaussian_blur
 
         q0 = torch.empty((B, H, W), device=device, dtype=torch.float32)
         _launch(src, index, disp, params, sidx, q0, noise=0, rng=False, esig=False, finish=False,
@@ -510,7 +510,7 @@ def synthesize_triton(
         return _launch(src, index, disp, params, sidx, out, noise=noise_mode, rng=rng, esig=any_esig,
                        finish=True, out_counts=out_counts, rmax=_bucket(radius), qsrc=qsrc, **common)
     # Wide detector blur: noisy q -> eager reference blur -> electronic noise + output.
-    from lsn_fast.reference import gaussian_blur
+    from lsn_fast.physics.reference import gaussian_blur
 
     qn = torch.empty((B, H, W), device=device, dtype=torch.float32)
     _launch(src, index, disp, params, sidx, qn, noise=noise_mode, rng=noise_mode != 0, esig=False,

@@ -1,0 +1,1 @@
+"""Triton kernels: pure functions over pointers and shapes (no validation; see :mod:`lsn_fast.ops`)."""

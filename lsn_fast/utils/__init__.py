@@ -1,0 +1,1 @@
+"""Shared helpers: argument validation (:mod:`.validation`), deprecated import paths (:mod:`.deprecated`)."""
