@@ -55,6 +55,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lsn_fast.io.presentation import three_class_otsu
+
 __all__ = ["FINGERS", "JOINT_KINDS", "PHALANX_MM", "SPACING_REL_UNCERTAINTY", "WORK_SIDE", "HandJoints", "Joint",
            "LocateError", "LocateWarning", "locate_joints"]
 
@@ -170,28 +172,6 @@ def _as_array(image) -> np.ndarray:
     if min(a.shape) < 32:
         raise ValueError(f"image: {a.shape} is too small for a hand radiograph")
     return a
-
-
-def _otsu(x: np.ndarray) -> float:
-    """Lower threshold of a three-class Otsu split (air | soft tissue | bone) of a [0, 1] image."""
-    hist, edges = np.histogram(x, bins=128, range=(0.0, 1.0))
-    p = hist.astype(np.float64) / max(hist.sum(), 1)
-    c = (edges[:-1] + edges[1:]) / 2
-    P = np.concatenate([[0], np.cumsum(p)])
-    M = np.concatenate([[0], np.cumsum(p * c)])
-    n = len(p)
-    best, t1 = -1.0, 1
-    i = np.arange(1, n - 1)[:, None]
-    j = np.arange(2, n)[None, :]
-    valid = j > i
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w0, w1, w2 = P[i], P[j] - P[i], P[n] - P[j]
-        m0, m1, m2 = M[i], M[j] - M[i], M[n] - M[j]
-        between = m0 ** 2 / w0 + m1 ** 2 / w1 + m2 ** 2 / w2
-    between = np.where(valid & np.isfinite(between), between, -1.0)
-    k = int(np.argmax(between))
-    t1 = int(i.ravel()[k // between.shape[1]])
-    return float(edges[t1])
 
 
 def _row_runs(row: np.ndarray) -> list[tuple[int, int]]:
@@ -417,7 +397,7 @@ def locate_joints(image, *, spacing_mm: float | None = None) -> HandJoints:
     work = np.clip((work - lo) / (hi - lo), 0, 1).astype(np.float32)
     # light smoothing against noise before thresholding
     ws = F.avg_pool2d(torch.from_numpy(work)[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0].numpy()
-    mask = _largest_component(ws > _otsu(ws))
+    mask = _largest_component(ws > three_class_otsu(ws)[0])
     if mask.sum() < 0.02 * mask.size:
         raise LocateError("no hand found (the largest foreground region covers < 2 % of the image)")
     notes: list[str] = []

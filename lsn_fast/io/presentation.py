@@ -19,10 +19,10 @@ tissue at ~0.35 and leaves the curve in.
 :func:`presentation_to_attenuation` (``kind="presentation-anchored"`` in
 :func:`lsn_fast.io.read_radiograph`) maps three anchors instead of two:
 
-1. The image's three classes by a three-class Otsu split of its histogram (air | soft tissue |
-   bone) give ``v_air`` (the air class' median: the background grey level, not the darkest
-   pixel, which labels and collimator shadows make meaningless), ``v_soft`` and ``v_bone``
-   (medians of the other two classes).
+1. ``v_air`` is the most common grey level of the image's outer frame (5 % of each side: the
+   background of a hand radiograph; not the darkest pixel, which labels and collimator shadows
+   make meaningless); a two-class Otsu split of the pixels clearly above air (by 8 % of the
+   range) gives soft tissue and bone, ``v_soft`` and ``v_bone`` their medians.
 2. A power law through the three anchors undoes a gamma-like tone curve to first order::
 
        t = max(v − v_air, 0) / (v_soft − v_air)
@@ -43,7 +43,8 @@ import math
 
 import numpy as np
 
-__all__ = ["BONE_ATTENUATION", "GAMMA_RANGE", "SOFT_ATTENUATION", "presentation_to_attenuation", "three_class_otsu"]
+__all__ = ["BONE_ATTENUATION", "GAMMA_RANGE", "SOFT_ATTENUATION", "otsu", "presentation_to_attenuation",
+           "three_class_otsu"]
 
 SOFT_ATTENUATION = 0.21
 BONE_ATTENUATION = 0.45
@@ -78,6 +79,25 @@ def three_class_otsu(x: np.ndarray, bins: int = 128) -> tuple[float, float]:
     return float(edges[int(i.ravel()[a])]), float(edges[int(j.ravel()[b])])
 
 
+def otsu(x: np.ndarray, bins: int = 128) -> float:
+    """Two-class Otsu threshold of ``x`` over its own range."""
+    flat = np.asarray(x, dtype=np.float64).reshape(-1)
+    if flat.size > _MAX_SAMPLES:
+        flat = flat[:: -(-flat.size // _MAX_SAMPLES)]
+    lo, hi = float(flat.min()), float(flat.max())
+    if not hi > lo:
+        raise ValueError("image is constant: no classes to split")
+    hist, edges = np.histogram(flat, bins=bins, range=(lo, hi))
+    p = hist.astype(np.float64) / hist.sum()
+    c = (edges[:-1] + edges[1:]) / 2
+    w = np.cumsum(p)
+    mu = np.cumsum(p * c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * w - mu) ** 2 / (w * (1 - w))
+    between[~np.isfinite(between)] = -1
+    return float(edges[int(np.argmax(between)) + 1])
+
+
 def _inverse_unsharp(y: np.ndarray, k: float, sigma_px: float) -> np.ndarray:
     H, W = y.shape
     pad = int(math.ceil(3 * sigma_px))
@@ -102,14 +122,33 @@ def presentation_to_attenuation(v: np.ndarray, *, mask=None, unsharp=None) -> tu
         ValueError: no three classes (a constant image, or one without soft tissue and bone).
     """
     v = np.asarray(v, dtype=np.float32)
-    sample = v if mask is None else v[~mask]
-    t1, t2 = three_class_otsu(sample)
-    air = sample[sample < t1]
-    soft = sample[(sample >= t1) & (sample < t2)]
-    bone = sample[sample >= t2]
-    if min(air.size, soft.size, bone.size) < 16:
+    H, W = v.shape
+    valid = np.ones_like(v, dtype=bool) if mask is None else ~np.asarray(mask, dtype=bool)
+    # air: the most common grey level of the image's outer frame (5 % of each side), where a
+    # hand radiograph shows background
+    fr = np.zeros_like(valid)
+    bh, bw = max(1, H // 20), max(1, W // 20)
+    fr[:bh], fr[-bh:], fr[:, :bw], fr[:, -bw:] = True, True, True, True
+    frame = v[fr & valid]
+    if frame.size < 16:
+        raise ValueError("presentation image has no background frame to take the air level from")
+    lo, hi = float(np.percentile(v[valid], 0.5)), float(np.percentile(v[valid], 99.5))
+    if not hi > lo:
+        raise ValueError("image is constant (no contrast between air and tissue)")
+    hist, edges = np.histogram(frame, bins=64, range=(lo, hi))
+    kmax = int(np.argmax(hist))
+    in_mode = frame[(frame >= edges[kmax]) & (frame <= edges[kmax + 1])]
+    v_air = float(np.median(in_mode)) if in_mode.size else float(np.median(frame))
+    # soft tissue and bone: a two-class Otsu split of what lies clearly above air
+    body = v[valid & (v > v_air + 0.08 * (hi - v_air))]
+    if body.size < 32:
         raise ValueError("presentation image has no separate air / soft-tissue / bone classes")
-    v_air, v_soft, v_bone = (float(np.median(a)) for a in (air, soft, bone))
+    t = otsu(body)
+    soft, bone = body[body < t], body[body >= t]
+    if min(soft.size, bone.size) < 16:
+        raise ValueError("presentation image has no separate soft-tissue / bone classes")
+    v_soft, v_bone = float(np.median(soft)), float(np.median(bone))
+    t1, t2 = float(v_air), t
     if not v_air < v_soft < v_bone:
         raise ValueError(f"presentation anchors are not ordered (air {v_air}, soft {v_soft}, bone {v_bone})")
     ratio = (v_bone - v_air) / (v_soft - v_air)

@@ -67,6 +67,7 @@ edge coordinates) and pastes crop-domain layers back onto the full grid (``paste
 
 from __future__ import annotations
 
+import io as _io
 import math
 import os
 import struct
@@ -79,6 +80,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from lsn_fast.io.formats import check_png_stream, check_spacing, read_metaimage, read_nrrd, read_regular_file
+from lsn_fast.io.presentation import presentation_to_attenuation
 
 __all__ = [
     "AIR_PERCENTILE",
@@ -100,7 +104,8 @@ LOW_PERCENTILE = 0.5
 #: Attenuation assigned to the P99.5 level of a presentation image (see the module docstring).
 NOMINAL_ATTENUATION = 1.0
 
-_KINDS = ("auto", "raw", "presentation", "attenuation")
+_KINDS = ("auto", "raw", "presentation", "presentation-anchored", "attenuation")
+_JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _MAX_PERCENTILE_SAMPLES = 4_000_000
@@ -191,19 +196,17 @@ def read_radiograph(path, *, spacing_mm=None, kind: str = "auto", max_pixels: in
         TypeError / ValueError: bad arguments.
     """
     path, spacing_mm, max_pixels = _check_args(path, spacing_mm, kind, max_pixels)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a directory, expected a radiograph file")
+    # one open, of a regular file only (a FIFO or a device would block or never end), bounded
+    # in size; every parser then reads these bytes, never the path again
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
+        data = read_regular_file(path, max_pixels * 8 + (64 << 20))
     except (FileNotFoundError, IsADirectoryError):
         raise
-    except OSError as e:
-        raise _fail(path, f"cannot read: {_one_line(e)}") from e
-    if len(head) == 0:
+    except (OSError, ValueError) as e:
+        raise _fail(path, str(e)) from e
+    if len(data) == 0:
         raise _fail(path, "empty file")
+    head = data[:132]
 
     if len(head) >= 132 and head[128:132] == b"DICM":
         fmt = "dicom"
@@ -211,14 +214,22 @@ def read_radiograph(path, *, spacing_mm=None, kind: str = "auto", max_pixels: in
         fmt = "png"
     elif head[:4] in _TIFF_MAGICS:
         fmt = "tiff"
+    elif head[:3] == _JPEG_MAGIC:
+        fmt = "jpeg"
+    elif head.startswith(b"NRRD000"):
+        fmt = "nrrd"
+    elif _looks_like_metaimage(data):
+        fmt = "metaimage"
     elif path.suffix.lower() in (".dcm", ".dicom"):
         fmt = "dicom"  # pydicom with force=False decides (and refuses a missing preamble)
     else:
-        raise _fail(path, "unrecognised format: no DICOM 'DICM' magic at offset 128, PNG or TIFF signature")
+        raise _fail(path, "unrecognised format: no DICOM 'DICM' magic at offset 128, PNG, TIFF, JPEG, NRRD "
+                          "signature or MetaImage header")
 
-    reader = {"dicom": _read_dicom, "png": _read_png, "tiff": _read_tiff}[fmt]
+    reader = {"dicom": _read_dicom, "png": _read_png, "tiff": _read_tiff, "jpeg": _read_jpeg,
+              "nrrd": _read_nrrd, "metaimage": _read_metaimage}[fmt]
     try:
-        arr, meta = reader(path, max_pixels)
+        arr, meta = reader(path, data, max_pixels)
         meta["format"] = fmt
         meta["path"] = os.fspath(path)
         return _finish(path, arr, meta, spacing_mm, kind)
@@ -226,6 +237,13 @@ def read_radiograph(path, *, spacing_mm=None, kind: str = "auto", max_pixels: in
         raise
     except Exception as e:  # any parser/decoder internals: never let them escape as-is
         raise _fail(path, f"cannot decode {fmt}: {_one_line(e)}") from e
+
+
+def _looks_like_metaimage(data: bytes) -> bool:
+    head = data[:4096]
+    first = head.split(b"\n", 1)[0].strip()
+    return b"ElementDataFile" in data[:65536] and (first.startswith(b"ObjectType") or first.startswith(b"NDims")
+                                                   or first.startswith(b"Comment"))
 
 
 def _check_dims(path, rows, cols, max_pixels, what="image", extra=1):
@@ -261,21 +279,14 @@ def _dicom_int(path, ds, keyword, default=None):
         raise _fail(path, f"DICOM attribute {keyword} is not an integer ({v!r})") from e
 
 
-def _read_dicom(path, max_pixels):
+def _read_dicom(path, data, max_pixels):
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        size = os.path.getsize(path)
-    except OSError as e:
-        raise _fail(path, f"cannot stat: {_one_line(e)}") from e
-    limit = max_pixels * 8 + (64 << 20)
-    if size > limit:
-        raise _fail(path, f"file of {size} bytes is too large for max_pixels={max_pixels}")
-    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=False)
+            ds = pydicom.dcmread(_io.BytesIO(data), force=False)
     except InvalidDicomError as e:
         raise _fail(path, f"not a DICOM file ({_one_line(e)})") from e
 
@@ -393,12 +404,11 @@ def _read_dicom(path, max_pixels):
             val = "<unparseable>"
             warnings.warn(f"{path}: {key} {val!r} is not numeric; ignored", RadiographWarning, stacklevel=4)
             continue
-        if len(vals) == 1:
-            vals = vals * 2
-        if len(vals) != 2 or not all(math.isfinite(x) and x > 0 for x in vals):
-            warnings.warn(f"{path}: {key} {vals} is invalid; ignored", RadiographWarning, stacklevel=4)
+        try:
+            dy, dx = check_spacing(vals, key)
+        except ValueError as e:  # not finite, <= 0, or absurd (1e308): not a spacing
+            warnings.warn(f"{path}: {e}; ignored", RadiographWarning, stacklevel=4)
             continue
-        dy, dx = vals
         meta["spacing_yx_mm"] = (dy, dx)
         if abs(dy - dx) > 0.01 * max(dy, dx):
             warnings.warn(f"{path}: anisotropic {key} (row {dy} mm, column {dx} mm); using the mean",
@@ -439,22 +449,25 @@ def _gray_from_channels(path, arr, channel_axis, meta):
     return np.ascontiguousarray(color[..., 0])
 
 
-def _read_png(path, max_pixels):
+def _read_png(path, data, max_pixels):
     from PIL import Image
 
-    with open(path, "rb") as fh:
-        hdr = fh.read(33)
+    hdr = data[:33]
     # signature (8) + chunk length (4) + b"IHDR" + width, height (4+4) + depth, colour type, ...
     if len(hdr) < 33 or hdr[12:16] != b"IHDR":
         raise _fail(path, "truncated PNG header (no IHDR chunk)")
     width, height, depth, ctype = struct.unpack(">IIBB", hdr[16:26])
     _check_dims(path, height, width, max_pixels, "PNG image")
+    try:  # every declared row must be in the (complete) zlib stream: Pillow fills missing rows with 0
+        check_png_stream(data)
+    except ValueError as e:
+        raise _fail(path, str(e)) from e
     meta: dict[str, Any] = {"bits": int(depth), "png_color_type": int(ctype), "photometric": "MONOCHROME2"}
     with warnings.catch_warnings():
         # our own max_pixels check already ran on the header; Pillow's bomb *warning* is noise here
         # (Pillow's DecompressionBombError above 2×MAX_IMAGE_PIXELS still applies and is wrapped).
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path, formats=["PNG"]) as im:
+        with Image.open(_io.BytesIO(data), formats=["PNG"]) as im:
             if im.size != (width, height):
                 raise _fail(path, f"PNG size {im.size} disagrees with its IHDR ({width}, {height})")
             im.load()
@@ -478,11 +491,11 @@ def _read_png(path, max_pixels):
 # --- TIFF ------------------------------------------------------------------------------------
 
 
-def _read_tiff(path, max_pixels):
+def _read_tiff(path, data, max_pixels):
     import tifffile
 
     meta: dict[str, Any] = {"photometric": "MONOCHROME2"}
-    with tifffile.TiffFile(path) as tif:
+    with tifffile.TiffFile(_io.BytesIO(data)) as tif:
         pages = tif.pages
         if len(pages) == 0:
             raise _fail(path, "TIFF has no pages")
@@ -502,6 +515,14 @@ def _read_tiff(path, max_pixels):
             meta["tiff_photometric"] = getattr(pm, "name", str(pm))
         except Exception:  # noqa: BLE001 - metadata only
             pass
+        counts = getattr(page, "databytecounts", None)
+        offsets = getattr(page, "dataoffsets", None)
+        if counts is not None and offsets is not None:
+            if any(o + c > len(data) for o, c in zip(offsets, counts)):
+                raise _fail(path, "truncated TIFF: image data extends beyond the end of the file")
+            if not page.is_tiled and page.compression == 1 and sum(counts) < int(np.prod(shape)) * page.dtype.itemsize:
+                raise _fail(path, f"truncated TIFF: uncompressed strips hold {sum(counts)} bytes, the page needs "
+                                  f"{int(np.prod(shape)) * page.dtype.itemsize}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             arr = np.asarray(page.asarray())
@@ -526,6 +547,81 @@ def _read_tiff(path, max_pixels):
             raise _fail(path, "float TIFF contains NaN or Inf (or values beyond float32)")
         return arr, meta
     return arr.astype(np.float32), meta
+
+
+# --- JPEG ------------------------------------------------------------------------------------
+
+
+def _read_jpeg(path, data, max_pixels):
+    from PIL import Image, ImageFile
+
+    meta: dict[str, Any] = {"photometric": "MONOCHROME2"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(_io.BytesIO(data), formats=["JPEG"]) as im:
+            width, height = im.size
+            _check_dims(path, height, width, max_pixels, "JPEG image")
+            old = ImageFile.LOAD_TRUNCATED_IMAGES
+            ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG must fail, not load grey
+            try:
+                im.load()
+            finally:
+                ImageFile.LOAD_TRUNCATED_IMAGES = old
+            mode = im.mode
+            if mode in ("RGB", "YCbCr", "CMYK"):
+                rgb = np.asarray(im.convert("RGB")).astype(np.int16)
+                spread = int(np.abs(rgb - rgb[..., :1]).max())
+                if spread > 8:  # JPEG chroma rounding moves gray pixels by a few levels, no more
+                    raise _fail(path, f"colour JPEG (channels differ by up to {spread} levels): a radiograph must "
+                                      "be grayscale")
+                meta["conversion_note"] = f"{mode} JPEG with gray content: took the luminance"
+                arr = np.asarray(im.convert("L"))
+            elif mode in ("L", "I;16", "I"):
+                arr = np.asarray(im)
+            else:
+                raise _fail(path, f"JPEG mode {mode} is not a grayscale radiograph")
+    meta.update(mode=mode, bits=8 if arr.dtype == np.uint8 else 16, integer=True)
+    return arr.astype(np.float32), meta
+
+
+# --- MetaImage / NRRD ------------------------------------------------------------------------
+
+
+def _with_spacing(path, arr, meta):
+    sp = meta.pop("file_spacing_yx_mm", None)
+    meta.setdefault("file_spacing_mm", None)
+    if sp is not None:
+        dy, dx = sp
+        meta["spacing_yx_mm"] = (dy, dx)
+        if abs(dy - dx) > 0.01 * max(dy, dx):
+            warnings.warn(f"{path}: anisotropic spacing (row {dy} mm, column {dx} mm); using the mean",
+                          RadiographWarning, stacklevel=5)
+        meta["file_spacing_mm"] = 0.5 * (dy + dx)
+    if arr.dtype.kind == "f":
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = arr.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise _fail(path, f"{meta.get('format', 'image')} float data contains NaN or Inf")
+        return out, meta
+    return arr.astype(np.float32), meta
+
+
+def _read_metaimage(path, data, max_pixels):
+    try:
+        arr, meta = read_metaimage(data, path, max_pixels, max_pixels * 8 + (64 << 20))
+    except ValueError as e:
+        raise _fail(path, str(e)) from e
+    meta["photometric"] = "MONOCHROME2"
+    return _with_spacing(path, arr, meta)
+
+
+def _read_nrrd(path, data, max_pixels):
+    try:
+        arr, meta = read_nrrd(data, path, max_pixels, max_pixels * 8 + (64 << 20))
+    except ValueError as e:
+        raise _fail(path, str(e)) from e
+    meta["photometric"] = "MONOCHROME2"
+    return _with_spacing(path, arr, meta)
 
 
 # --- conversion to attenuation ---------------------------------------------------------------
@@ -553,7 +649,7 @@ def _finish(path, v: np.ndarray, meta: dict, spacing_mm, kind) -> Radiograph:
     if kind == "auto":
         if fmt == "dicom":
             kind = "raw" if (meta.get("presentation_intent") or "").upper() == "FOR PROCESSING" else "presentation"
-        elif fmt == "tiff" and not meta.get("integer", True):
+        elif fmt in ("tiff", "metaimage", "nrrd") and not meta.get("integer", True):
             kind = "attenuation"
         else:
             kind = "presentation"
@@ -583,6 +679,16 @@ def _finish(path, v: np.ndarray, meta: dict, spacing_mm, kind) -> Radiograph:
                               + f"presentation: y = {NOMINAL_ATTENUATION:g} * (v - P{LOW_PERCENTILE}) / "
                               f"(P{AIR_PERCENTILE} - P{LOW_PERCENTILE}), P{LOW_PERCENTILE} = {lo:g}, "
                               f"P{AIR_PERCENTILE} = {hi:g}, clamped at 0")
+    elif kind == "presentation-anchored":
+        inverted = meta.get("photometric") == "MONOCHROME1"
+        if inverted:
+            v = -v
+        try:
+            y, info = presentation_to_attenuation(v, mask=pad_mask)
+        except ValueError as e:
+            raise _fail(path, str(e)) from e
+        meta.update({k: info[k] for k in ("air_level", "soft_level", "bone_level", "gamma")})
+        meta["conversion"] = ("MONOCHROME1 inverted (v -> -v); " if inverted else "") + info["conversion"]
     else:  # attenuation
         y = v.astype(np.float32, copy=False)
         meta["conversion"] = "attenuation: values taken as they are"
