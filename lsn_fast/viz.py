@@ -2,16 +2,22 @@
 
 All figures are written with matplotlib's Agg backend (no display needed) and atomically (a
 temporary file in the target directory, then ``os.replace``), so an interrupted run never
-leaves a half-written PNG.
+leaves a half-written PNG; the file gets the user's umask (:mod:`lsn_fast.utils.files`).
+Sheets of many images are laid out in rows of at most :data:`MAX_COLS` panels, so they read
+at screen width.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import tempfile
 
 import numpy as np
 import torch
+
+from lsn_fast.utils.files import atomic_write
+
+MAX_COLS = 5  # panels per row of a sheet: 5 x 2.4 in at 110 dpi is ~1300 px wide
 
 
 def window(img: torch.Tensor, lo_pct: float = 0.5, hi_pct: float = 99.5) -> np.ndarray:
@@ -42,18 +48,30 @@ def pyplot():
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> str:
     """Save a matplotlib figure atomically; returns the path."""
     path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=d)
-    os.close(fd)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", facecolor="white"))
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         pyplot().close(fig)
     return path
+
+
+def layer_window(layer: torch.Tensor) -> np.ndarray:
+    """Map a layer (H,W), a thickness-like map >= 0, to [0, 1] for display: 0 stays black, the
+    maximum is white, and where most of the layer sits near its maximum (the soft tissue of a
+    finger is a near-flat plateau) a gamma stretches it so that its median lands at 0.5 and the
+    plateau's gradient shows instead of a saturated white field."""
+    a = layer.detach().float().cpu()
+    top = float(a.max())
+    if not top > 0:
+        return torch.zeros_like(a).numpy()
+    v = (a / top).clamp(0, 1)
+    inside = v[v > 0.02]
+    if inside.numel():
+        med = float(inside.median())
+        if 0.5 < med < 1.0:
+            v = v ** (math.log(0.5) / math.log(med))
+    return v.numpy()
 
 
 def add_scale_bar(ax, spacing_mm: float, width_px: int, height_px: int, length_mm: float = 5.0) -> None:
@@ -80,7 +98,7 @@ def layer_sheet(stack, images: torch.Tensor | None = None, path: str | os.PathLi
         panels = ([images[b, 0]] if images is not None else []) + [stack.soft[b], stack.upper[b], stack.lower[b]]
         for c, (p, name) in enumerate(zip(panels, names)):
             ax = axes[b, c]
-            ax.imshow(window(p, 0.0, 99.8) if c >= cols - 3 else window(p), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(layer_window(p) if c >= cols - 3 else window(p), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if b == 0:
@@ -93,35 +111,38 @@ def layer_sheet(stack, images: torch.Tensor | None = None, path: str | os.PathLi
     return save_figure(fig, path)
 
 
-def jsw_sweep(images: torch.Tensor, measured_mm, requested_mm, spacing_mm: float, path: str | os.PathLike) -> str:
-    """One joint at several JSWs: images (K,1,H,W), with the requested and measured JSW under each."""
-    plt = pyplot()
-    K, _, H, W = images.shape
-    fig, axes = plt.subplots(1, K, figsize=(2.4 * K, 2.9), squeeze=False)
-    # One window for the whole sweep so brightness differences are real.
+def jsw_sweep(images: torch.Tensor, measured_mm, requested_mm, spacing_mm: float, path: str | os.PathLike,
+              reached_mm=None) -> str:
+    """One joint at several JSWs: images (K,1,H,W), with the JSW asked (and, where ``reached_mm``
+    differs from it, e.g. whole-pixel moves, the JSW reached) and the JSW measured under each.
+    Rows of at most :data:`MAX_COLS` panels, one intensity window for the whole sweep (so
+    brightness differences are real)."""
+    K = images.shape[0]
     lo = float(torch.quantile(images.float().flatten(), 0.005))
     hi = float(torch.quantile(images.float().flatten(), 0.995))
+    shown = ((images.float() - lo) / max(hi - lo, 1e-12)).clamp(0, 1)
+    captions = []
     for k in range(K):
-        ax = axes[0, k]
-        ax.imshow(((images[k, 0].float() - lo) / max(hi - lo, 1e-12)).clamp(0, 1).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel(f"asked {float(requested_mm[k]):.2f} mm\nmeasured {fmt_mm(measured_mm[k])} mm", fontsize=8)
-        if k == 0:
-            add_scale_bar(ax, spacing_mm, W, H)
-    fig.suptitle("one joint re-synthesized at new joint space widths", fontsize=10)
-    fig.tight_layout()
+        c = f"asked {float(requested_mm[k]):.2f} mm"
+        if reached_mm is not None and abs(float(reached_mm[k]) - float(requested_mm[k])) >= 0.005:
+            c += f", reached {float(reached_mm[k]):.2f}"
+        captions.append(c + f"\nmeasured {fmt_mm(measured_mm[k])} mm")
+    fig = grid_figure(shown, captions, spacing_mm, title="one joint re-synthesized at new joint space widths", windowed=True)
     return save_figure(fig, path)
 
 
-def image_grid(images: torch.Tensor, labels: list[str], spacing_mm: float, path: str | os.PathLike, ncols: int = 4,
-               title: str | None = None) -> str:
-    """A grid of radiographs (N,1,H,W) with a caption under each."""
+def grid_figure(images: torch.Tensor, labels: list[str], spacing_mm: float, ncols: int | None = None,
+                title: str | None = None, windowed: bool = False):
+    """The figure of :func:`image_grid` (returned, not saved): rows of ``ncols`` panels (default
+    ``min(N, MAX_COLS)``), a caption under each, laid out by matplotlib's constrained layout so
+    that no caption runs into the row below. ``windowed``: the images are already in [0, 1]."""
     plt = pyplot()
     N = images.shape[0]
-    nrows = (N + ncols - 1) // ncols
+    ncols = max(1, min(N, MAX_COLS) if ncols is None else ncols)
+    nrows = math.ceil(N / ncols)
     lines = max((lab.count("\n") + 1 for lab in labels), default=1)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, (2.45 + 0.18 * lines) * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, (2.45 + 0.2 * lines) * nrows + (0.35 if title else 0)),
+                             squeeze=False, layout="constrained")
     H, W = images.shape[-2:]
     for i in range(nrows * ncols):
         ax = axes[i // ncols, i % ncols]
@@ -130,11 +151,17 @@ def image_grid(images: torch.Tensor, labels: list[str], spacing_mm: float, path:
         if i >= N:
             ax.axis("off")
             continue
-        ax.imshow(window(images[i, 0]), cmap="gray", vmin=0, vmax=1)
+        img = images[i, 0].float().cpu().numpy() if windowed else window(images[i, 0])
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1)
         ax.set_xlabel(labels[i], fontsize=8)
         if i == 0:
             add_scale_bar(ax, spacing_mm, W, H)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def image_grid(images: torch.Tensor, labels: list[str], spacing_mm: float, path: str | os.PathLike, ncols: int = 4,
+               title: str | None = None) -> str:
+    """A grid of radiographs (N,1,H,W) with a caption under each (see :func:`grid_figure`)."""
+    return save_figure(grid_figure(images, labels, spacing_mm, ncols=min(ncols, MAX_COLS), title=title), path)

@@ -31,6 +31,7 @@ import tarfile
 import torch
 
 from lsn_fast.synthesis.stream import JSWStream
+from lsn_fast.utils.files import apply_umask, atomic_write_text
 
 __all__ = ["export_shards", "read_shard", "verify_export", "add_synth_arguments", "run_synth", "MANIFEST"]
 
@@ -67,12 +68,7 @@ def _json_roundtrip(x):
 
 
 def _write_atomic_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _flat_info(images: torch.Tensor, jsw: torch.Tensor, info: dict) -> dict[str, torch.Tensor]:
@@ -176,15 +172,19 @@ def verify_export(out_dir: str) -> dict:
 
 
 def export_shards(stream_or_args, n: int, out_dir: str, shard_size: int = 1024, format: str = "safetensors", *,
-                  progress: bool = True, overwrite: bool = False, first_index: int = 0) -> dict:
+                  progress: bool = True, overwrite: bool = False, first_index: int = 0, recipe: dict | None = None) -> dict:
     """Write samples ``[first_index, first_index + n)`` of a stream to shards plus ``manifest.json``.
 
     Args:
         stream_or_args: a :class:`JSWStream`, or a dict of its constructor arguments.
         n: number of samples (>= 1). out_dir: output directory (created).
         shard_size: samples per shard (>= 1). format: ``"safetensors"`` or ``"webdataset"``.
-        progress: tqdm bar. overwrite: discard an existing export with another configuration.
+        progress: tqdm bar. overwrite: discard an existing export with another configuration, or
+            with more samples than ``n`` (without it, both raise ``ValueError`` and nothing is
+            written: an export is never shrunk or replaced silently).
         first_index: global index of the first exported sample.
+        recipe: a JSON-able description of how the stream was made (the CLI's options), stored
+            in the manifest so that a later run can recognise the export before building a bank.
     Returns:
         The manifest (dict).
     """
@@ -207,6 +207,7 @@ def export_shards(stream_or_args, n: int, out_dir: str, shard_size: int = 1024, 
                            "config": content, "bank_fingerprint": _bank_fingerprint(stream)})
     man_path = os.path.join(out_dir, MANIFEST)
     done: dict[tuple[int, int], dict] = {}
+    old_files: set[str] = set()
     if os.path.isfile(man_path):
         try:
             with open(man_path) as f:
@@ -215,7 +216,13 @@ def export_shards(stream_or_args, n: int, out_dir: str, shard_size: int = 1024, 
             old = None
         if old is not None and old.get("key") != key and not overwrite:
             raise ValueError(f"out_dir: {out_dir} holds an export with a different configuration; pass overwrite=True "
-                             "(--overwrite) or use another directory")
+                             "or use another directory")
+        if old is not None and old.get("key") == key and int(old.get("n", 0)) > n and not overwrite:
+            raise ValueError(f"n: {out_dir} holds an export of {old.get('n')} samples; n={n} would drop "
+                             f"{int(old.get('n')) - n} of them; pass overwrite=True or n >= {old.get('n')}")
+        if old is not None:
+            old_files = {s["file"] for s in old.get("shards", []) if isinstance(s, dict) and "file" in s
+                         and os.path.basename(s["file"]) == s["file"]}
         if old is not None and old.get("key") == key:
             for s in old.get("shards", []):
                 done[(s["first_index"], s["count"])] = s
@@ -240,7 +247,7 @@ def export_shards(stream_or_args, n: int, out_dir: str, shard_size: int = 1024, 
             "config": _json_roundtrip(stream.config()),
             "counts": {"samples": sum(s["count"] for s in shards), "shards": len(shards),
                        "grades": None if not shards else [int(x) for x in torch.tensor([s["grades"] for s in shards]).sum(0).tolist()]},
-            "shards": shards, "complete": complete,
+            "shards": shards, "complete": complete, "recipe": _json_roundtrip(recipe),
         }
         _write_atomic_text(man_path, json.dumps(man, indent=1, sort_keys=True))
         return man
@@ -261,6 +268,7 @@ def export_shards(stream_or_args, n: int, out_dir: str, shard_size: int = 1024, 
                                                "seed": stream.seed})
             else:
                 _write_webdataset(tmp, data)
+            apply_umask(tmp)  # safetensors writes 0600
             os.replace(tmp, path)
             grades = torch.bincount(data["grade"], minlength=5)[:5].tolist()
             shards.append({"file": fname, "first_index": first, "count": count, "bytes": os.path.getsize(path),
@@ -271,6 +279,12 @@ def export_shards(stream_or_args, n: int, out_dir: str, shard_size: int = 1024, 
     if bar is not None:
         bar.close()
     man = write_manifest(True)
+    if old_files:  # an overwritten export: its shards that the new one does not hold
+        keep = {s["file"] for s in shards}
+        for f in old_files - keep:
+            p = os.path.join(out_dir, f)
+            if os.path.isfile(p):
+                os.remove(p)
     man["skipped"] = skipped
     return man
 
@@ -281,35 +295,145 @@ def _range(v: str) -> tuple[float, float]:
         lo, hi = (float(x) for x in v.split(":"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LO:HI in mm, got {v!r}") from None
+    if not (0 <= lo <= hi < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected 0 <= LO <= HI (mm), got {v!r}")
     return lo, hi
+
+
+def _count(v: str) -> int:
+    try:
+        i = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {v!r}") from None
+    if i < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {i}")
+    return i
+
+
+def _mm(v: str) -> float:
+    try:
+        f = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
+    if not 0 < f < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v!r}")
+    return f
 
 
 def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``lsn-fast synth`` for the offline stream export (used when --layers is absent)."""
     g = parser.add_argument_group("stream export (without --layers)")
-    g.add_argument("--n", type=int, default=None, help="number of samples to export")
+    g.add_argument("--n", type=_count, default=None, help="number of samples to export")
     g.add_argument("--bank", default=None, help="bank of layer stacks (.safetensors/.npz, e.g. from lsn-fast phantom)")
-    g.add_argument("--phantoms", type=int, default=None, help="or: build a bank of this many phantoms")
-    g.add_argument("--size", type=int, default=256, help="phantom size in px (default 256)")
-    g.add_argument("--spacing", type=float, default=0.1, help="phantom pixel spacing in mm (default 0.1)")
-    g.add_argument("--phantom-seed", type=int, default=0, help="phantom bank seed (default 0)")
+    g.add_argument("--phantoms", type=_count, default=None, help="or: build a bank of this many phantoms")
+    g.add_argument("--size", type=_count, default=256, help="phantom size in px")
+    g.add_argument("--spacing", type=_mm, default=0.1, help="phantom pixel spacing in mm")
+    g.add_argument("--phantom-seed", type=int, default=0, help="phantom bank seed")
     g.add_argument("--bank-dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="bank storage dtype")
     g.add_argument("--jsw-range", type=_range, default=(0.0, 3.0), help="target JSW LO:HI mm (default 0:3)")
     g.add_argument("--grade-balanced", action="store_true", help="targets balanced over JSN grades 0-4")
     g.add_argument("--random-bone", action="store_true", help="move the upper or the lower bone at random")
     g.add_argument("--augment", action="store_true", help="flip / small rotation / intensity augmentation")
-    g.add_argument("--batch-size", type=int, default=64, help="generation batch size (default 64)")
-    g.add_argument("--shard-size", type=int, default=1024, help="samples per shard (default 1024)")
-    g.add_argument("--format", choices=sorted(FORMATS), default="safetensors", help="shard format (default safetensors)")
+    g.add_argument("--batch-size", type=_count, default=64, help="generation batch size")
+    g.add_argument("--shard-size", type=_count, default=1024, help="samples per shard")
+    g.add_argument("--format", choices=sorted(FORMATS), default="safetensors", help="shard format")
     g.add_argument("--out-dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="image dtype")
     g.add_argument("--device", default=None, help="generation device (default: cuda if available, else cpu)")
-    g.add_argument("--backend", default="auto", help="kernel backend (default auto)")
-    g.add_argument("--overwrite", action="store_true", help="replace an export with another configuration in --out")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--backend", default="auto", help="kernel backend")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an export in --out made with other options or holding more samples than --n")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    # API argument names in error messages -> the flags that set them
+    parser.set_defaults(api_flags={"out_dir": "--out", "jsw_mm": "--jsw-range", "batch_size": "--batch-size",
+                                   "shard_size": "--shard-size", "n": "--n", "n0": "--n0", "blur_sigma_px": "--blur",
+                                   "electronic_sigma": "--electronic", "out_dtype": "--out-dtype", "bank": "--bank"})
+
+
+# the options that decide what an export holds (not --out, --device, --backend, --batch-size, --no-progress)
+RECIPE_FLAGS = ("bank", "phantoms", "size", "spacing", "phantom_seed", "bank_dtype", "jsw_range", "grade_balanced",
+                "random_bone", "bone", "moves", "augment", "shard_size", "format", "out_dtype", "n0", "blur", "electronic", "seed")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _recipe(args) -> dict:
+    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    r = {k: get(k) for k in RECIPE_FLAGS}
+    if r["bank"] is not None:  # the file's content, not its name
+        r["bank"] = {"sha256": _sha256(r["bank"])}
+    else:
+        for k in ("bank",):
+            r.pop(k)
+    if r.get("phantoms") is None:
+        for k in ("phantoms", "size", "spacing", "phantom_seed"):
+            r.pop(k)
+    return _json_roundtrip(r)
+
+
+def _prepare_out(out: str) -> None:
+    """--out must be a folder that can be written (created if missing): checked before any work."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, ".lsn_fast_write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
+def _check_existing(out: str, recipe: dict, n: int, overwrite: bool):
+    """Compare --out's manifest with this run before building anything. Returns the manifest of a
+    finished export of exactly this run (nothing to do), else None; raises ``ValueError`` naming
+    the flags when this run would replace or shrink an export without --overwrite."""
+    man_path = os.path.join(out, MANIFEST)
+    if not os.path.isfile(man_path):
+        stray = sorted(f for f in os.listdir(out) if f.startswith("shard-"))
+        if stray and not overwrite:
+            raise ValueError(f"--out {out}: holds {len(stray)} shard file(s) but no {MANIFEST}; pass --overwrite to "
+                             "replace them, or choose another --out")
+        return None
+    try:
+        with open(man_path) as f:
+            old = json.load(f)
+        old_recipe, old_n = old.get("recipe"), int(old["n"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        if overwrite:
+            return None
+        raise ValueError(f"--out {out}: its {MANIFEST} is unreadable; pass --overwrite to replace the export, or choose "
+                         "another --out") from None
+    if overwrite:
+        return None
+    if old_recipe is None:  # written through the API: export_shards compares the configurations
+        return None
+    if old_recipe != recipe:
+        diff = sorted({k for k in set(old_recipe) | set(recipe) if old_recipe.get(k) != recipe.get(k)})
+        was = ", ".join(f"{_flag(k)} {old_recipe.get(k)!r}" for k in diff)
+        raise ValueError(f"--out {out}: holds an export of {old_n} samples made with other options ({was}); pass "
+                         "--overwrite to replace it, or choose another --out")
+    if old_n > n:
+        raise ValueError(f"--out {out}: holds an export of {old_n} samples; --n {n} would drop {old_n - n} of them; "
+                         f"pass --n {old_n} (or more) to keep them, or --overwrite")
+    if old_n == n and old.get("complete"):
+        for sh in old.get("shards", []):
+            p = os.path.join(out, sh["file"])
+            if not os.path.isfile(p) or os.path.getsize(p) != sh["bytes"]:
+                return None  # a shard is missing or damaged: regenerate (export_shards checks sha256)
+        return old
+    return None
 
 
 def run_synth(args) -> int:
-    """``lsn-fast synth --n N --out DIR (--bank FILE | --phantoms N --size S)``: export shards."""
+    """``lsn-fast synth --n N --out DIR (--bank FILE | --phantoms N --size S)``: export shards.
+
+    The options and --out are checked before any bank is built: an export made with other
+    options, or holding more samples than --n, is refused without --overwrite; a finished
+    export of the same options returns at once (its shards' sizes checked;
+    :func:`verify_export` checks their sha256)."""
     import lsn_fast as lf
 
     from lsn_fast.synthesis.stream import bank_from_phantoms
@@ -317,17 +441,29 @@ def run_synth(args) -> int:
     get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
     if get("jsw") is not None:
         raise ValueError("--jsw: sweeps need --layers; the stream export takes --jsw-range LO:HI")
-    if get("n") is None or get("n") < 1:
+    if get("n") is None:
         raise ValueError("--n: give the number of samples to export (>= 1)")
     if (get("bank") is None) == (get("phantoms") is None):
         raise ValueError("--bank, --phantoms: give exactly one bank source (or --layers for a sweep)")
+    if get("bank") is not None and not os.path.isfile(get("bank")):
+        raise ValueError(f"--bank {get('bank')}: no such file")
+    out = get("out")
+    _prepare_out(out)
+    recipe = _recipe(args)
+    done = _check_existing(out, recipe, get("n"), get("overwrite", False))
+    if done is not None:
+        print(f"{out} already holds this export: {done['counts']['samples']} samples in {done['num_shards']} "
+              f"{done['shard_format']} shard(s); nothing to do (manifest: {os.path.join(out, MANIFEST)})")
+        return 0
     device = get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, get("bank_dtype", "float32"))
     if get("bank") is not None:
-        bank = lf.LayerStack.load(get("bank")).to(dtype)
+        try:
+            bank = lf.LayerStack.load(get("bank")).to(dtype)
+        except ValueError as e:
+            raise ValueError(f"--bank {get('bank')}: not a readable bank of layer stacks "
+                             f"({str(e).split(': ', 1)[-1]})") from None
     else:
-        if get("phantoms") < 1:
-            raise ValueError("--phantoms: must be >= 1")
         bank = bank_from_phantoms(get("phantoms"), get("size", 256), get("spacing", 0.1), get("phantom_seed", 0), dtype,
                                   progress=not get("no_progress", False))
     if torch.device(device).type == "cuda":
@@ -338,8 +474,12 @@ def run_synth(args) -> int:
         grade_balanced=get("grade_balanced", False), bone="random" if get("random_bone") else get("bone", "upper"),
         moves=get("moves", "subpixel"), augment=True if get("augment") else None, out_dtype=getattr(torch, get("out_dtype", "float32")), backend=get("backend", "auto"),
     )
-    man = export_shards(stream, get("n"), get("out"), shard_size=get("shard_size", 1024), format=get("format", "safetensors"),
-                        progress=not get("no_progress", False), overwrite=get("overwrite", False))
-    print(f"wrote {man['counts']['samples']} samples in {man['num_shards']} {man['shard_format']} shard(s) to {get('out')} "
-          f"({man['skipped']} already complete); manifest: {os.path.join(get('out'), MANIFEST)}")
+    try:
+        man = export_shards(stream, get("n"), out, shard_size=get("shard_size", 1024), format=get("format", "safetensors"),
+                            progress=not get("no_progress", False), overwrite=get("overwrite", False), recipe=recipe)
+    except ValueError as e:  # the API's own checks (an export written without a recipe), in flags
+        msg = str(e).replace("pass overwrite=True", "pass --overwrite").replace("n=", "--n ")
+        raise ValueError(msg) from None
+    print(f"wrote {man['counts']['samples']} samples in {man['num_shards']} {man['shard_format']} shard(s) to {out} "
+          f"({man['skipped']} already complete); manifest: {os.path.join(out, MANIFEST)}")
     return 0
