@@ -23,7 +23,9 @@ tensor, read + write). ``floor/time`` = 1 means running at copy speed.
 
 (``python benchmarks/bench_synthesize.py ...`` is the same program.) Writes ``results.md``,
 ``results.csv``, ``results.json`` and ``results.png`` to ``--out`` (default
-``benchmarks/results/<date>-<device>/`` inside a checkout, else ``lsn_fast_bench/<date>-<device>/``).
+``lsn_fast_bench/<date>-<device>/`` in the working directory, git-ignored in a checkout; the
+committed tables under ``benchmarks/results/`` are written only when ``--out`` names them).
+Without kornia (the ``bench`` extra) the kornia rows say "skipped: install the bench extra".
 """
 
 from __future__ import annotations
@@ -212,9 +214,23 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--copy-mb", type=int, default=None, help="buffer for the copy-bandwidth measurement")
     ap.add_argument("--time-budget", type=float, default=0,
                     help="seconds: start no new configuration after this (0: no limit); configs run in the given order")
-    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results/<date>-<device>/ "
-                                                "in a checkout, else lsn_fast_bench/<date>-<device>/)")
+    ap.add_argument("--out", default=None, help="results folder (default: lsn_fast_bench/<date>-<device>/)")
     ap.add_argument("--no-plot", action="store_true")
+
+
+def default_out(device: str, date: str | None = None) -> str:
+    """``lsn_fast_bench/<date>-<device>``: outside the repository's tracked folders (git-ignored)."""
+    date = date or _dt.datetime.now().strftime("%Y-%m-%d")
+    return os.path.join("lsn_fast_bench", f"{date}-{device}")
+
+
+def kornia_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("kornia") is not None
+
+
+KORNIA_SKIPPED = "skipped: install the bench extra (pip install 'lsn_fast[bench]')"
 
 
 _QUICK = {"sizes": "64", "batches": "8", "bank": "8", "dtypes": "fp32", "blur": "0,0.6", "warmup": 1, "repeats": 2,
@@ -260,8 +276,7 @@ def run_bench(args) -> int:
     copy_mb = args.copy_mb if args.copy_mb is not None else (1024 if device == "cuda" else 256)
     impls = set(parse_list(args.impls, str))
     date = _dt.datetime.now().strftime("%Y-%m-%d")
-    out_dir = args.out or os.path.join("benchmarks/results" if os.path.isdir("benchmarks") else "lsn_fast_bench",
-                                       f"{date}-{device}")
+    out_dir = args.out or default_out(device, date)
     os.makedirs(out_dir, exist_ok=True)
 
     avail = {k: v for k, v in lf.backends().items() if v}
@@ -335,7 +350,13 @@ def run_bench(args) -> int:
                         cands = []
                         if "eager" in impls:
                             cands.append(("eager", lambda: eager_synth(bank.soft, bank.upper, bank.lower, index, disp, N0, blur_w, dtype, args.noise)))
-                        if "kornia" in impls:
+                        if "kornia" in impls and not kornia_available():
+                            rows.append({"config": cfg, "size": size, "batch": B, "bank": nbank, "dtype": dname, "blur": blur,
+                                         "impl": "kornia", "floor_ms": floor_ms, "bytes": nbytes, "ms": float("nan"),
+                                         "samples_per_s": float("nan"), "floor_over_time": float("nan"),
+                                         "skipped": KORNIA_SKIPPED})
+                            print(f"{cfg:<40} {'kornia':<16} {KORNIA_SKIPPED}", flush=True)
+                        elif "kornia" in impls:
                             cands.append(("kornia", lambda: kornia_synth(bank.soft, bank.upper, bank.lower, index, disp, N0, blur_w, dtype, args.noise)))
                         if compiled is not None and compile_failed is None:
                             cands.append(("compile", lambda: compiled(bank.soft, bank.upper, bank.lower, index, disp, N0, blur_w, dtype, args.noise)))
@@ -392,7 +413,7 @@ def run_bench(args) -> int:
 
 def write_results(out_dir, meta, rows, plot=True):
     cols = ["config", "size", "batch", "bank", "dtype", "blur", "impl", "ms", "ms_min", "calls", "samples_per_s",
-            "floor_ms", "floor_over_time", "first_call_s", "bytes", "error"]
+            "floor_ms", "floor_over_time", "first_call_s", "bytes", "error", "skipped"]
     with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -420,7 +441,9 @@ def write_results(out_dir, meta, rows, plot=True):
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        if r.get("error"):
+        if r.get("skipped"):
+            lines.append(f"| {r['config']} | {r['impl']} | {r['skipped']} | | | {r['floor_ms']:.4f} | |")
+        elif r.get("error"):
             lines.append(f"| {r['config']} | {r['impl']} | failed: {r['error'][:80]} | | | {r['floor_ms']:.4f} | |")
         else:
             lines.append(f"| {r['config']} | {r['impl']} | {r['ms']:.3f} | {r['ms_min']:.3f} | {r['samples_per_s']:.0f} | "
@@ -442,7 +465,7 @@ def _plot(out_dir, meta, rows):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if not r.get("error")]
+    ok = [r for r in rows if not r.get("error") and not r.get("skipped")]
     configs = list(dict.fromkeys(r["config"] for r in ok))
     impls = list(dict.fromkeys(r["impl"] for r in ok))
     if not ok:
