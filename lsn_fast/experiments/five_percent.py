@@ -643,7 +643,8 @@ def experiment_data(cfg: FivePercentConfig, seed: int) -> tuple[dict, dict, torc
     return train, test, order, max(2, int(round(cfg.low_fraction * cfg.n_train)))
 
 
-def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep_preds: bool) -> tuple[list, dict, dict]:
+def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep_preds: bool,
+              progress: bool = False, position: int = 0) -> tuple[list, dict, dict]:
     import lsn_fast as lf
 
     t0 = time.perf_counter()
@@ -683,7 +684,18 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     rows, preds = [], {}
     low_pct = f"{100 * cfg.low_fraction:g}%"
 
+    per_task = len(cfg.fractions) + 5 + (unlab is not None) + (main != "oracle" and "oracle" in synths)
+    bar = None
+    if progress:  # one step per result row (an arm trained and evaluated)
+        from tqdm import tqdm
+
+        bar = tqdm(total=3 * per_task + 1, desc=f"five-percent seed {seed}", unit="arm", position=position,
+                   leave=False, dynamic_ncols=True)
+
     def add(task, arm, metrics):
+        if bar is not None:
+            bar.set_postfix_str(f"{task}: {arm}"[:40], refresh=False)
+            bar.update(1)
         r = {"seed": seed, "task": task, "arm": arm}
         r.update({k: v for k, v in metrics.items() if k != "confusion"})
         if "confusion" in metrics:
@@ -736,6 +748,8 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
             add(task, "POC (no training)", regression_metrics(p, test["jsn"]))
         log(f"[seed {seed}] task {task}: {time.perf_counter() - tt:.1f} s")
 
+    if bar is not None:
+        bar.close()
     realism = {}
     pool = order[n_low:][: cfg.realism_n]
     for name, s in synths.items():
@@ -857,7 +871,7 @@ def _plots(out_dir, agg, cfg, extra0) -> list[str]:
 # ----------------------------------------------------------------------------- entry points
 def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "five_percent_out",
                      config: FivePercentConfig | None = None, plots: bool = True, log=print, jobs: int = 1,
-                     **overrides) -> dict:
+                     progress: bool = False, **overrides) -> dict:
     """Run the experiment; returns ``{"rows", "aggregate", "table", "realism", "geometry", "lsn", "files", "config",
     "seconds"}`` (``realism`` / ``geometry``: per-seed lists of :func:`_realism` accuracies and
     :func:`_geometry_check` dicts, ``geometry["meter"]`` the reader's own real-test error).
@@ -905,9 +919,9 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
     lsn, lsn_status = _load_lsn(log, cfg.lsn_weights)
     log(f"five-percent experiment: seeds {list(seeds)}, LSN {lsn_status}, {jobs} process(es); config {asdict(cfg)}")
     if jobs == 1:
-        results = [_one_seed(cfg, s, lsn, lsn_status, log, keep_preds=(i == 0)) for i, s in enumerate(seeds)]
+        results = [_one_seed(cfg, s, lsn, lsn_status, log, keep_preds=(i == 0), progress=progress) for i, s in enumerate(seeds)]
     else:
-        results = _seeds_in_processes(cfg, seeds, jobs, torch.get_num_threads(), quiet=log is not print)
+        results = _seeds_in_processes(cfg, seeds, jobs, torch.get_num_threads(), quiet=log is not print, progress=progress)
     rows, realism, geometry, extra0 = [], {}, {}, results[0][2]
     for r, re, ex in results:
         rows += r
@@ -924,6 +938,8 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
     log("\n" + table + "\n")
     log(f"realism check (0.5 = indistinguishable): {real_txt}")
     log(f"geometry check: {geo_txt}")
+    verdict_txt = verdict(agg, cfg, realism, quick or config is not None and cfg != FivePercentConfig())
+    log(verdict_txt)
     secs = time.perf_counter() - t0
     files = []
     if out_dir is not None:
@@ -934,7 +950,7 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
             fh.write(f"LSN: {lsn_status}. Seeds: {list(seeds)}. {extra0.get('n_low', '?')} low-label images of {cfg.n_train}; "
                      f"{cfg.n_test} test images; {cfg.size}² px at {cfg.spacing_mm} mm.\n\n{table}\n\n"
                      f"Realism check (0.5 = indistinguishable): {real_txt}\n\n"
-                     f"Geometry check: {geo_txt}\n")
+                     f"Geometry check: {geo_txt}\n\n{verdict_txt}\n")
         files.append(p)
         p = os.path.join(out_dir, "table.csv")
         _write_csv(p, agg)
@@ -951,7 +967,43 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         files.append(p)
         log("wrote " + ", ".join(files))
     return {"rows": rows, "aggregate": agg, "table": table, "realism": realism, "geometry": geometry,
-            "lsn": lsn_status, "files": files, "config": cfg, "seconds": secs}
+            "lsn": lsn_status, "files": files, "config": cfg, "seconds": secs, "verdict": verdict_txt}
+
+
+CLEAR_RATIO, CLEAR_ACCURACY = 0.8, 0.02  # "beats clearly": MAE at most 0.8x, or accuracy >= +0.02
+
+
+def verdict(agg: list[dict], cfg: FivePercentConfig, realism: dict, small_preset: bool) -> str:
+    """One line: does 5 % of the labels + LSN families + augmentation ((c3), the practical recipe)
+    beat 5 % alone (b) and 5 % + naive augmentation (d) clearly (MAE <= 0.8x theirs, or SvdH
+    accuracy >= 0.02 above), and how close does it come to 100 % of the labels (a)?"""
+    low = f"{100 * cfg.low_fraction:g}%"
+    arms = {(a["task"], a["arm"]): a for a in agg}
+    c3 = next((a["arm"] for a in agg if a["arm"].startswith(f"{low} + ") and a["arm"].endswith("synth + aug (mixed)")), None)
+    if c3 is None:
+        return "verdict: no (c3) arm in this run"
+    won, vs_a = [], []
+    for task, key, better in (("jsw", "mae", "lower"), ("jsn", "mae", "lower"), ("svdh", "accuracy", "higher")):
+        c = arms.get((task, c3))
+        a = arms.get((task, f"real {100 * max(cfg.fractions):g}%"))
+        others = [arms.get((task, f"real {low}")), arms.get((task, f"{low} + naive aug"))]
+        if c is None or a is None or any(o is None for o in others):
+            continue
+        if better == "lower":
+            clear = all(c[key] <= CLEAR_RATIO * o[key] for o in others)
+            vs_a.append(f"{TASK_NAMES[task].split()[0]} MAE {c[key] / max(a[key], 1e-12):.2f}x")
+        else:
+            clear = all(c[key] >= o[key] + CLEAR_ACCURACY for o in others)
+            vs_a.append(f"SvdH accuracy {c[key] - a[key]:+.3f}")
+        if clear:
+            won.append(TASK_NAMES[task].split()[0])
+    rl = realism.get("lsn") or realism.get("oracle")
+    real_txt = f"; realism {sum(rl) / len(rl):.2f} (0.5 = indistinguishable)" if rl else ""
+    head = (f"verdict: {c3} beats {low} alone and {low} + naive aug clearly on {len(won)}/3 tasks"
+            + (f" ({', '.join(won)})" if won else "") + f"; against 100 % of the labels: {', '.join(vs_a)}{real_txt}")
+    if small_preset:
+        head += " [a small preset: it checks the plumbing, not the paper's claim; the full preset does]"
+    return head
 
 
 def _geometry_text(geometry: dict) -> str:
@@ -976,15 +1028,22 @@ def _check_device(device) -> str:
     return str(dev)
 
 
-def _seed_worker(cfg: FivePercentConfig, seed: int, keep_preds: bool, threads: int, quiet: bool):
-    """One seed in a worker process (spawned: no inherited thread pools). The LSN is loaded here."""
+def _seed_worker(cfg: FivePercentConfig, seed: int, keep_preds: bool, threads: int, quiet: bool,
+                 progress: bool = False, position: int = 0):
+    """One seed in a worker process (spawned: no inherited thread pools). The LSN is loaded here.
+    Warnings are one line, as in the parent's command line (no file path and source line)."""
+    import sys
+    import warnings
+
+    warnings.showwarning = lambda msg, cat, *a, **k: print(f"lsn-fast experiment: warning: {msg}", file=sys.stderr)
     torch.set_num_threads(threads)
     log = (lambda *a, **k: None) if quiet else (lambda *a, **k: print(*a, **k, flush=True))
     lsn, lsn_status = _load_lsn(log, cfg.lsn_weights)
-    return _one_seed(cfg, seed, lsn, lsn_status, log, keep_preds)
+    return _one_seed(cfg, seed, lsn, lsn_status, log, keep_preds, progress=progress, position=position)
 
 
-def _seeds_in_processes(cfg: FivePercentConfig, seeds: tuple, jobs: int, threads: int, quiet: bool) -> list:
+def _seeds_in_processes(cfg: FivePercentConfig, seeds: tuple, jobs: int, threads: int, quiet: bool,
+                        progress: bool = False) -> list:
     """``_one_seed`` for every seed, ``jobs`` seeds at a time in separate processes; results in seed order.
 
     Every seed draws its data, subsets, initializations and noise from its own generators, so a
@@ -993,7 +1052,7 @@ def _seeds_in_processes(cfg: FivePercentConfig, seeds: tuple, jobs: int, threads
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futs = [pool.submit(_seed_worker, cfg, s, i == 0, threads, quiet) for i, s in enumerate(seeds)]
+        futs = [pool.submit(_seed_worker, cfg, s, i == 0, threads, quiet, progress, i % jobs) for i, s in enumerate(seeds)]
         return [f.result() for f in futs]
 
 
@@ -1104,5 +1163,6 @@ def run_experiment(args) -> int:
         raise ValueError(f"--jobs: must be >= 0, got {jobs}")
     if jobs == 0:
         jobs = default_jobs(len(seeds), torch.get_num_threads())
-    run_five_percent(quick=args.quick, seeds=seeds, out_dir=args.out, config=cfg, plots=not args.no_plots, jobs=jobs)
+    run_five_percent(quick=args.quick, seeds=seeds, out_dir=args.out, config=cfg, plots=not args.no_plots, jobs=jobs,
+                     progress=not getattr(args, "no_progress", False))
     return 0
