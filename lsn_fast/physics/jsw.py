@@ -5,29 +5,67 @@ on each line, from the upper (proximal) bone's lower margin to the lower (distal
 margin; JSW is the mean gap over the central half of the lines that cross both bones (the
 minimum and the per-line profile are reported too).
 
-Sub-pixel margins from covered fractions
-----------------------------------------
-Pixels integrate over their area, so a margin lies *inside* its edge pixel, whose value is the
-bone's value times the covered fraction. Each bone layer is sampled along lines parallel to the
-axis (1-px perpendicular spacing, 1-px steps, bilinear). A sample ``k`` stands for the interval
-``[k, k+1)`` along the line, ``t`` increasing from the upper bone towards the lower one. For the
-upper bone on one line with samples ``f[t]``::
+Sub-pixel margins: boundary sums and a power-law end
+---------------------------------------------------
+Pixels integrate over their area, so a margin lies *inside* its edge pixel. Each bone layer is
+sampled along lines parallel to the axis (1-px perpendicular spacing, 1-px steps, bilinear); a
+sample ``k`` stands for the interval ``[k, k+1)`` along the line, ``t`` increasing from the
+upper bone towards the lower one (the lower bone is handled as the mirror image). The edge
+sample ``e`` is the last sample with ``f >= 0.25·peak`` of the line.
 
-    peak = max_t f;  e = last t with f >= 0.25·peak;  k_in = e − w   (w = 3: a fully covered sample)
-    h = f[k_in];     margin_u = k_in + 1 + Σ_{j=1..w+2} f[k_in + j] / h
+The rule works with *boundary sums* ``S(b) = Σ_{k>=b} f[k]`` (the samples from ``b`` out to the
+last non-zero sample past the edge). Because the samples are area integrals and bilinear
+interpolation is a partition of unity, ``S(b)`` is the integral of the bone's projected
+thickness from ``b`` outwards — also for tilted lines, for the sub-pixel translations of
+:meth:`LayerStack.shifted`, and for any symmetric blur, as long as the profile is locally
+linear around ``b`` (true a few pixels inside the edge). Near its support end ``m`` a bone end's
+projected thickness behaves as ``c·(m − t)^p``: ``p = 0`` for a flat (extruded) end or a plate
+(a step), ``p = 1/2`` for any smooth convex end seen tangentially (sphere, ellipsoid, condyle:
+the chord of a sphere is ``2·sqrt(u(2R − u))``), ``p = 1`` for a wedge or the rim of a concave
+base, so ``S(b) = c/(p+1)·(m − b)^(p+1)``. Three boundary sums determine ``(c, p, m)`` in closed
+form (one monotone equation in ``m − b``, solved on a log grid):
 
-and the mirror image for the lower bone (``s`` = first t with f >= 0.25·peak, ``k_in = s + w``,
-``margin_l = k_in − Σ_{j=1..w+2} f[k_in − j] / h``). Because pixel values are area integrals and
-bilinear interpolation is a partition of unity, the sum of the samples across an edge equals
-the covered length (exactly for axis-aligned lines, where the samples hit pixel centres, and
-after the sub-pixel bilinear translations of :meth:`LayerStack.shifted`); tilted lines alias a
-little per line, which the mean over many lines averages out. A threshold between pixel centres
-would be biased by up to a pixel instead.
+The fit is used on **sharp** lines only: beyond the line's last sample above ``3e−5·h`` there is
+nothing but exact zeros (a ground-truth rendering; one sample of interpolation rounding is
+tolerated). Blurred layers (separated by the LSN, blurred in tests) have a long tail of tiny
+values there, and a blurred step cannot be told from a taper on one profile, so on blurred
+lines the covered-fraction rule of earlier versions is kept unchanged: ``e`` as above,
+``k_in = e − 3``, ``margin = k_in + 1 + Σ_{j=1..5} f[k_in + j] / f[k_in]`` (exact for steps, within
+0.001 mm for a Gaussian blur of σ <= 0.75 px, ~0.3 px narrow at σ = 1.5 px). On sharp lines:
 
+1. *narrow* window ``b = e−3, e−2, e−1``: used where it finds a clear taper (``p > 0.3``) and
+   the wide window (2.) fails or finds ``p > 0.15`` too (a step smoothed by an interpolation —
+   sub-pixel shifts, rotations — looks tapered at the narrow scale only);
+2. else the *wide* window ``b = e−4, e−3, e−2`` where it fits with ``0 < p <= 2``: robust to the
+   footprint of tilted lines and to blur; a straight or blurred step gives ``p = 0`` exactly;
+3. else the covered-fraction rule above.
+
+Exact (to float rounding) for sharp power-law ends with ``p`` in [0, 2] at every sub-pixel
+position and for steps at every tilt; blurred steps (σ <= 1 px) read within 0.001 mm.
+
+**Limits** (measured, see lab/2026-12-07-jsw-jsn-independent/): the power law must hold over the
+last 3–4 px of the end. A thin, bright cortical shell or subchondral plate (thinner than ~3 px,
+much denser than the bone behind it) breaks it: the profile rises to the rim and falls behind
+it, and such ends read off by 0.1–0.4 mm; a blurred *rounded* end reads too narrow by about the
+blur's width (blur and taper are not separable from one profile).
+
+Validity and flags
+------------------
 A line is valid where both bones are present on it (its peak is >= 0.2 × the sample's largest
-peak over all lines, for each bone), the interior samples are inside the image and clearly
-positive, and the margins are ordered (the lower bone's margin is not more than a pixel above
-the upper bone's). The central half is the middle 50 % of the valid lines' offset range.
+peak over all lines, for each bone), its windows are inside the image and positive, and the
+margins are ordered (the lower bone's margin is not more than a pixel above the upper bone's).
+The central half is the middle 50 % of the valid lines' offset range. A sample whose crop is
+unmeasurable or doubtful gets ``NaN`` and a bit in ``JSWMeasurement.flags`` (see
+:data:`FLAG_NAMES`, :func:`flag_reasons`) instead of a plausible number:
+
+* ``no_bone``: a bone layer is empty; ``no_crossing``: no line crosses both bones;
+* ``overlap``: on >= 20 % of the lines crossing both bones the bones overlap (gap < −0.5 px);
+* ``out_of_frame``: on >= 50 % of those lines a margin lies within 2 px of the image border,
+  or the joint's lines run out of the image (the gap leaves the frame);
+* ``no_margins``: on >= 50 % of those lines a margin is not found;
+* ``few_lines``: fewer than 5 central lines;
+* ``inconsistent``: the central lines disagree: the median absolute deviation of their gaps
+  around a straight-line fit across the lines exceeds ``max(1 px, 0.25 × the median gap)``.
 
 Everything is vectorized over the batch and the lines and computed in float32 (also for
 float16/bfloat16/float64 layers), on the layers' device.
@@ -52,8 +90,24 @@ INNER_PX = 3  # w: how far inside the edge sample the fully covered reference sa
 EDGE_LEVEL = 0.25  # fraction of a line's peak that marks the edge sample
 LINE_PRESENT = 0.2  # a bone is present on a line if its peak >= this × the sample's max peak
 _CHUNK_ELEMS = 1 << 23  # samples per grid_sample call (bounds memory for large batches)
+EDGE_EPS = 3e-5  # relative level of the last sample past the edge that still belongs to the bone
+TAPER_P = 0.3  # the narrow window is used where it finds p above this (a clear taper)
+NARROW = (3, 2, 1)  # boundaries e − k of the narrow window
+WIDE = (4, 3, 2)  # boundaries e − k of the wide window
+_D_GRID = torch.logspace(-3, 3, 481, dtype=torch.float64)  # candidates for m − b (px)
 
-__all__ = ["JSWMeasurement", "estimate_axis", "measure_jsw", "measure_jsw_profile"]
+# flags (bits of JSWMeasurement.flags); any set flag makes the sample's JSW NaN
+FLAG_NAMES = {1: "no_bone", 2: "no_crossing", 4: "overlap", 8: "out_of_frame", 16: "no_margins",
+              32: "few_lines", 64: "inconsistent"}
+MIN_CENTRAL_LINES = 5
+
+__all__ = ["JSWMeasurement", "estimate_axis", "measure_jsw", "measure_jsw_profile", "flag_reasons", "FLAG_NAMES"]
+
+
+def flag_reasons(flags) -> list[list[str]]:
+    """The names of the set bits of ``flags`` ((B,) ints, e.g. ``JSWMeasurement.flags``), per sample."""
+    t = torch.as_tensor(flags).reshape(-1).tolist()
+    return [[n for b, n in FLAG_NAMES.items() if int(v) & b] for v in t]
 
 
 @dataclass
@@ -69,6 +123,10 @@ class JSWMeasurement:
             (increasing towards +x for a vertical finger).
         central: (B,S) bool, the lines the mean and the minimum are taken over.
         axis: (B,2) float32 unit (dy, dx) axis used, from the lower towards the upper bone.
+        flags: (B,) int32 bit mask of the reasons a sample is NaN (0: measured), see
+            :data:`FLAG_NAMES` and :func:`flag_reasons`.
+        end_exponent: (B,2,S) float32 exponent ``p`` of the fitted end ``c·(m − t)^p`` per line,
+            upper then lower bone (0: a step; about 0.5: a rounded end; NaN off the valid lines).
     """
 
     jsw_mm: torch.Tensor
@@ -77,6 +135,13 @@ class JSWMeasurement:
     offsets_px: torch.Tensor
     central: torch.Tensor
     axis: torch.Tensor
+    flags: torch.Tensor | None = None
+    end_exponent: torch.Tensor | None = None
+
+    @property
+    def reasons(self) -> list[list[str]]:
+        """Per sample, the names of the set flags (empty where measured)."""
+        return flag_reasons(self.flags if self.flags is not None else torch.zeros(self.jsw_mm.shape[0], dtype=torch.int32))
 
 
 def _check_stack(stack) -> LayerStack:
@@ -226,20 +291,70 @@ def _margins(f: torch.Tensor, upper: bool, w: int):
     return margin, peak, ok
 
 
-def measure_jsw_profile(stack: LayerStack, axis=None) -> JSWMeasurement:
-    """Measure the JSW per line and its central-half mean (DESIGN.md §4).
+def _take(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    return torch.gather(x, -1, k.clamp(0, x.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
 
-    Exact for margins that are sharp up to pixel area coverage (phantoms, moved layers). Blurred
-    margins read narrow once the blur outgrows the summation window: for a Gaussian edge blur of
-    σ = 0.75 px the error stays under 0.001 mm at 0.1 mm pixels; at σ = 1.5 px the JSW reads about
-    0.3 px narrow (measured on straight bones, tests/test_jsw.py).
+
+def _power_law_fit(rev: torch.Tensor, ref: torch.Tensor, off):
+    """Fit ``S(b) = c/(p+1)·(m − b)^(p+1)`` through the boundary sums at ``b = ref − off``.
+
+    rev: (..., T) float64 boundary sums; ref: (...) long. Returns (m, p, ok)."""
+    b0, b1, b2 = ref - off[0], ref - off[1], ref - off[2]
+    sa, sb, sc = _take(rev, b0), _take(rev, b1), _take(rev, b2)
+    ok = (b0 >= 1) & (sc > 0) & (sb > sc) & (sa > sb)
+    d01, d12 = float(off[0] - off[1]), float(off[1] - off[2])
+    la = torch.log((sa / sb.clamp_min(1e-300)).clamp_min(1 + 1e-12))
+    lb = torch.log((sb / sc.clamp_min(1e-300)).clamp_min(1 + 1e-12))
+    obs = la / lb  # = log((D+d12+d01)/(D+d12)) / log((D+d12)/D), increasing in D = m − b2
+    D = _D_GRID.to(rev.device)
+    model = torch.log((D + d12 + d01) / (D + d12)) / torch.log((D + d12) / D)
+    i1 = torch.searchsorted(model, obs.contiguous()).clamp(1, D.numel() - 1)
+    m0, m1 = model[i1 - 1], model[i1]
+    fr = ((obs - m0) / (m1 - m0)).clamp(0, 1)
+    De = D[i1 - 1] + fr * (D[i1] - D[i1 - 1])
+    q = lb / torch.log((De + d12) / De)  # p + 1
+    ok = ok & (q > 0.9) & (q <= 3.0) & (obs < model[-1])  # q slightly < 1: a step, up to rounding
+    return b2.double() + De, q - 1.0, ok
+
+
+def _end_margins(f: torch.Tensor, upper: bool):
+    """Sub-pixel margin per line (module docstring). f (B,S,T) float32 → (margin, peak, ok, p)."""
+    g = (f if upper else f.flip(-1)).double()
+    T = g.shape[-1]
+    tt = torch.arange(T, device=g.device)
+    peak = g.amax(dim=-1, keepdim=True)
+    e = torch.where((g >= EDGE_LEVEL * peak) & (peak > 0), tt, torch.full_like(tt, -1)).amax(dim=-1, keepdim=True)
+    hloc = torch.where((tt >= e - 6) & (tt <= e), g, torch.zeros_like(g)).amax(dim=-1, keepdim=True)
+    above = (g > EDGE_EPS * hloc) & (tt >= e) & (tt <= e + 8)
+    ke = torch.where(above, tt, torch.full_like(tt, -1)).amax(dim=-1)
+    rev = torch.flip(torch.cumsum(torch.flip(g * (tt <= ke.unsqueeze(-1)), [-1]), -1), [-1])
+    e1 = e.squeeze(-1)
+    mw, pw, okw = _power_law_fit(rev, e1, WIDE)
+    mn, pn, okn = _power_law_fit(rev, e1, NARROW)
+    tail = (tt > ke.unsqueeze(-1)) & (tt <= ke.unsqueeze(-1) + 6) & (g > 1e-12 * hloc)
+    sharp = tail.sum(dim=-1) <= 1  # one sample of interpolation rounding is tolerated
+    # the narrow window only where the wide one sees a taper too (or fails): a step smoothed by an
+    # interpolation (sub-pixel shifts, rotations) looks tapered at the narrow scale only
+    nar = sharp & okn & (pn > TAPER_P) & (~okw | (pw > 0.5 * TAPER_P))
+    m = torch.where(nar, mn, mw)
+    p = torch.where(nar, pn, pw).clamp_min(0.0)
+    pk = peak.squeeze(-1)
+    ok = (nar | okw) & (e1 >= WIDE[0] + 1) & (ke < T - 1) & (pk > 0)
+    if not upper:
+        m = T - m
+    return m.to(torch.float32), pk.to(torch.float32), ok, p.to(torch.float32), sharp
+
+
+def measure_jsw_profile(stack: LayerStack, axis=None) -> JSWMeasurement:
+    """Measure the JSW per line and its central-half mean (DESIGN.md §4; rule and flags in the
+    module docstring).
 
     Args:
-        stack: LayerStack (B,H,W), any float dtype, CPU or CUDA (computed in float32).
+        stack: LayerStack (B,H,W), any float dtype, CPU or CUDA (computed in float32/64).
         axis: joint axis override: an angle in degrees, a (2,) or (B,2) (dy, dx) tensor; default
             ``stack.axis``, else :func:`estimate_axis`.
     Returns:
-        :class:`JSWMeasurement`.
+        :class:`JSWMeasurement`; ``jsw_mm``/``min_mm`` NaN where ``flags`` is non-zero.
     """
     _check_stack(stack)
     B, H, W = stack.shape
@@ -249,20 +364,40 @@ def measure_jsw_profile(stack: LayerStack, axis=None) -> JSWMeasurement:
     S = 2 * R + 1
     layers = torch.stack([stack.upper, stack.lower], dim=1).to(torch.float32)
     per = max(1, _CHUNK_ELEMS // (2 * S * S))
-    margins_u, margins_l, ok_u, ok_l, pk_u, pk_l = [], [], [], [], [], []
+    out = {k: [] for k in ("mu", "ml", "oku", "okl", "pu", "pl", "eu", "el")}
     for b0 in range(0, B, per):
         f = _line_samples(layers[b0 : b0 + per], a[b0 : b0 + per], R)
-        mu, pu, oku = _margins(f[:, 0], True, INNER_PX)
-        ml, pl, okl = _margins(f[:, 1], False, INNER_PX)
-        margins_u.append(mu), margins_l.append(ml), ok_u.append(oku), ok_l.append(okl)
-        pk_u.append(pu), pk_l.append(pl)
-    mu, ml = torch.cat(margins_u), torch.cat(margins_l)
-    pu, pl = torch.cat(pk_u), torch.cat(pk_l)
+        for key, k, up in (("u", 0, True), ("l", 1, False)):
+            m_, pk_, ok_, p_, sharp_ = _end_margins(f[:, k], up)
+            # blurred lines (not sharp): the covered-fraction rule of earlier versions, unchanged
+            mc_, _, okc_ = _margins(f[:, k], up, INNER_PX)
+            fit = sharp_ & ok_  # elsewhere (blurred lines, no fit) the covered fraction
+            m_ = torch.where(fit, m_, mc_)
+            ok_ = torch.where(fit, ok_, okc_)
+            p_ = torch.where(fit, p_, torch.zeros_like(p_))
+            out["m" + key].append(m_), out["ok" + key].append(ok_), out["p" + key].append(pk_), out["e" + key].append(p_)
+        del f
+    mu, ml = torch.cat(out["mu"]), torch.cat(out["ml"])
+    pu, pl = torch.cat(out["pu"]), torch.cat(out["pl"])
+    oku, okl = torch.cat(out["oku"]), torch.cat(out["okl"])
     gap_px = ml - mu
     present = (pu >= LINE_PRESENT * pu.amax(dim=-1, keepdim=True)) & (pl >= LINE_PRESENT * pl.amax(dim=-1, keepdim=True))
-    valid = present & torch.cat(ok_u) & torch.cat(ok_l) & (gap_px > -1.0) & torch.isfinite(gap_px)
+    present = present & (pu > 0) & (pl > 0)
+    # where on the image each margin lies (sample k stands for [k, k+1): t = m − ½ − R)
     offsets = torch.arange(-R, R + 1, device=dev, dtype=torch.float32)
+    d = -a
+    cy, cx = math.floor(H / 2) + 0.5, math.floor(W / 2) + 0.5
     o = offsets.view(1, S)
+
+    def inside(mg):
+        t = mg - 0.5 - R
+        Y = cy + o * (-d[:, 1:2]) + t * d[:, 0:1]
+        X = cx + o * d[:, 0:1] + t * d[:, 1:2]
+        return (Y >= 2) & (Y <= H - 2) & (X >= 2) & (X <= W - 2)
+
+    framed = inside(mu) & inside(ml)
+    found = oku & okl & torch.isfinite(gap_px)
+    valid = present & found & framed & (gap_px > -1.0)
     big = torch.tensor(float(S + 1), device=dev)
     o_lo = torch.where(valid, o, big).amin(dim=-1, keepdim=True) - 0.5  # lines cover [o-½, o+½)
     o_hi = torch.where(valid, o, -big).amax(dim=-1, keepdim=True) + 0.5
@@ -272,16 +407,51 @@ def measure_jsw_profile(stack: LayerStack, axis=None) -> JSWMeasurement:
     gap_mm = gap_px * sp
     profile = torch.where(valid, gap_mm, torch.full_like(gap_mm, float("nan")))
     cnt = central.sum(dim=-1)
-    g0 = torch.where(central, gap_mm, torch.zeros_like(gap_mm))
+    # ---- flags
+    npres = present.sum(dim=-1).clamp_min(1).float()
+    flags = torch.zeros(B, dtype=torch.int32, device=dev)
+
+    def setf(cond, bit):
+        nonlocal flags
+        flags = flags | (cond.to(torch.int32) * bit)
+
+    setf((stack.upper.flatten(1).amax(1) <= 0) | (stack.lower.flatten(1).amax(1) <= 0), 1)
+    setf(~present.any(dim=-1), 2)
+    setf((present & found & (gap_px < -0.5)).sum(dim=-1) >= 0.2 * npres, 4)
+    setf((present & found & ~framed).sum(dim=-1) >= 0.5 * npres, 8)
+    setf((present & ~found).sum(dim=-1) >= 0.5 * npres, 16)
+    setf(cnt < MIN_CENTRAL_LINES, 32)
+    # consistency across the central lines: robust spread around a straight-line fit
+    c = central.float()
+    n = c.sum(-1).clamp_min(1)
+    og = torch.where(central, gap_px, torch.zeros_like(gap_px))
+    mo = (c * o).sum(-1) / n
+    mg = og.sum(-1) / n
+    sxx = (c * (o - mo[:, None]) ** 2).sum(-1).clamp_min(1e-6)
+    slope = (c * (o - mo[:, None]) * (og - mg[:, None])).sum(-1) / sxx
+    res = torch.where(central, (gap_px - mg[:, None] - slope[:, None] * (o - mo[:, None])).abs(), torch.full_like(gap_px, float("nan")))
+    mad = torch.nanmedian(res, dim=-1).values
+    med = torch.nanmedian(torch.where(central, gap_px, torch.full_like(gap_px, float("nan"))), dim=-1).values
+    setf((cnt >= MIN_CENTRAL_LINES) & (mad > torch.clamp(0.25 * med.abs(), min=1.0)), 64)
     nan = torch.full((B,), float("nan"), device=dev)
-    jsw = torch.where(cnt > 0, g0.sum(dim=-1) / cnt.clamp_min(1), nan)
-    mn = torch.where(cnt > 0, torch.where(central, gap_mm, torch.full_like(gap_mm, float("inf"))).amin(dim=-1), nan)
-    return JSWMeasurement(jsw_mm=jsw, min_mm=mn, profile_mm=profile, offsets_px=offsets, central=central, axis=a)
+    good = (cnt > 0) & (flags == 0)
+    g0 = torch.where(central, gap_mm, torch.zeros_like(gap_mm))
+    jsw = torch.where(good, g0.sum(dim=-1) / cnt.clamp_min(1), nan)
+    mn = torch.where(good, torch.where(central, gap_mm, torch.full_like(gap_mm, float("inf"))).amin(dim=-1), nan)
+    ex = torch.stack([torch.cat(out["eu"]), torch.cat(out["el"])], 1)
+    ex = torch.where(valid.unsqueeze(1), ex, torch.full_like(ex, float("nan")))
+    return JSWMeasurement(jsw_mm=jsw, min_mm=mn, profile_mm=profile, offsets_px=offsets, central=central, axis=a,
+                          flags=flags, end_exponent=ex)
 
 
-def measure_jsw(stack: LayerStack, axis=None) -> torch.Tensor:
-    """JSW per sample, (B,) float32 mm (NaN where no line crosses both bones).
+def measure_jsw(stack: LayerStack, axis=None, *, return_details: bool = False):
+    """JSW per sample, (B,) float32 mm; NaN where the crop is unmeasurable or doubtful (no bone,
+    no line crossing both bones, overlapping bones, a gap leaving the frame, margins not found,
+    too few lines, lines that disagree: the module docstring's flags).
 
-    See :func:`measure_jsw_profile` for the definition and the ``axis`` argument.
+    See :func:`measure_jsw_profile` for the definition and the ``axis`` argument. With
+    ``return_details=True`` returns ``(jsw, JSWMeasurement)``; ``details.flags`` and
+    ``details.reasons`` say why a sample is NaN.
     """
-    return measure_jsw_profile(stack, axis).jsw_mm
+    m = measure_jsw_profile(stack, axis)
+    return (m.jsw_mm, m) if return_details else m.jsw_mm
