@@ -877,3 +877,69 @@ def test_widened_refiner_keeps_the_function_and_trains_its_new_channels(tmp_path
     tr.step()
     w1 = tr.model.refine.net[4].weight.detach()
     assert not torch.equal(w0[:, 8:], w1[:, 8:])  # the last conv starts listening to the new channels
+
+
+# ------------------------------------------------------------------ weights hardening (issue #32) and quality (#33)
+def _tiny_file(tmp_path, name="w.safetensors", config=None, cast=None):
+    from safetensors.torch import save_file
+
+    m = LSN.tiny()
+    state = {k: v.detach().contiguous() for k, v in m.state_dict().items()}
+    if cast is not None:
+        k0 = "stem.weight"
+        state[k0] = state[k0].to(cast)
+    cfg = m.config.to_json() if config is None else (config if isinstance(config, str) else json.dumps(config))
+    p = tmp_path / name
+    save_file(state, str(p), metadata={"format": "lsn_fast.LSN", "version": "1", "lsn_config": cfg})
+    return p
+
+
+@pytest.mark.parametrize("cast", [torch.int64, torch.bool, torch.float64])
+def test_weights_with_inexact_dtype_are_refused(tmp_path, cast):
+    with pytest.raises(ValueError, match="not float32"):
+        load_weights(_tiny_file(tmp_path, cast=cast))
+    assert isinstance(load_weights(_tiny_file(tmp_path, "ok.safetensors")), LSN)
+
+
+def test_weights_config_checked_before_building(tmp_path):
+    good = json.loads(LSNConfig.tiny().to_json())
+    with pytest.raises(ValueError, match="JSON object"):
+        load_weights(_tiny_file(tmp_path, config=json.dumps([1, 2, 3])))
+    with pytest.raises(ValueError, match="unknown field"):
+        load_weights(_tiny_file(tmp_path, config={**good, "extra_layers": 3}))
+    with pytest.raises(ValueError, match="must be an int"):
+        load_weights(_tiny_file(tmp_path, config={**good, "base_channels": 4.0}))
+    with pytest.raises(ValueError, match="must be an int"):
+        load_weights(_tiny_file(tmp_path, config={**good, "attn_layers": True}))
+    # a small file whose config asks for a model of many GB: refused before any allocation
+    with pytest.raises(ValueError, match="base_channels"):
+        load_weights(_tiny_file(tmp_path, config={**good, "base_channels": 3000}))
+    with pytest.raises(ValueError, match="MAX_PARAMETERS"):
+        load_weights(_tiny_file(tmp_path, config={**good, "base_channels": 256, "channel_mults": [1, 2, 4, 8, 16],
+                                                  "heads": 4}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA")
+def test_pretrained_on_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="CUDA"):
+        LSN.pretrained(map_location="cuda")
+
+
+def test_separate_quality_flags_padding_and_noise():
+    import lsn_fast as lf
+    from lsn_fast.model.lsn import SeparationQuality
+
+    stack, _ = lf.phantom.generate(2, size=128, spacing_mm=0.1, seed=3)
+    y = lf.compose(stack, detector=lf.Detector(), seed=0)
+    g = torch.Generator().manual_seed(0)
+    junk = torch.zeros(1, 1, 128, 128)
+    junk[..., :, 64:] = 0.02 * torch.rand(1, 1, 128, 64, generator=g)  # padding and noise
+    images = torch.cat([y, junk])
+    plain = separate(images, model="small-fov")
+    st, q = separate(images, model="small-fov", return_quality=True)
+    assert isinstance(q, SeparationQuality)
+    torch.testing.assert_close(st.soft, plain.soft)  # the old return is unchanged
+    assert q.recomposition_error.shape == (3,) and q.bone_fraction.shape == (3,)
+    assert not q.flagged[:2].any(), q.reasons[:2]
+    assert bool(q.flagged[2]) and q.reasons[2]
+    assert float(q.recomposition_error[0]) < 0.05 and 0.08 < float(q.bone_fraction[0]) < 0.45
