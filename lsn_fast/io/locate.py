@@ -9,8 +9,10 @@ Method
 ------
 1. **Work image.** The image is area-averaged to at most :data:`WORK_SIDE` px on its long side
    and scaled to [0, 1] by its 1st/99.5th percentiles.
-2. **Hand mask.** Otsu's threshold of the work image; the largest 8-connected component (so
-   film markers, labels and rulers drop out).
+2. **Hand mask.** Pixels above the midpoint between the background level and the soft tissue's
+   median (:func:`lsn_fast.io.presentation.anchors`; medians, so nearly independent of the
+   display curve; a three-class Otsu split where the anchors fail); the largest 8-connected
+   component (so film markers, labels and rulers drop out).
 3. **Hand axis and direction.** The mask's principal axis gives the hand's direction up to a sign;
    the sign is the end where a cross-section cuts the mask into more pieces (the fingers) — both
    ends are tried, the one with the most separate runs at 8-30 % of the hand's length wins.
@@ -55,13 +57,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lsn_fast.io.presentation import three_class_otsu
+from lsn_fast.io.presentation import anchors, three_class_otsu
 
 __all__ = ["FINGERS", "JOINT_KINDS", "PHALANX_MM", "SPACING_REL_UNCERTAINTY", "WORK_SIDE", "HandJoints", "Joint",
            "LocateError", "LocateWarning", "locate_joints"]
 
 #: Long side of the work image, px.
 WORK_SIDE = 512
+#: Hand-mask thresholds tried, between the background (0) and the soft tissue's median (1).
+MASK_LEVELS = (0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5)
 FINGERS = ("index", "middle", "ring", "little")
 JOINT_KINDS = ("MCP", "PIP", "DIP")
 #: Adult phalanx lengths (proximal, middle, distal), mm, and the soft-tissue pad beyond the distal
@@ -361,46 +365,12 @@ def _choose_joints(dips, finger, min_mcp):
     return best
 
 
-# ---------------------------------------------------------------------------------------- main
-def locate_joints(image, *, spacing_mm: float | None = None) -> HandJoints:
-    """Find MCP, PIP and DIP of fingers 2-5 on a PA hand radiograph (module docstring).
-
-    Args:
-        image: (H, W) attenuation image (bone bright): a tensor, an ndarray or a
-            :class:`lsn_fast.io.Radiograph` (whose spacing is used when ``spacing_mm`` is None).
-        spacing_mm: the image's pixel spacing; None: taken from the Radiograph, else estimated
-            from anatomy (``spacing_source="anatomy"``, with its uncertainty).
-    Returns:
-        :class:`HandJoints`.
-    Raises:
-        LocateError: no hand or no finger found. TypeError/ValueError: bad arguments.
-    """
-    from .readers import Radiograph
-
-    if spacing_mm is None and isinstance(image, Radiograph):
-        spacing_mm = image.spacing_mm
-    if spacing_mm is not None:
-        if isinstance(spacing_mm, bool) or not isinstance(spacing_mm, (int, float, np.integer, np.floating)):
-            raise TypeError(f"spacing_mm: expected a number or None, got {type(spacing_mm).__name__}")
-        spacing_mm = float(spacing_mm)
-        if not (math.isfinite(spacing_mm) and 0.005 <= spacing_mm <= 5.0):
-            raise ValueError(f"spacing_mm: expected a pixel spacing in [0.005, 5] mm, got {spacing_mm}")
-    full = _as_array(image)
-    H, W = full.shape
-    f = max(1, int(math.ceil(max(H, W) / WORK_SIDE)))
-    t_full = torch.from_numpy(full)
-    work_t = F.avg_pool2d(t_full[None, None], f, ceil_mode=True)[0, 0] if f > 1 else t_full
-    work = work_t.numpy().astype(np.float32)
-    lo, hi = np.percentile(work, [1.0, 99.5])
-    if not hi > lo:
-        raise LocateError("image is constant: no hand to find")
-    work = np.clip((work - lo) / (hi - lo), 0, 1).astype(np.float32)
-    # light smoothing against noise before thresholding
-    ws = F.avg_pool2d(torch.from_numpy(work)[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0].numpy()
-    mask = _largest_component(ws > three_class_otsu(ws)[0])
+def _digits_at(ws: np.ndarray, thr: float):
+    """Mask, fingertip direction, rotation and digit tracks of the work image at one threshold
+    (steps 2-4), or None when the mask is no hand."""
+    mask = _largest_component(ws > thr)
     if mask.sum() < 0.02 * mask.size:
-        raise LocateError("no hand found (the largest foreground region covers < 2 % of the image)")
-    notes: list[str] = []
+        return None
 
     # ---- hand axis and its sign (step 3)
     ys, xs = np.nonzero(mask)
@@ -438,8 +408,8 @@ def locate_joints(image, *, spacing_mm: float | None = None) -> HandJoints:
             continue
         widths = np.array([e - s for _, s, e in rows], dtype=np.float64)
         wmed = float(np.median(widths))
-        if len(rows) < 1.5 * wmed:
-            continue
+        if len(rows) < 1.5 * wmed or len(rows) < 0.08 * max(mask.shape) or wmed < 3:
+            continue  # a digit is longer than wide and at least 8 % of the image's long side
         if any(s <= 0 or e >= rm.shape[1] for _, s, e in rows):
             continue
         # a digit never touches the image border (rulers, collimator edges and cut-off parts do)
@@ -452,6 +422,67 @@ def locate_joints(image, *, spacing_mm: float | None = None) -> HandJoints:
         x = np.array([(s + e) / 2.0 for _, s, e in rows])
         digits.append({"y": y, "x": x, "width": wmed, "tip_y": y[0], "web_y": float(t["end_y"]),
                        "length": len(rows)})
+    if digits:  # fragments (a fingertip cut off by a too-high threshold) are not digits
+        longest = max(d["length"] for d in digits)
+        digits = [d for d in digits if d["length"] >= 0.35 * longest]
+    return mask, up, to_work, rm, digits
+
+
+# ---------------------------------------------------------------------------------------- main
+def locate_joints(image, *, spacing_mm: float | None = None) -> HandJoints:
+    """Find MCP, PIP and DIP of fingers 2-5 on a PA hand radiograph (module docstring).
+
+    Args:
+        image: (H, W) attenuation image (bone bright): a tensor, an ndarray or a
+            :class:`lsn_fast.io.Radiograph` (whose spacing is used when ``spacing_mm`` is None).
+        spacing_mm: the image's pixel spacing; None: taken from the Radiograph, else estimated
+            from anatomy (``spacing_source="anatomy"``, with its uncertainty).
+    Returns:
+        :class:`HandJoints`.
+    Raises:
+        LocateError: no hand or no finger found. TypeError/ValueError: bad arguments.
+    """
+    from .readers import Radiograph
+
+    if spacing_mm is None and isinstance(image, Radiograph):
+        spacing_mm = image.spacing_mm
+    if spacing_mm is not None:
+        if isinstance(spacing_mm, bool) or not isinstance(spacing_mm, (int, float, np.integer, np.floating)):
+            raise TypeError(f"spacing_mm: expected a number or None, got {type(spacing_mm).__name__}")
+        spacing_mm = float(spacing_mm)
+        if not (math.isfinite(spacing_mm) and 0.005 <= spacing_mm <= 5.0):
+            raise ValueError(f"spacing_mm: expected a pixel spacing in [0.005, 5] mm, got {spacing_mm}")
+    full = _as_array(image)
+    H, W = full.shape
+    f = max(1, int(math.ceil(max(H, W) / WORK_SIDE)))
+    t_full = torch.from_numpy(full)
+    work_t = F.avg_pool2d(t_full[None, None], f, ceil_mode=True)[0, 0] if f > 1 else t_full
+    work = work_t.numpy().astype(np.float32)
+    lo, hi = np.percentile(work, [1.0, 99.5])
+    if not hi > lo:
+        raise LocateError("image is constant: no hand to find")
+    work = np.clip((work - lo) / (hi - lo), 0, 1).astype(np.float32)
+    # light smoothing against noise before thresholding
+    ws = F.avg_pool2d(torch.from_numpy(work)[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0].numpy()
+    thresholds = [three_class_otsu(ws)[0]]
+    try:  # air | tissue thresholds between the background and the soft tissue's median
+        v_air, v_soft, _, _ = anchors(ws)
+        thresholds += [v_air + m * (v_soft - v_air) for m in MASK_LEVELS]
+    except ValueError:
+        pass
+    notes: list[str] = []
+    # the threshold at which the hand falls apart into five digits (else the most, up to five;
+    # ties: the longest digits in all): fingers that touch at one level separate at another
+    found = [r for r in (_digits_at(ws, t) for t in thresholds) if r is not None]
+    if not found:
+        raise LocateError("no hand found (the largest foreground region covers < 2 % of the image)")
+
+    def _rank(r):  # five digits best (four fingers and a thumb), then fewer; more than five: bones apart
+        n = len(r[4])
+        d = sorted(r[4], key=lambda d: -d["length"])[:5]
+        return (n == 5, n if n < 5 else 0, sum(x["length"] for x in d))
+
+    mask, up, to_work, rm, digits = max(found, key=_rank)
     if not digits:
         raise LocateError("no finger found: the hand mask has no separate digits (fingers touching, or not a hand)")
     # keep the 5 longest digits

@@ -43,7 +43,7 @@ import math
 
 import numpy as np
 
-__all__ = ["BONE_ATTENUATION", "GAMMA_RANGE", "SOFT_ATTENUATION", "otsu", "presentation_to_attenuation",
+__all__ = ["BONE_ATTENUATION", "GAMMA_RANGE", "SOFT_ATTENUATION", "anchors", "otsu", "presentation_to_attenuation",
            "three_class_otsu"]
 
 SOFT_ATTENUATION = 0.21
@@ -109,18 +109,9 @@ def _inverse_unsharp(y: np.ndarray, k: float, sigma_px: float) -> np.ndarray:
     return out[pad:pad + H, pad:pad + W].astype(np.float32)
 
 
-def presentation_to_attenuation(v: np.ndarray, *, mask=None, unsharp=None) -> tuple[np.ndarray, dict]:
-    """Convert a bone-bright presentation image to the phantom attenuation domain (module docstring).
-
-    Args:
-        v: (H, W) float array, bone bright (MONOCHROME1 already inverted).
-        mask: optional (H, W) bool array of pixels to ignore (DICOM padding).
-        unsharp: None or (k, sigma_px): undo an unsharp mask of that strength first.
-    Returns:
-        (y, info): float32 attenuation >= 0, and the anchors, γ and a formula string.
-    Raises:
-        ValueError: no three classes (a constant image, or one without soft tissue and bone).
-    """
+def anchors(v: np.ndarray, *, mask=None) -> tuple[float, float, float, float]:
+    """(v_air, v_soft, v_bone, soft/bone threshold) of a bone-bright image (module docstring,
+    step 1). ValueError when the classes cannot be told apart."""
     v = np.asarray(v, dtype=np.float32)
     H, W = v.shape
     valid = np.ones_like(v, dtype=bool) if mask is None else ~np.asarray(mask, dtype=bool)
@@ -148,9 +139,26 @@ def presentation_to_attenuation(v: np.ndarray, *, mask=None, unsharp=None) -> tu
     if min(soft.size, bone.size) < 16:
         raise ValueError("presentation image has no separate soft-tissue / bone classes")
     v_soft, v_bone = float(np.median(soft)), float(np.median(bone))
-    t1, t2 = float(v_air), t
     if not v_air < v_soft < v_bone:
         raise ValueError(f"presentation anchors are not ordered (air {v_air}, soft {v_soft}, bone {v_bone})")
+    return v_air, v_soft, v_bone, t
+
+
+def presentation_to_attenuation(v: np.ndarray, *, mask=None, unsharp=None) -> tuple[np.ndarray, dict]:
+    """Convert a bone-bright presentation image to the phantom attenuation domain (module docstring).
+
+    Args:
+        v: (H, W) float array, bone bright (MONOCHROME1 already inverted).
+        mask: optional (H, W) bool array of pixels to ignore (DICOM padding).
+        unsharp: None or (k, sigma_px): undo an unsharp mask of that strength first.
+    Returns:
+        (y, info): float32 attenuation >= 0, and the anchors, γ and a formula string.
+    Raises:
+        ValueError: no three classes (a constant image, or one without soft tissue and bone).
+    """
+    v = np.asarray(v, dtype=np.float32)
+    v_air, v_soft, v_bone, t = anchors(v, mask=mask)
+    t1, t2 = v_air, t
     ratio = (v_bone - v_air) / (v_soft - v_air)
     gamma = math.log(BONE_ATTENUATION / SOFT_ATTENUATION) / math.log(ratio)
     gamma_c = float(min(max(gamma, GAMMA_RANGE[0]), GAMMA_RANGE[1]))
