@@ -1,4 +1,4 @@
-"""Real radiographs in: safe readers for DICOM / PNG / TIFF, joint ROI crops, PNG writer.
+"""Real radiographs in: safe readers for DICOM / PNG / JPEG / TIFF / MetaImage / NRRD, joint ROI crops, PNG writer.
 
 Everything lsn_fast processes is an *attenuation image* ``y = −log(q/N0)`` (DESIGN.md §2): about
 0 in air, larger through tissue, bone bright. Files on disk are rarely that, so
@@ -30,11 +30,17 @@ Let ``v`` be the stored pixel values after the DICOM modality transform
     (NIST XCOM / ICRU-44). The absolute scale of a presentation image is unknowable (the
     vendor's processing is not invertible), only its shape and a plausible range.
 
+``"presentation-anchored"`` — for presentation images, three anchors instead of two: the
+    background's grey level -> 0, the soft tissue's median -> 0.21 and the bone's median -> 0.45
+    (the phantoms' levels), with a power law between them that undoes a gamma-like display curve
+    to first order (:mod:`lsn_fast.io.presentation`, which documents what it does and does not
+    undo). Measured on the dev images in ``lab/2026-12-07-real-front-end/``.
+
 ``"attenuation"`` — values are taken as they are (the default for floating-point TIFF, e.g. what
     an earlier lsn_fast run wrote). NaN/Inf are rejected; negative values are kept with a warning.
 
-``"auto"`` — DICOM: ``raw`` for FOR PROCESSING, else ``presentation``; PNG and integer TIFF:
-    ``presentation``; float TIFF: ``attenuation``.
+``"auto"`` — DICOM: ``raw`` for FOR PROCESSING, else ``presentation``; PNG, JPEG and integer
+    TIFF / MetaImage / NRRD: ``presentation``; float TIFF / MetaImage / NRRD: ``attenuation``.
 
 Pixel spacing
 -------------
@@ -42,18 +48,28 @@ DICOM: ``PixelSpacing`` (0028,0030) if present (calibrated to the patient plane 
 fills it), else ``ImagerPixelSpacing`` (0018,1164), which is measured at the detector front plate
 (so it includes the geometric magnification, ~1.0–1.1 for a hand lying on the detector); a
 :class:`RadiographWarning` says which one was used. Anisotropic spacing is averaged (with a
-warning). PNG/TIFF carry no trustworthy spacing: it must come from the caller (``spacing_mm``),
+warning). MetaImage: ``ElementSpacing`` (or ``ElementSize``); NRRD: ``spacings`` or the norms of
+``space directions``. Every header spacing must be finite and in [0.005, 5] mm
+(:func:`lsn_fast.io.formats.check_spacing`): DICOM values outside are ignored with a warning
+(``PixelSpacing = 1e308`` is not a spacing), MetaImage/NRRD files with one are refused.
+PNG/JPEG/TIFF carry no trustworthy spacing: it must come from the caller (``spacing_mm``),
 else ``Radiograph.spacing_mm`` is ``None`` and a warning is issued. A caller's ``spacing_mm``
 always wins over the file's.
 
 Hostile input
 -------------
-Files are identified by their magic bytes (``DICM`` at offset 128, the PNG signature, the TIFF
-byte-order marks), not by their names. A ``.dcm`` file without the ``DICM`` preamble is handed to
+The file is opened once, without blocking, and only if it is a regular file (a FIFO, socket or
+device is refused after ``fstat`` of the open descriptor, so nothing can block or race); its
+bytes, bounded in size, are what every parser reads. Files are identified by their magic bytes
+(``DICM`` at offset 128, the PNG, TIFF, JPEG and NRRD signatures, a MetaImage header), not by
+their names. A ``.dcm`` file without the ``DICM`` preamble is handed to
 pydicom with ``force=False``, which refuses it (deliberately: ``force=True`` parses anything).
 Declared sizes (DICOM Rows×Columns×Frames, PNG IHDR, TIFF first-page shape) are checked against
 ``max_pixels`` *before* any decoding; native DICOM pixel data shorter than
-Rows×Columns×Samples×BitsAllocated/8 is rejected; zero-sized, constant, NaN/Inf images are
+Rows×Columns×Samples×BitsAllocated/8 is rejected; a PNG's zlib stream must inflate to exactly the
+bytes its IHDR rows need (a complete stream holding 10 of 400 rows is refused), TIFF strips must
+lie inside the file, MetaImage/NRRD data (raw or zlib/gzip, inflated with a bound) must hold the
+declared size, a truncated JPEG fails; zero-sized, constant, NaN/Inf images are
 rejected. Every parser exception (pydicom, Pillow, tifffile, struct, zlib, ...) is re-raised as
 :class:`RadiographError` (a ``ValueError``) naming the file; only that, ``FileNotFoundError``,
 ``IsADirectoryError``, ``TypeError``/``ValueError`` for bad arguments can escape.
