@@ -926,11 +926,13 @@ def test_pretrained_on_cuda_without_cuda_is_a_clear_error():
 
 
 def test_separate_quality_flags_padding_and_noise():
-    import lsn_fast as lf
     from lsn_fast.model.lsn import SeparationQuality
+    from lsn_fast.physics.detector import Detector
+    from lsn_fast.physics.phantom import generate
+    from lsn_fast.synthesis.compose import compose
 
-    stack, _ = lf.phantom.generate(2, size=128, spacing_mm=0.1, seed=3)
-    y = lf.compose(stack, detector=lf.Detector(), seed=0)
+    stack, _ = generate(2, size=128, spacing_mm=0.1, seed=3)
+    y = compose(stack, detector=Detector(), seed=0)
     g = torch.Generator().manual_seed(0)
     junk = torch.zeros(1, 1, 128, 128)
     junk[..., :, 64:] = 0.02 * torch.rand(1, 1, 128, 64, generator=g)  # padding and noise
