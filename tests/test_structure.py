@@ -154,3 +154,24 @@ def test_old_paths_are_deprecated_aliases(old, new):
         mod = importlib.import_module(old)
     assert mod is importlib.import_module(new)
     assert mod.__spec__.name == new
+
+
+def test_an_old_path_does_not_shadow_the_public_name_it_shares():
+    """``import lsn_fast.compose`` (the deprecated module path) leaves ``lsn_fast.compose`` the
+    public function; ``from lsn_fast import compose`` too."""
+    import importlib
+    import sys
+
+    import lsn_fast as lf
+    from lsn_fast.synthesis import compose as compose_module
+
+    sys.modules.pop("lsn_fast.compose", None)
+    with pytest.warns(DeprecationWarning):
+        mod = importlib.import_module("lsn_fast.compose")
+    assert mod is compose_module
+    assert callable(lf.compose) and lf.compose is compose_module.compose
+    from lsn_fast import compose
+    assert compose is compose_module.compose
+    lf.some_new_attribute = 1  # ordinary attributes still bind
+    assert lf.some_new_attribute == 1
+    del lf.some_new_attribute

@@ -181,6 +181,28 @@ static void synthesize_binding(uintptr_t soft, uintptr_t upper, uintptr_t lower,
     throw std::invalid_argument("synthesize: mode code");
   if (!soft || !upper || !lower || !index || !disp || !out || (params && !sample_index))
     throw std::invalid_argument("synthesize: null pointer");
+  // The Python schema (lsn_fast/ops/schema.py) checks all of this first; the binding checks the
+  // values that size work or index memory again, so no caller can crash the process through it.
+  if (!(min_counts > 0.0) || !std::isfinite(min_counts)) throw std::invalid_argument("min_counts: must be finite and > 0");
+  {
+    const float* d = (const float*)disp;
+    for (int64_t i = 0; i < 2 * B; ++i)
+      if (!std::isfinite(d[i]) || std::fabs(d[i]) > 1.0e6f)
+        throw std::invalid_argument("disp: must be finite and within 1e6 px");
+  }
+  if (params) {
+    const float* p = (const float*)params;
+    for (int64_t b = 0; b < B; ++b) {
+      const float* r = p + 5 * b;
+      for (int j = 0; j < 5; ++j)
+        if (!std::isfinite(r[j])) throw std::invalid_argument("params: contains NaN or Inf");
+      if (!(r[0] > 0.0f && r[0] <= 1e12f)) throw std::invalid_argument("params: n0 must lie in (0, 1e12]");
+      if (!(r[1] >= 0.0f && r[1] <= 100.0f)) throw std::invalid_argument("params: scatter must lie in [0, 100]");
+      if (!(r[2] > 0.0f && r[2] <= 1000.0f)) throw std::invalid_argument("params: scatter_sigma_px must lie in (0, 1000]");
+      if (!(r[3] >= 0.0f && r[3] <= 1000.0f)) throw std::invalid_argument("params: blur_sigma_px must lie in [0, 1000]");
+      if (!(r[4] >= 0.0f && r[4] <= 1e6f)) throw std::invalid_argument("params: electronic_sigma must lie in [0, 1e6]");
+    }
+  }
   KernelArgs a;
   a.soft = (const void*)soft;
   a.upper = (const void*)upper;

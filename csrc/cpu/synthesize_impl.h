@@ -40,6 +40,8 @@ LSN_INL float sel(bool c, float a, float b) {
 
 LSN_INL float max_f(float a, float b) { return a > b ? a : b; }
 LSN_INL float min_f(float a, float b) { return a < b ? a : b; }
+// max that keeps a NaN in its first argument (as torch.clamp_min does): NaN in, NaN out
+LSN_INL float max_nan(float a, float b) { return (a > b || a != a) ? a : b; }
 // Correctly rounded (sqrtss/sqrtps; no errno path with -fno-math-errno).
 LSN_INL float sqrt_f(float x) { return __builtin_sqrtf(x); }
 
@@ -63,6 +65,7 @@ LSN_INL float floor_f(float x) {
 // subnormal range and up to overflow come out right. Within 1 ulp everywhere and correctly
 // rounded on ~98 % of inputs (torch's SLEEF expf: ~99 %).
 LSN_INL float exp_f(float x) {
+  const float x0 = x;
   x = min_f(max_f(x, -104.0f), 89.0f);  // exp(-104) < 2^-150 -> +0, exp(89) -> inf
   const float fn = floor_f(x * 1.44269504088896341f + 0.5f);
   const float t = x - fn * 0.693359375f;  // exact
@@ -83,11 +86,15 @@ LSN_INL float exp_f(float x) {
   p = hi + (lo + p * z);
   const int32_t n = (int32_t)fn;  // in [-150, 129]
   const int32_t n1 = n >> 1, n2 = n - n1;
-  return (p * u2f((uint32_t)(n1 + 127) << 23)) * u2f((uint32_t)(n2 + 127) << 23);
+  const float res = (p * u2f((uint32_t)(n1 + 127) << 23)) * u2f((uint32_t)(n2 + 127) << 23);
+  return sel(x0 != x0, x0, res);  // the clamp above would turn NaN into exp(-104) = 0
 }
 
-// natural log for positive normal floats (Cephes logf).
-LSN_INL float log_f(float x) {
+// natural log (Cephes logf) for every float: subnormals are scaled by 2^23 first; log(0) = -inf,
+// log(x < 0) = NaN, log(inf) = inf, log(NaN) = NaN, as std::log.
+LSN_INL float log_f(float x0) {
+  const bool sub = x0 < 1.17549435e-38f;  // subnormal, zero or negative
+  const float x = sel(sub, x0 * 8388608.0f, x0);  // * 2^23: subnormals become normal
   uint32_t b = f2u(x);
   int32_t e = (int32_t)(b >> 23) - 126;
   float m = u2f((b & 0x007fffffu) | 0x3f000000u);  // [0.5, 1)
@@ -111,7 +118,12 @@ LSN_INL float log_f(float x) {
   y = y - 0.5f * z;
   float r = t + y;
   r = r + fe * 0.693359375f;
-  return r;
+  r = sel(sub, r - 15.9423851f, r);  // 23 ln 2
+  const float inf = u2f(0x7f800000u), nan = u2f(0x7fc00000u);
+  r = sel(x0 == 0.0f, -inf, r);
+  r = sel(x0 < 0.0f, nan, r);
+  r = sel(x0 == inf, inf, r);
+  return sel(x0 != x0, x0, r);
 }
 
 // sin and cos of x >= 0 (here x in [0, 2 pi)), Cephes sinf/cosf with a 3-part Cody-Waite reduction.
@@ -586,12 +598,12 @@ static void noise_row(float* __restrict q, float* __restrict z2out, int64_t W, u
       sincos_f(two_pi * u1b[x], &sn, &cs);
       float z1 = rho * cs;
       z2out[x] = rho * sn;
-      float lam = max_f(q[x], 0.0f);
+      float lam = max_nan(q[x], 0.0f);
       float v = lam + sqrt_f(lam) * z1;
       v = v + (z1 * z1 - 1.0f) / 6.0f;
       v = v + 0.5f;
       v = floor_f(v);
-      v = max_f(v, 0.0f);
+      v = max_nan(v, 0.0f);
       q[x] = v;
       lamb[x] = lam;
       nsmall += lam < 12.0f ? 1 : 0;
@@ -624,7 +636,7 @@ static void noise_row(float* __restrict q, float* __restrict z2out, int64_t W, u
       float z1 = rho * cs;
       z2out[x] = rho * sn;
       float qq = q[x];
-      float qc = max_f(qq, 0.0f);
+      float qc = max_nan(qq, 0.0f);
       q[x] = qq + sqrt_f(qc) * z1;
     }
   } else {
@@ -653,7 +665,7 @@ static void finish_row(const KernelArgs& a, const Sample& s, float* __restrict q
     float* o = a.dtype_out == DT_F32 ? (float*)outrow : q;
 #pragma omp simd
     for (int64_t x = 0; x < W; ++x) {
-      float v = max_f(q[x], mc);
+      float v = max_nan(q[x], mc);
       o[x] = -log_f(v / n0);
     }
     if (a.dtype_out == DT_F32) return;

@@ -39,6 +39,9 @@ namespace {
 // emulate() runs the very same code block by block, thread by thread, on the host (the CPU test
 // of the kernels' indexing and arithmetic, tests/test_backend_cuda.py).
 #define LSN_HD __host__ __device__ __forceinline__
+
+// max that keeps a NaN in its first argument (fmaxf drops it): NaN in, NaN out, as the reference
+LSN_HD float fmax_nan(float a, float b) { return a != a ? a : fmaxf(a, b); }
 #ifdef __CUDA_ARCH__
 #define LSN_UNROLL _Pragma("unroll")
 #else
@@ -128,9 +131,9 @@ LSN_UNROLL
 
 // Quantum noise (contract step 7). mode 0: none, 1: gaussian, 2: poisson.
 LSN_HD float quantum_noise(float q, int mode, float z1, float u2) {
-  if (mode == 1) return add(q, mul(sqrt_rn(fmaxf(q, 0.0f)), z1));
+  if (mode == 1) return add(q, mul(sqrt_rn(fmax_nan(q, 0.0f)), z1));
   if (mode == 2) {
-    const float lam = fmaxf(q, 0.0f);
+    const float lam = fmax_nan(q, 0.0f);
     if (lam < 12.0f) {  // POISSON_SMALL_LAMBDA: exact inversion, POISSON_INVERSION_TERMS = 40
       float p = expf(-lam), cdf = p, k = 0.0f;
       for (int i = 1; i <= 40; ++i) {
@@ -141,7 +144,7 @@ LSN_HD float quantum_noise(float q, int mode, float z1, float u2) {
       return k;
     }
     const float t = add(add(add(lam, mul(sqrt_rn(lam), z1)), dvd(sub(mul(z1, z1), 1.0f), 6.0f)), 0.5f);
-    return fmaxf(floorf(t), 0.0f);
+    return fmax_nan(floorf(t), 0.0f);
   }
   return q;
 }
@@ -265,7 +268,7 @@ LSN_HD Detector load_detector(const SynthArgs& a, long long b) {
 
 LSN_HD float finish(float q, const Detector& d, int output_mode, float min_counts) {
   if (output_mode == 1) return q;
-  return -logf(dvd(fmaxf(q, min_counts), d.n0));
+  return -logf(dvd(fmax_nan(q, min_counts), d.n0));
 }
 
 LSN_HD int blur_radius(float sigma) { return static_cast<int>(ceilf(mul(3.0f, sigma))); }

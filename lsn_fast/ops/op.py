@@ -6,28 +6,20 @@ backend named by its ``backend`` argument (resolved by :mod:`lsn_fast.backends`)
 backward is the vector–Jacobian product of the differentiable reference, so every backend gets
 gradients w.r.t. the layers and the displacement.
 
-The op does no validation; call it through :func:`lsn_fast.compose` / :func:`lsn_fast.synthesize`
-unless you need it inside a compiled region with inputs you have already checked.
+The op validates its arguments through :func:`lsn_fast.ops.schema.prepare` (cheap checks, one host
+read for the value bounds) before any backend sees them: it is public and reachable, so a bad index
+or parameter is a named ``ValueError``/``TypeError``, never a crash or unwritten memory.
 """
 
 from __future__ import annotations
 
 import torch
 
-from lsn_fast.ops.registry import resolve as _resolve
+from lsn_fast.ops.registry import resolve
+from lsn_fast.ops.schema import INTERP_NAMES, normalize_seed, prepare, seed_to_signed
 from lsn_fast.physics.reference import synthesize_reference
 
-_INTERP_NAMES = ("linear", "cubic")
-_OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def seed_to_signed(seed: int) -> int:
-    """Map a uint64 seed to the int64 the op schema carries (two's complement)."""
-    return seed - (1 << 64) if seed >= (1 << 63) else seed
-
-
-def _seed_unsigned(seed: int) -> int:
-    return seed + (1 << 64) if seed < 0 else seed
+__all__ = ["synthesize_op", "seed_to_signed"]
 
 
 @torch.library.custom_op("lsn_fast::synthesize", mutates_args=())
@@ -49,13 +41,11 @@ def synthesize_op(
     backend: str,
 ) -> torch.Tensor:
     """Fused synthesis (see :func:`lsn_fast.reference.synthesize_reference`). Returns (B,1,H,W)."""
-    _, fn = _resolve("synthesize", soft.device, backend)
-    return fn(
-        soft, upper, lower, index, disp, params,
-        move_lower=move_lower, seed=_seed_unsigned(seed), sample_index=sample_index,
-        noise_mode=noise_mode, output_mode=output_mode, interp=_INTERP_NAMES[interp],
-        min_counts=min_counts, out_dtype=out_dtype,
-    )
+    args = prepare(soft, upper, lower, index, disp, params, move_lower=move_lower, seed=seed,
+                   sample_index=sample_index, noise_mode=noise_mode, output_mode=output_mode, interp=interp,
+                   min_counts=min_counts, out_dtype=out_dtype)
+    _, launch = resolve("synthesize_args", soft.device, backend)
+    return launch(args)
 
 
 @synthesize_op.register_fake
@@ -80,8 +70,8 @@ def _backward(ctx, grad_out):
         leaves = [t.detach().requires_grad_(bool(w)) for t, w in zip((soft, upper, lower, disp), (want[0], want[1], want[2], want[4]))]
         out = synthesize_reference(
             leaves[0], leaves[1], leaves[2], index, leaves[3], params,
-            move_lower=move_lower, seed=_seed_unsigned(seed), sample_index=sample_index,
-            noise_mode=noise_mode, output_mode=output_mode, interp=_INTERP_NAMES[interp],
+            move_lower=move_lower, seed=normalize_seed(seed), sample_index=sample_index,
+            noise_mode=noise_mode, output_mode=output_mode, interp=INTERP_NAMES[interp],
             min_counts=min_counts, out_dtype=torch.float32,
         )
         wrt = [t for t in leaves if t.requires_grad]

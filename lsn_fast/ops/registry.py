@@ -134,7 +134,11 @@ def _explicit(op: str, dev_type: str, name: str, source: str) -> tuple[str, Call
 def _load_reference():
     from lsn_fast.physics import reference
 
-    return {"synthesize": reference.synthesize_reference, "translate": reference.translate}
+    def synthesize_args(a):  # the op's validated arguments (lsn_fast.ops.schema.SynthesizeArgs)
+        return reference.synthesize_reference(a.soft, a.upper, a.lower, a.index, a.disp, a.params, **a.reference_kwargs())
+
+    return {"synthesize": reference.synthesize_reference, "synthesize_args": synthesize_args,
+            "translate": reference.translate}
 
 
 def _load_cpu():
@@ -202,5 +206,5 @@ def _load_cuda():
 
 register_backend("reference", ("cpu", "cuda"), 0, _load_reference, "eager PyTorch, differentiable ground truth")
 register_backend("cpu", ("cpu",), 20, _load_cpu, "C++17 + OpenMP (csrc/cpu), pybind11")
-register_backend("triton", _triton_devices(), 30, _load_triton, "fused Triton kernels (kernels/)")
+register_backend("triton", _triton_devices(), 30, _load_triton, "fused Triton kernels (lsn_fast/ops/kernels)")
 register_backend("cuda", ("cuda",), 25, _load_cuda, "CUDA C++ kernels (csrc/cuda)")

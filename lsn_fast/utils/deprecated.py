@@ -11,6 +11,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 import warnings
 
 #: old module name -> new module name (the layout of issue 32, 2026-12-07)
@@ -65,7 +66,26 @@ class _AliasFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_loader(fullname, _AliasLoader(new))
 
 
-def install() -> None:
-    """Add the alias finder to ``sys.meta_path`` (idempotent)."""
+class _Package(types.ModuleType):
+    """A package whose public attributes survive the import of an old path of the same name.
+
+    After ``import lsn_fast.compose`` the import system binds the loaded module on its parent
+    (``setattr(lsn_fast, "compose", module)``), which would replace the public *function*
+    ``lsn_fast.compose``. The binding of an alias module over a non-module attribute is skipped."""
+
+    def __setattr__(self, name, value):
+        old = self.__dict__.get(name)
+        if (isinstance(value, types.ModuleType) and old is not None and not isinstance(old, types.ModuleType)
+                and MOVED.get(f"{self.__name__}.{name}") == value.__name__):
+            return
+        super().__setattr__(name, value)
+
+
+def install(package: str = "lsn_fast") -> None:
+    """Add the alias finder to ``sys.meta_path`` (idempotent) and protect ``package``'s public
+    attributes from the alias modules of the same name (:class:`_Package`)."""
     if not any(isinstance(f, _AliasFinder) for f in sys.meta_path):
         sys.meta_path.append(_AliasFinder())
+    mod = sys.modules.get(package)
+    if mod is not None and type(mod) is types.ModuleType:
+        mod.__class__ = _Package

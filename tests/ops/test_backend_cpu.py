@@ -289,6 +289,7 @@ _ISA_SCRIPT = r"""
 import sys, torch
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {tests!r})
+sys.path.insert(0, {tests!r} + '/..')
 from lsn_fast import _C
 from lsn_fast.ops.backends.cpu import synthesize_cpu
 from test_backend_cpu import make_bank
@@ -314,7 +315,7 @@ def test_every_isa_computes_the_same_bits(tmp_path):
     results = {}
     for isa in ISAS:
         path = str(tmp_path / f"{isa}.pt")
-        code = _ISA_SCRIPT.format(root=root, tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), isa=isa, path=path)
+        code = _ISA_SCRIPT.format(root=root, tests=os.path.dirname(os.path.abspath(__file__)), isa=isa, path=path)
         subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, LSN_FAST_CPU_ISA=isa))
         results[isa] = torch.load(path)
     base = results["base"]

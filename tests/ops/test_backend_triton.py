@@ -48,7 +48,8 @@ from lsn_fast.physics.reference import _resample_axis, synthesize_reference  # n
 
 
 ks = pytest.importorskip("lsn_fast.ops.kernels.synthesize")
-from lsn_fast.ops.kernels.synthesize import _philox4x32_10, synthesize_triton  # noqa: E402
+from lsn_fast.ops.backends.triton import synthesize_triton  # noqa: E402
+from lsn_fast.ops.kernels.synthesize import _philox4x32_10  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,4 +1,4 @@
-"""The ``triton`` backend: the fused synthesis operator as Triton kernels (kernels/synthesize.py).
+"""The ``triton`` backend: the fused synthesis operator as Triton kernels (lsn_fast/ops/kernels/synthesize.py).
 
 ``OPS["synthesize"]`` has exactly the signature of :func:`lsn_fast.reference.synthesize_reference`
 (docs/kernel_contract.md). Runs on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1``
@@ -7,6 +7,15 @@
 
 from __future__ import annotations
 
-from lsn_fast.ops.kernels.synthesize import synthesize_triton
+import torch
 
-OPS = {"synthesize": synthesize_triton}
+from lsn_fast.ops.kernels.synthesize import launch
+from lsn_fast.ops.schema import prepare
+
+
+def synthesize_triton(soft, upper, lower, index, disp, params, **kwargs) -> torch.Tensor:
+    """Fused synthesis in Triton; the signature of :func:`lsn_fast.physics.reference.synthesize_reference`."""
+    return launch(prepare(soft, upper, lower, index, disp, params, **kwargs))
+
+
+OPS = {"synthesize": synthesize_triton, "synthesize_args": launch}

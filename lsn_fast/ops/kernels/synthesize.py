@@ -3,7 +3,7 @@
 Design
 ======
 One kernel, ``_synthesize_kernel``, a pure function over pointers, strides and shapes; its stages
-are switched by constexprs chosen by the launcher :func:`synthesize_triton`.
+are switched by constexprs chosen by the launcher :func:`launch`.
 
 Grid and tiles.  Programs walk a flat list of (sample b, 2-D tile) work items (persistent loop
 ``for t in range(pid, n_items, nprog)``). Each work item is an ``EH x EW`` block (powers of two)
@@ -88,7 +88,6 @@ from triton.language.extra import libdevice
 
 MAX_FUSED_RADIUS = 16
 _RADIUS_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
-_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------------- Philox
@@ -280,11 +279,11 @@ def _synthesize_kernel(
                     z1 = rho * tl.cos(theta)
                     z2 = rho * tl.sin(theta)
             if NOISE == 1:
-                q = q + tl.sqrt(tl.maximum(q, 0.0)) * z1
+                q = q + tl.sqrt(tl.maximum(q, 0.0, propagate_nan=tl.PropagateNan.ALL)) * z1
             elif NOISE == 2:
-                lam = tl.maximum(q, 0.0)
+                lam = tl.maximum(q, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN in, NaN out (as the reference)
                 kq = tl.floor(lam + tl.sqrt(lam) * z1 + (z1 * z1 - 1.0) / 6.0 + 0.5)
-                kq = tl.maximum(kq, 0.0)
+                kq = tl.maximum(kq, 0.0, propagate_nan=tl.PropagateNan.ALL)
                 small = lam < 12.0
                 if tl.max(small.to(tl.int32)) > 0:  # inversion only where some pixel needs it
                     u2 = _uniform(r2)
@@ -332,7 +331,7 @@ def _synthesize_kernel(
                 if OUT_COUNTS:
                     res = q
                 else:
-                    res = -tl.log(tl.maximum(q, min_counts) / n0)
+                    res = -tl.log(tl.maximum(q, min_counts, propagate_nan=tl.PropagateNan.ALL) / n0)
             else:
                 res = q
         else:
@@ -393,14 +392,6 @@ def _persistent_programs(device: torch.device, warps: int) -> int:
     return 2  # interpreter: a small persistent grid exercises the work loop
 
 
-def _layer(t: torch.Tensor) -> torch.Tensor:
-    if t.dtype not in _DTYPES:
-        t = t.to(torch.float32)
-    if any(s < 0 for s in t.stride()):  # pragma: no cover - torch has no negative strides today
-        t = t.contiguous()
-    return t
-
-
 def _launch(src, index, disp, params, sidx, out, *, H, W, B, move_lower, cubic, seed, noise, rng,
             esig, finish, out_counts, rmax, min_counts, qsrc=None):
     soft, upper, lower = src
@@ -436,45 +427,16 @@ def _launch(src, index, disp, params, sidx, out, *, H, W, B, move_lower, cubic, 
     return out
 
 
-def synthesize_triton(
-    soft: torch.Tensor,
-    upper: torch.Tensor,
-    lower: torch.Tensor,
-    index: torch.Tensor,
-    disp: torch.Tensor,
-    params: torch.Tensor | None,
-    *,
-    move_lower: bool = False,
-    seed: int = 0,
-    sample_index: torch.Tensor | None = None,
-    noise_mode: int = 2,
-    output_mode: int = 0,
-    interp: str = "linear",
-    min_counts: float = 0.5,
-    out_dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """Fused synthesis in Triton; see :func:`lsn_fast.reference.synthesize_reference`. Returns (B,1,H,W)."""
-    soft, upper, lower = _layer(soft), _layer(upper), _layer(lower)
-    if soft.ndim != 3 or not (soft.shape == upper.shape == lower.shape):
-        raise ValueError(f"soft/upper/lower: expected equal (N,H,W) shapes, got {tuple(soft.shape)}, {tuple(upper.shape)}, {tuple(lower.shape)}")
+def launch(a) -> torch.Tensor:
+    """Fused synthesis in Triton on validated arguments (:class:`lsn_fast.ops.schema.SynthesizeArgs`).
+    Returns (B,1,H,W)."""
+    soft, upper, lower = a.soft, a.upper, a.lower
     device = soft.device
-    if upper.device != device or lower.device != device:
-        raise ValueError("soft/upper/lower: tensors must be on one device")
-    if interp not in ("linear", "cubic"):
-        raise ValueError(f"interp: expected 'linear' or 'cubic', got {interp!r}")
-    if out_dtype not in _DTYPES:
-        raise TypeError(f"out_dtype: expected float32, float16 or bfloat16, got {out_dtype}")
-    if noise_mode not in (0, 1, 2) or output_mode not in (0, 1):
-        raise ValueError(f"noise_mode/output_mode out of range: {noise_mode}, {output_mode}")
-    N, H, W = soft.shape
-    index = torch.as_tensor(index).to(device=device, dtype=torch.int64).reshape(-1).contiguous()
-    B = index.shape[0]
-    if B < 1 or N < 1 or H < 1 or W < 1:
-        raise ValueError(f"empty batch or bank: B={B}, bank {tuple(soft.shape)}")
-    disp = torch.as_tensor(disp).to(device=device, dtype=torch.float32).contiguous()
-    if disp.shape != (B, 2):
-        raise ValueError(f"disp: expected ({B}, 2), got {tuple(disp.shape)}")
-    seed = int(seed) % (1 << 64)
+    N, H, W = a.shape
+    B = a.batch
+    index, disp, params, sidx = a.index, a.disp, a.params, a.sample_index
+    move_lower, seed, min_counts, out_dtype = a.move_lower, a.seed, a.min_counts, a.out_dtype
+    noise_mode, output_mode, interp = a.noise_mode, a.output_mode, a.interp
     cubic = interp == "cubic"
     out = torch.empty((B, 1, H, W), device=device, dtype=out_dtype)
     common = dict(H=H, W=W, B=B, move_lower=bool(move_lower), cubic=cubic, seed=seed, min_counts=min_counts)
@@ -483,17 +445,8 @@ def synthesize_triton(
         return _launch(src, index, disp, None, None, out, noise=0, rng=False, esig=False, finish=True,
                        out_counts=False, rmax=0, **common)
 
-    params = params.to(device=device, dtype=torch.float32).contiguous()
-    if params.shape != (B, 5):
-        raise ValueError(f"params: expected ({B}, 5), got {tuple(params.shape)}")
-    if sample_index is None:
-        sample_index = torch.arange(B, device=device, dtype=torch.int64)
-    sidx = torch.as_tensor(sample_index).to(device=device, dtype=torch.int64).reshape(-1).contiguous()
-    if sidx.shape[0] != B:
-        raise ValueError(f"sample_index: expected ({B},), got {tuple(sidx.shape)}")
-    # one device->host sync decides the constexprs (the reference makes the same decisions)
-    stats = torch.stack([torch.ceil(3.0 * params[:, 3]).max(), params[:, 1].max(), params[:, 4].max()]).tolist()
-    radius, any_scatter, any_esig = int(stats[0]), stats[1] > 0, stats[2] > 0
+    # the batch maxima that decide the constexprs were read back once, by the schema
+    radius, any_scatter, any_esig = a.blur_radius, a.any_scatter, a.any_electronic
     rng = noise_mode != 0 or any_esig
     out_counts = output_mode == 1
     qsrc = None
