@@ -97,7 +97,7 @@ class FivePercentConfig:
     # 4500 steps at batch 24: every committed full-size result since 2026-12-03 (and the 1500-step
     # ones before it, at 1500) ran this way. At 1500 steps every arm is still improving and (c3)
     # improves fastest: (c3)/(a) JSW 1.26 -> 1.19, JSN 1.13 -> 1.03 from 1500 to 4500 steps
-    # (benchmarks/results/2026-12-03-five-percent-longer/), so 1500 under-states the method
+    # (lab/2026-12-03-five-percent-longer/), so 1500 under-states the method
     steps: int = 4500
     batch_size: int = 24
     lr: float = 2e-3
@@ -116,14 +116,14 @@ class FivePercentConfig:
     # with the small-fov LSN, carried families read ~0.015 mm wide after closing moves (the
     # residual keeps the bone's blur skirt where the bone was) and the realism critic tells them
     # from real images (0.72 over 3 seeds); rendered ones score 0.51 and take (c3) to JSW 1.02x /
-    # JSN 0.97x (a) (benchmarks/results/2026-12-03-five-percent-rendered/). The quick and tiny
+    # JSN 0.97x (a) (lab/2026-12-03-five-percent-rendered/). The quick and tiny
     # presets (64 px / 32 px at 0.2 mm) keep "carry": there the rendered families fail realism
     # (0.65 over 2 seeds) and the carried ones pass (0.46)
     synthesis: str = "render"
     # which bone a family moves: "upper" (the gap moves by half the JSW change) or "both" (half
     # each: the gap stays centred in the crop, as in real crops). "both" with "integer" moves
     # helped a lot at 16 anatomies; at full resolution the 100 % JSW model reads such families
-    # as well as real joints (benchmarks/results/2026-12-02-five-percent-fullres-centred-guarded/),
+    # as well as real joints (lab/2026-12-02-five-percent-fullres-centred-guarded/),
     # and every full-size run since (1500 and 4500 steps) used them. The full preset's default;
     # quick() and tiny() keep "upper" / "linear", as their committed results were made
     bone: str = "both"
@@ -142,7 +142,7 @@ class FivePercentConfig:
     # the LSN that separates the (c)/(e) banks: a .safetensors path, a shipped name ("default",
     # "small-fov"), or None for LSN.pretrained("small-fov"), the shipped weights for this 128 px
     # field of view; the default weights are tuned on 256 px and separate 128 px images 3-4x worse
-    # (benchmarks/results/2026-12-03-five-percent-lsn-v11/). The committed tables name theirs
+    # (lab/2026-12-03-five-percent-lsn-v11/). The committed tables name theirs
     lsn_weights: str | None = None
 
     @classmethod
@@ -744,7 +744,9 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
             m = _train_task(task, mixed, cfg, seed)
             add(task, f"{low_pct} + oracle synth (mixed)", _evaluate(task, m, test, cfg)[0])
         if task == "jsn":
-            p = quantify_jsn(test["base"], test["follow"], cfg.spacing_mm, method="poc")
+            # the classical row of the earlier tables: row-profile regions, every pair kept (a
+            # metric over NaN-flagged pairs would compare different subsets across the rows)
+            p = quantify_jsn(test["base"], test["follow"], cfg.spacing_mm, method="poc", regions="profile", on_doubt="keep")
             add(task, "POC (no training)", regression_metrics(p, test["jsn"]))
         log(f"[seed {seed}] task {task}: {time.perf_counter() - tt:.1f} s")
 

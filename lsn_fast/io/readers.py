@@ -99,6 +99,7 @@ import torch.nn.functional as F
 
 from lsn_fast.io.formats import check_png_stream, check_spacing, read_metaimage, read_nrrd, read_regular_file
 from lsn_fast.io.presentation import presentation_to_attenuation
+from lsn_fast.utils.files import apply_umask
 
 __all__ = [
     "AIR_PERCENTILE",
@@ -1035,6 +1036,7 @@ def write_png(path, image, *, window=None, bits: int = 8) -> Path:
             Image.fromarray(q).save(fh, format="PNG")
             fh.flush()
             os.fsync(fh.fileno())
+        apply_umask(tmp)  # mkstemp makes 0600; the file gets the user's umask like any other
         os.replace(tmp, path)
     except BaseException:
         try:

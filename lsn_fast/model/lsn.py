@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lsn_fast.utils.files import apply_umask
 from lsn_fast.utils.validation import check_positive_float, check_tensor
 from lsn_fast.physics.layers import LayerStack
 
@@ -591,7 +592,7 @@ def save_weights(model: LSN, path: str | os.PathLike, extra_metadata: dict | Non
         os.makedirs(d, exist_ok=True)
     tmp = path + ".partial"
     save_file(tensors, tmp, metadata=meta)
-    os.chmod(tmp, 0o644)
+    apply_umask(tmp)  # the user's umask, as every file the library writes
     os.replace(tmp, path)
 
 
@@ -608,7 +609,7 @@ def load_weights(path: str | os.PathLike, map_location="cpu") -> LSN:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"LSN weights not found: {path}. Train them with `{TRAIN_COMMAND}` "
-            f"and the fine-tunes after it in lsn_fast/weights/README.md (the shipped v6: five runs in all)"
+            f"and the fine-tunes after it in lsn_fast/weights/HISTORY.md (the shipped v6: five runs in all)"
         )
     from safetensors.torch import load_file
 

@@ -59,6 +59,7 @@ from lsn_fast.synthesis.compose import compose
 from lsn_fast.physics.detector import Detector
 from lsn_fast.physics.layers import LayerStack
 from lsn_fast.model.lsn import LSN, LSNConfig, load_weights, save_weights, with_refiner
+from lsn_fast.utils.files import apply_umask
 from lsn_fast.model.settings import (DETECTOR_RANGES, MASK_THRESHOLD, bone_masks, mix_seed, random_detector, seeded_generator,
                                      shifted_setting, stack_layers, uniform)
 
@@ -104,7 +105,7 @@ def bone_edge_band(layers: torch.Tensor, radius_px: int = 2, threshold: float = 
     outline (either bone's mask dilated minus eroded by a (2r+1)² square).
 
     That band holds a third of v6's recomposition error on 5 % of the pixels
-    (``benchmarks/results/2026-12-02-lsn-systematic-error/``)."""
+    (``lab/2026-12-02-lsn-systematic-error/``)."""
     m = bone_masks(layers, threshold)
     k = 2 * radius_px + 1
     dil = F.max_pool2d(m, k, stride=1, padding=radius_px)
@@ -418,6 +419,7 @@ def write_demo_stage2_data(out_dir: str, n: int = 64, size: int = 256, seed: int
     p = os.path.join(out_dir, "demo.safetensors")
     save_file({"images": images.contiguous(), "masks": masks.contiguous()}, p,
               metadata={"format": "lsn_fast.stage2", "seed": str(seed), "setting": setting})
+    apply_umask(p)  # safetensors writes 0600
     return p
 
 
@@ -726,6 +728,7 @@ class Trainer:
         }
         tmp = os.path.join(out, "ckpt.safetensors.partial")
         save_file(t, tmp, metadata={"format": "lsn_fast.train_ckpt", "state": json.dumps(state)})
+        apply_umask(tmp)
         os.replace(tmp, os.path.join(out, "ckpt.safetensors"))
         with open(os.path.join(out, "state.json.partial"), "w") as f:
             json.dump(state, f, indent=1)
@@ -872,8 +875,8 @@ def add_loss_arguments(p, stages=(1, 2)) -> None:
                         "observed image ('input': fits its noise and scatter, measured to undo stage 1's denoising)")
     p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of an L1 anchor to the initial model's layers (0: off). Measured on the 'ra' "
                         "setting: 0.3 keeps a model that is already good there from being pulled down (by the discriminator, whose "
-                        "optimum is not the truth: benchmarks/results/2026-12-01-stage2-disc-premise), but holds back "
-                        "most of the gain from a weak start (benchmarks/results/2026-12-01-stage2-ra)")
+                        "optimum is not the truth: lab/2026-12-01-stage2-disc-premise), but holds back "
+                        "most of the gain from a weak start (lab/2026-12-01-stage2-ra)")
     terms = {1: STAGE1_LOSS_WEIGHTS, 2: STAGE2_LOSS_WEIGHTS}
     p.add_argument("--loss-weight", action="append", default=[], metavar="NAME=W", type=_loss_weight,
                    help="override one loss term's weight (repeatable). Terms and defaults: "

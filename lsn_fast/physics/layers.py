@@ -29,6 +29,7 @@ from typing import Iterator
 import torch
 
 from lsn_fast.physics.axis import angle_from_axis, axis_from_angle, normalize_axis
+from lsn_fast.utils.files import apply_umask
 from lsn_fast.utils.validation import check_positive_float, check_tensor, per_sample
 
 _LAYER_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -253,7 +254,7 @@ class LayerStack:
                 fraction is 0) goes to the soft layer and stays behind when the bone moves: a
                 moved bone then lacks its outer skirt, and whole-pixel families read about
                 0.015 mm wider than labelled when the joint is closed
-                (benchmarks/results/2026-12-03-five-percent-jsw-layer-aux/). With it, each bone
+                (lab/2026-12-03-five-percent-jsw-layer-aux/). With it, each bone
                 carries its own blurred edge.
         Returns:
             A LayerStack (same dtype and spacing) with the axis resolved on *these* layers
@@ -484,6 +485,7 @@ class LayerStack:
             from safetensors.torch import save_file
 
             save_file(tensors, path, metadata={"format": "lsn_fast.LayerStack", "version": "1"})
+            apply_umask(path)  # safetensors writes 0600
 
     @classmethod
     def load(cls, path: str | os.PathLike, device=None) -> "LayerStack":

@@ -314,11 +314,12 @@ def _render_chunk(P: dict, tex_field: torch.Tensor, tex_half_mm: float, H: int, 
     xi_u = (X - V["cu"]) / V["a_h"]
     y_end = V["y0"] + _head_profile(xi_u, V)
 
-    def bone(depth, along, a0, b0, a1, b1, t0, t1, tp, trab_frac, xc):
+    def bone(depth, along, a0, b0, a1, b1, t0, t1, tp, trab_frac, xc, cz=None):
         """Cortical, trabecular and plate chord lengths, pixel means (b,H,W), of one bone.
 
-        depth: distance into the bone from its articular end (>= 0 inside); along: 0 in the
-        constant end region, rising to 1 at the shaft."""
+        depth: distance into the bone from its articular end at z = 0 (>= 0 inside); along: 0 in
+        the constant end region, rising to 1 at the shaft. cz (rounded ends only): the end
+        recedes by ``cz·(z/b0)²`` away from z = 0, so at depth d only |z| <= b0·sqrt(d/cz) is bone."""
         sm = _smoothstep(along)
         a = a0 + (a1 - a0) * sm
         bz = b0 + (b1 - b0) * sm
@@ -326,21 +327,36 @@ def _render_chunk(P: dict, tex_field: torch.Tensor, tex_half_mm: float, H: int, 
         dx = X - xc
         out = chord(dx, a, bz)
         inn = chord(dx, a - tc, bz - tc)
-        inside = depth >= 0
-        plate = depth < tp
-        zero = torch.zeros_like(out)
-        cort = torch.where(inside & ~plate, out - inn, zero)
-        trab = torch.where(inside & ~plate, inn * (1.0 + (trab_frac - 1.0) * sm), zero)
-        pl = torch.where(inside & plate, out, zero)
+        if cz is None:  # extruded end (the default phantom, unchanged)
+            inside = depth >= 0
+            plate = depth < tp
+            zero = torch.zeros_like(out)
+            cort = torch.where(inside & ~plate, out - inn, zero)
+            trab = torch.where(inside & ~plate, inn * (1.0 + (trab_frac - 1.0) * sm), zero)
+            pl = torch.where(inside & plate, out, zero)
+            return cort.mean(dim=1), trab.mean(dim=1), pl.mean(dim=1)
+
+        def zlim(d):  # half-extent in z of {depth(x, z) >= d}
+            return b0 * torch.sqrt(torch.clamp(d, min=0.0) / cz)
+
+        z0 = torch.minimum(0.5 * out, zlim(depth))
+        zp = torch.minimum(0.5 * out, zlim(depth - tp))
+        zpi = torch.minimum(0.5 * inn, zlim(depth - tp))
+        cort = 2.0 * (zp - zpi)
+        trab = 2.0 * zpi * (1.0 + (trab_frac - 1.0) * sm)
+        pl = 2.0 * (z0 - zp)
         return cort.mean(dim=1), trab.mean(dim=1), pl.mean(dim=1)
 
     # upper (proximal) bone: y <= y_end(x)
     along_u = (V["yu_min"] - V["lc_u"] - Y) / V["lf_u"]
-    cort_u, trab_u, plate_u = bone(y_end - Y, along_u, V["a_h"], V["b_h"], V["a_s"], V["b_s"], V["tc_h"], V["tc_s"], V["tp_u"], V["trab_shaft"], V["cu"])
+    rounded = "cz_u" in P
+    cort_u, trab_u, plate_u = bone(y_end - Y, along_u, V["a_h"], V["b_h"], V["a_s"], V["b_s"], V["tc_h"], V["tc_s"], V["tp_u"], V["trab_shaft"], V["cu"],
+                                   V["cz_u"] if rounded else None)
     # lower (distal) bone: y >= y_l(x) = y_end(x) + g0 + δ(x) − lip(x)
     y_l = y_end + V["g0"] + _delta(xi_u, V) - _lip(X, V)
     along_l = (Y - V["yl_max"] - V["lc_l"]) / V["lf_l"]
-    cort_l, trab_l, plate_l = bone(Y - y_l, along_l, V["a_lb"], V["b_lb"], V["a_ls"], V["b_ls"], V["tc_lh"], V["tc_ls"], V["tp_l"], V["trab_shaft_l"], V["cu"] + V["off_l"])
+    cort_l, trab_l, plate_l = bone(Y - y_l, along_l, V["a_lb"], V["b_lb"], V["a_ls"], V["b_ls"], V["tc_lh"], V["tc_ls"], V["tp_l"], V["trab_shaft_l"], V["cu"] + V["off_l"],
+                                   V["cz_l"] if rounded else None)
     del X, Y, y_end, y_l, xi_u
 
     # trabecular texture at the pixel centres (canonical frame)
@@ -372,6 +388,7 @@ def generate(
     dtype: torch.dtype = torch.float32,
     tilt_deg=(-10.0, 10.0),
     texture: float = 1.0,
+    end: str = "flat",
     progress: bool = False,
 ):
     """Generate ``n`` finger-joint phantoms with known JSW.
@@ -390,6 +407,16 @@ def generate(
             gives textureless bone with every other draw unchanged (same shapes, densities, JSW
             and pose for the same seed), for ablations and oracle studies of what the texture
             costs. ``params["tex_contrast"]`` reports the scaled contrast.
+        end: ``"flat"`` (default: ends extruded along the beam, projected margins are steps) or
+            ``"round"``: rounded 3-D ends — each bone end also curves away from the other bone
+            across the beam direction, ``y_end(x, z) = y_end(x) − cz_u·(z/b)²`` for the head and
+            ``y_l(x, z) = y_l(x) + cz_l·(z/b)²`` for the base (``cz`` U(0.3, 1.0) mm, drawn from
+            a separate stream, so every other draw is the same as the flat phantom of the seed).
+            The base keeps its concave profile across x that mirrors the condyles; the closest
+            points of the two ends stay at z = 0, so the projected gap in every column — and the
+            true JSW — is the flat phantom's, while each projected margin now tapers like
+            ``sqrt`` over several pixels (a rounded end seen tangentially) instead of a step.
+            ``params["cz_u"]``, ``params["cz_l"]`` report them.
         progress: show a progress bar.
     Returns:
         (LayerStack with ``axis`` set to the true axis, info) with info = {"jsw_mm": (n,) float32
@@ -408,6 +435,8 @@ def generate(
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
     tilt = _check_tilt(tilt_deg)
     jsw = _check_jsw(jsw_mm, n)
+    if end not in ("flat", "round"):
+        raise ValueError(f"end: expected 'flat' or 'round', got {end!r}")
     if isinstance(texture, bool) or not isinstance(texture, (int, float)) or not math.isfinite(texture) or texture < 0:
         raise ValueError(f"texture: expected a finite contrast scale >= 0, got {texture!r}")
     if dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
@@ -434,6 +463,10 @@ def generate(
     P64 = {k: torch.tensor([p[k] for p in plist], dtype=torch.float64) for k in plist[0]}
     _finish_geometry(P64)
     P64["tex_contrast"] = P64["tex_contrast"] * float(texture)  # after every draw: the RNG stream is unchanged
+    if end == "round":  # own stream per sample: the flat phantom's draws are untouched
+        cz = [torch.rand(2, generator=_sample_generator(seed ^ 0x5EED_0E7D, i), dtype=torch.float64) for i in range(n)]
+        P64["cz_u"] = torch.stack([0.3 + 0.7 * c[0] for c in cz])
+        P64["cz_l"] = torch.stack([0.3 + 0.7 * c[1] for c in cz])
     P = {k: v.to(torch.float32) for k, v in P64.items()}
 
     per = max(1, _CHUNK_SUBSAMPLES // (SUBSAMPLES * H * W))

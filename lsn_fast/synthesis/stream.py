@@ -363,7 +363,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             bone moves half the shift, so the gap stays centred in the crop as in real
             joint-centred crops; the lower bone's move runs in PyTorch before the fused pass,
             which moves the upper bone: about 1.5–2× a one-bone sample's time on one CPU
-            thread, ``benchmarks/results/2026-12-02-stream-whole-pixel/``).
+            thread, ``lab/2026-12-02-stream-whole-pixel/``).
         bank_index: None (entry uniform over the bank's entries with a measurable JSW), a 1-D
             int sequence/tensor (fixed order: sample k uses ``bank_index[k % len]``), or a
             callable ``f(u) -> (B,) int64`` entries from (B,) float64 uniforms.
@@ -386,7 +386,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             carry their source's noise and texture (:meth:`LayerStack.with_residual`, no
             detector): a linear sub-pixel move keeps 46 % of the power of the noise carried in the
             moved bone (cubic 67 %), a whole-pixel move all of it
-            (``benchmarks/results/2026-12-02-stream-whole-pixel/``). ``info["disp_px"]`` (B,2) holds the
+            (``lab/2026-12-02-stream-whole-pixel/``). ``info["disp_px"]`` (B,2) holds the
             whole-pixel displacement of the upper bone (``bone="both"``: split by
             :func:`lsn_fast.split_whole_pixel`).
 

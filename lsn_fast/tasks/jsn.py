@@ -47,7 +47,7 @@ from lsn_fast.tasks.common import (ConvEncoder, as_source, batched_apply, check_
 from lsn_fast.tasks.metrics import pearson_r, regression_metrics
 
 __all__ = ["quantify_jsn", "poc_displacement", "joint_line", "region_windows", "SiameseJSN", "train_jsn_model",
-           "evaluate_jsn", "output_spread", "output_fit"]
+           "evaluate_jsn", "output_spread", "output_fit", "jsn_flag_reasons", "JSN_FLAG_NAMES"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -244,33 +244,10 @@ def _check_window(w, name: str, a: torch.Tensor) -> None:
 
 def _poc_displacement(a, b, window=None, band=0.15, window_b=None) -> torch.Tensor:
     """:func:`poc_displacement` without the input checks (internal callers pass checked inputs)."""
-    B, _, H, W = a.shape
     if window is None:
+        H, W = a.shape[-2:]
         window = (_hann(H, a.device)[:, None] * _hann(W, a.device)[None, :]).view(1, 1, H, W)
-    if window_b is None:
-        window_b = window
-
-    def prep(x, w):
-        ws = w.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)
-        return (x - (x * w).sum(dim=(2, 3), keepdim=True) / ws) * w
-
-    Fa, Fb = torch.fft.fft2(prep(a, window).double()), torch.fft.fft2(prep(b, window_b).double())
-    R = Fb * Fa.conj()
-    R = R / (R.abs() + 1e-12 * R.abs().amax(dim=(2, 3), keepdim=True) + 1e-30)
-    if band is not None:
-        fy = torch.fft.fftfreq(H, device=a.device, dtype=torch.float64).view(H, 1)
-        fx = torch.fft.fftfreq(W, device=a.device, dtype=torch.float64).view(1, W)
-        R = R * torch.exp(-(fy**2 + fx**2) / (2 * band**2))
-    r = torch.fft.ifft2(R).real[:, 0]  # (B,H,W), peak at +d (periodic)
-    flat = r.reshape(B, -1).argmax(dim=1)
-    iy, ix = flat // W, flat % W
-    bi = torch.arange(B, device=a.device)
-    r0 = r[bi, iy, ix]
-    dy = _subpixel(r[bi, (iy - 1) % H, ix], r0, r[bi, (iy + 1) % H, ix])
-    dx = _subpixel(r[bi, iy, (ix - 1) % W], r0, r[bi, iy, (ix + 1) % W])
-    py = torch.where(iy > H // 2, iy - H, iy).double() + dy
-    px = torch.where(ix > W // 2, ix - W, ix).double() + dx
-    return torch.stack([py, px], dim=1).float()
+    return _poc_surface(a, b, window, band, window_b)[0]
 
 
 def _check_masks(masks, shape):
@@ -303,7 +280,7 @@ def _check_axis(axis, B: int, device):
     return normalize_axis(axis, B, device)
 
 
-def _poc_jsn(baseline, followup, spacing_mm, m=None, ax=None, band=0.15, refine=2, return_details=False):
+def _poc_jsn(baseline, followup, spacing_mm, m=None, ax=None, band=0.15, refine=2):
     """``m``, ``ax``: the results of :func:`_check_masks` and :func:`_check_axis` (or None)."""
     B, _, H, W = baseline.shape
     dev = baseline.device
@@ -325,19 +302,20 @@ def _poc_jsn(baseline, followup, spacing_mm, m=None, ax=None, band=0.15, refine=
     # it however much the joint narrows; the follow-up's windows move with the back-shift
     wb = region_windows(xb.shape, line_b)
     fb, ff = _dy_filter(xb), _dy_filter(xf)
-    disps = []
+    wf0 = region_windows(xf.shape, line_f)
+    fwd, bwd = [], []
     for k in range(2):
-        d = torch.zeros(B, 2, device=dev)
-        for it in range(refine + 1):
-            wf = region_windows(xf.shape, line_f - d[:, :1])[k]
-            ffs = ff if it == 0 else _fourier_shift(ff, -d)
-            d = d + _poc_displacement(fb, ffs, wb[k], band, window_b=wf)
-        disps.append(d)
-    du, dl = disps
+        fwd.append(_register(fb, ff, wb[k], lambda d, k=k: region_windows(xf.shape, line_f - d[:, :1])[k], band, refine))
+        bwd.append(_register(ff, fb, wf0[k], lambda d, k=k: region_windows(xb.shape, line_b - d[:, :1])[k], band, refine))
+    (du, pku, sdu), (dl, pkl, sdl) = fwd
+    du_b, dl_b = bwd[0][0], bwd[1][0]
     jsn = ((du - dl) * (-ax)).sum(dim=1) * spacing_mm
-    if return_details:
-        return jsn, {"d_upper_px": du, "d_lower_px": dl, "axis": ax, "line_baseline": line_b, "line_followup": line_f}
-    return jsn
+    pk, sd = torch.stack([pku, pkl], 1), torch.stack([sdu, sdl], 1)
+    flags, conf, fbe, dperp = _confidence(jsn, du, dl, du_b, dl_b, pk, sd, ax)
+    det = {"d_upper_px": du, "d_lower_px": dl, "d_upper_backward_px": du_b, "d_lower_backward_px": dl_b, "axis": ax,
+           "line_baseline": line_b, "line_followup": line_f, "peak": pk, "sidelobe": sd, "fb_px": fbe,
+           "perp_disagreement_px": dperp, "confidence": conf, "flags": flags}
+    return jsn, det
 
 
 # ----------------------------------------------------------------------------- learned model
@@ -474,10 +452,124 @@ def train_jsn_model(baseline=None, followup=None, jsn_mm=None, *, source=None, m
     return model
 
 
+# ----------------------------------------------------------------------------- confidence
+# A pair is flagged (and its JSN NaN unless on_doubt="keep") when any check fails; the numbers
+# are the study's (lab/2026-12-07-jsw-jsn-independent/), set on the main phantom's pairs.
+JSN_MIN_PEAK = 0.05  # normalized POC peak height (1 = identical regions), each bone
+JSN_MAX_SIDELOBE = 0.7  # second peak (> 3 px away) over the main peak, each bone
+JSN_MAX_FB_PX = 0.3  # |forward + backward| displacement, each bone, px
+JSN_MAX_PERP_PX = 1.0  # the two bones' displacements across the axis differ by more than this
+JSN_MAX_ABS_MM = 3.0  # a narrowing beyond this between two visits is not believed
+JSN_FLAG_NAMES = {1: "low_peak", 2: "ambiguous_peak", 4: "forward_backward", 8: "bones_disagree", 16: "implausible",
+                  32: "separation"}
+
+
+def jsn_flag_reasons(flags) -> list[list[str]]:
+    """Names of the set bits of ``details["flags"]`` of :func:`quantify_jsn`, per pair."""
+    return [[n for b, n in JSN_FLAG_NAMES.items() if int(v) & b] for v in torch.as_tensor(flags).reshape(-1).tolist()]
+
+
+def _poc_surface(a, b, window, band, window_b=None):
+    """POC of prepared (B,1,H,W) images -> (displacement (B,2), peak height (B,), sidelobe ratio (B,))."""
+    B, _, H, W = a.shape
+    if window_b is None:
+        window_b = window
+
+    def prep(x, w):
+        ws = w.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+        return (x - (x * w).sum(dim=(2, 3), keepdim=True) / ws) * w
+
+    Fa, Fb = torch.fft.fft2(prep(a, window).double()), torch.fft.fft2(prep(b, window_b).double())
+    R = Fb * Fa.conj()
+    R = R / (R.abs() + 1e-12 * R.abs().amax(dim=(2, 3), keepdim=True) + 1e-30)
+    fy = torch.fft.fftfreq(H, device=a.device, dtype=torch.float64).view(H, 1)
+    fx = torch.fft.fftfreq(W, device=a.device, dtype=torch.float64).view(1, W)
+    G = torch.exp(-(fy**2 + fx**2) / (2 * band**2)) if band is not None else torch.ones(H, W, dtype=torch.float64, device=a.device)
+    r = torch.fft.ifft2(R * G).real[:, 0] / G.mean()  # identical images: peak 1
+    flat = r.reshape(B, -1).argmax(dim=1)
+    iy, ix = flat // W, flat % W
+    bi = torch.arange(B, device=a.device)
+    r0 = r[bi, iy, ix]
+    dy = _subpixel(r[bi, (iy - 1) % H, ix], r0, r[bi, (iy + 1) % H, ix])
+    dx = _subpixel(r[bi, iy, (ix - 1) % W], r0, r[bi, iy, (ix + 1) % W])
+    py = torch.where(iy > H // 2, iy - H, iy).double() + dy
+    px = torch.where(ix > W // 2, ix - W, ix).double() + dx
+    yy = torch.arange(H, device=a.device).view(1, H, 1)
+    xx = torch.arange(W, device=a.device).view(1, 1, W)
+    ddy = (yy - iy.view(B, 1, 1)) % H
+    ddx = (xx - ix.view(B, 1, 1)) % W
+    ddy = torch.minimum(ddy, H - ddy)
+    ddx = torch.minimum(ddx, W - ddx)
+    far = (ddy * ddy + ddx * ddx) > 9
+    side = torch.where(far, r, torch.full_like(r, -1e30)).reshape(B, -1).amax(dim=1)
+    return torch.stack([py, px], dim=1).float(), r0.float(), (side / r0.abs().clamp_min(1e-12)).float()
+
+
+def _register(fa, fb, wa, wb_fn, band, refine):
+    """Iterated POC of fb against fa; wb_fn(d) gives fb's window after a back-shift d."""
+    B = fa.shape[0]
+    d = torch.zeros(B, 2, device=fa.device)
+    peak = side = None
+    for it in range(refine + 1):
+        fbs = fb if it == 0 else _fourier_shift(fb, -d)
+        dd, peak, side = _poc_surface(fa, fbs, wa, band, window_b=wb_fn(d))
+        d = d + dd
+    return d, peak, side
+
+
+def _confidence(jsn, du, dl, du_b, dl_b, pk, sd, ax, flags0=None):
+    perp = torch.stack([-ax[:, 1], ax[:, 0]], 1)
+    fb = torch.stack([(du + du_b).norm(dim=1), (dl + dl_b).norm(dim=1)], 1)
+    dperp = ((du - dl) * perp).sum(1).abs()
+    flags = torch.zeros(jsn.shape[0], dtype=torch.int32, device=jsn.device) if flags0 is None else flags0.clone()
+    for cond, bit in (((pk < JSN_MIN_PEAK).any(1), 1), ((sd > JSN_MAX_SIDELOBE).any(1), 2), ((fb > JSN_MAX_FB_PX).any(1), 4),
+                      (dperp > JSN_MAX_PERP_PX, 8), (~torch.isfinite(jsn) | (jsn.abs() > JSN_MAX_ABS_MM), 16)):
+        flags = flags | (cond.to(torch.int32) * bit)
+    conf = (pk.amin(1) / 0.3).clamp(0, 1) * (1 - sd.amax(1)).clamp(0, 1) * (1 - fb.amax(1) / (2 * JSN_MAX_FB_PX)).clamp(0, 1)
+    return flags, conf.float(), fb, dperp
+
+
+def _layer_poc_jsn(baseline, followup, spacing_mm, layers, ax, band, refine, lsn_model):
+    """Partial-image POC on each bone's separated layer (both visits), forward and backward."""
+    from lsn_fast.model.lsn import separate
+    from lsn_fast.physics.jsw import estimate_axis
+
+    if layers is None:
+        sb = separate(baseline.float(), model=lsn_model, spacing_mm=spacing_mm)
+        sf = separate(followup.float(), model=lsn_model, spacing_mm=spacing_mm)
+    else:
+        sb, sf = layers
+    B, _, H, W = baseline.shape
+    dev = baseline.device
+    if ax is None:
+        ax = estimate_axis(sb).to(dev)
+    hann = (_hann(H, dev)[:, None] * _hann(W, dev)[None, :]).view(1, 1, H, W)
+    res = {}
+    for name, lb, lf_ in (("upper", sb.upper, sf.upper), ("lower", sb.lower, sf.lower)):
+        a = lb.to(dev).float().unsqueeze(1)
+        b = lf_.to(dev).float().unsqueeze(1)
+        fwd = _register(a, b, hann, lambda d: hann, band, refine)
+        bwd = _register(b, a, hann, lambda d: hann, band, refine)
+        res[name] = (fwd, bwd)
+    (du, pku, sdu), (du_b, _, _) = res["upper"]
+    (dl, pkl, sdl), (dl_b, _, _) = res["lower"]
+    jsn = ((du - dl) * (-ax)).sum(dim=1) * spacing_mm
+    # a bone missing from a separated layer: nothing to register
+    empty = (sb.upper.flatten(1).amax(1) <= 0) | (sb.lower.flatten(1).amax(1) <= 0) | \
+            (sf.upper.flatten(1).amax(1) <= 0) | (sf.lower.flatten(1).amax(1) <= 0)
+    flags0 = empty.to(dev).to(torch.int32) * 32
+    pk, sd = torch.stack([pku, pkl], 1), torch.stack([sdu, sdl], 1)
+    flags, conf, fb, dperp = _confidence(jsn, du, dl, du_b, dl_b, pk, sd, ax, flags0)
+    return jsn, {"d_upper_px": du, "d_lower_px": dl, "d_upper_backward_px": du_b, "d_lower_backward_px": dl_b,
+                 "axis": ax, "peak": pk, "sidelobe": sd, "fb_px": fb, "perp_disagreement_px": dperp,
+                 "confidence": conf, "flags": flags, "layers": (sb, sf)}
+
+
 # ----------------------------------------------------------------------------- public entry
 def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: float = 0.1, method: str = "poc",
                  model: nn.Module | None = None, *, masks=None, axis=None, band: float = 0.15, refine: int = 2,
-                 batch_size: int = 64, return_details: bool = False) -> torch.Tensor | tuple[torch.Tensor, dict]:
+                 batch_size: int = 64, return_details: bool = False, regions: str = "layers", layers=None,
+                 lsn_model=None, on_doubt: str = "nan") -> torch.Tensor | tuple[torch.Tensor, dict]:
     """Joint space narrowing between two visits of the same joints, (B,) mm, positive = narrowing.
 
     Args:
@@ -494,12 +586,36 @@ def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: flo
         band: POC spectral weight σ, cycles/px, a finite number > 0 or None (plain POC).
             refine: POC refinement iterations, an int >= 0.
         batch_size: (learned) pairs per forward pass, an int >= 1.
-        return_details: (poc) return ``(jsn, details)``, ``details`` a dict of ``d_upper_px``,
-            ``d_lower_px`` (B,2) px, each bone's displacement (dy, dx) from baseline to follow-up;
-            ``axis`` (B,2), the unit joint axis used; ``line_baseline``, ``line_followup`` (B,W) px,
-            the row of the split between the bone regions in each column.
+        return_details: return ``(jsn, details)``. For ``"poc"``: ``d_upper_px``, ``d_lower_px``
+            (B,2) px, each bone's displacement (dy, dx) from baseline to follow-up, and the
+            backward ones (``d_*_backward_px``, follow-up to baseline); ``axis`` (B,2);
+            ``peak`` (B,2) the normalized correlation peak of each bone (1 = identical),
+            ``sidelobe`` (B,2) the second peak (> 3 px away) over the first, ``fb_px`` (B,2)
+            ``|forward + backward|``, ``perp_disagreement_px`` (B,) the difference of the two
+            bones' motions across the axis (a repositioning moves both alike), ``confidence``
+            (B,) in [0, 1], ``flags`` (B,) int bits (:data:`JSN_FLAG_NAMES`, names by
+            :func:`jsn_flag_reasons`; 0 = trusted), ``jsn_unflagged`` (B,) the numbers before the
+            flagged ones became NaN; with ``regions="profile"`` also ``line_baseline``,
+            ``line_followup`` (B,W) px; with ``"layers"`` the separated ``layers``. For
+            ``"learned"``: ``{"flags": zeros}`` (the learned model has no confidence).
+        regions: (poc) where the two bone regions come from: ``"layers"`` (default) — each bone's
+            own layer separated by the LSN (:func:`lsn_fast.separate`, weights ``lsn_model``) from
+            each visit, registered on its own (partial-image POC); ``"profile"`` — the row-profile
+            split of the images (steps 1-2 of the module docstring; ``masks`` override it).
+        layers: (poc, "layers") a pair ``(baseline_stack, followup_stack)`` of already separated
+            :class:`LayerStack` to use instead of separating.
+        lsn_model: (poc, "layers") an :class:`lsn_fast.LSN` or a shipped weights name; None = default.
+        on_doubt: ``"nan"`` (default): a flagged pair's JSN is NaN; ``"keep"``: keep the number
+            (the flags still say it is doubtful).
     Returns:
-        (B,) mm, or ``(jsn, details)`` with ``return_details``.
+        (B,) mm, or ``(jsn, details)`` with ``return_details``. A pair fails the confidence checks
+        (flag bits) when a bone's correlation peak is low (< ``JSN_MIN_PEAK``) or ambiguous
+        (sidelobe > ``JSN_MAX_SIDELOBE``), forward and backward registration disagree
+        (> ``JSN_MAX_FB_PX``), the bones' motions across the axis disagree (>
+        ``JSN_MAX_PERP_PX``), the result is implausible (|JSN| > ``JSN_MAX_ABS_MM``), or a
+        separated bone layer is empty. A sign flip of the POC (the failure issue #34 reported)
+        comes with a wrong, ambiguous peak or a forward/backward mismatch; it is not caught
+        when the registration converges to a consistent wrong match on both bones.
     """
     check_images(baseline, "baseline")
     check_images(followup, "followup")
@@ -516,8 +632,27 @@ def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: flo
             check_positive_float(band, "band")
         ax = _check_axis(axis, baseline.shape[0], baseline.device)
         m = _check_masks(masks, baseline.shape)
+        if regions not in ("layers", "profile"):
+            raise ValueError(f"regions: expected 'layers' or 'profile', got {regions!r}")
+        if on_doubt not in ("nan", "keep"):
+            raise ValueError(f"on_doubt: expected 'nan' or 'keep', got {on_doubt!r}")
+        if layers is not None:
+            if not (isinstance(layers, (tuple, list)) and len(layers) == 2):
+                raise TypeError("layers: expected a pair (baseline_stack, followup_stack) of LayerStack")
+            for nm, st in zip(("layers[0]", "layers[1]"), layers):
+                if type(st).__name__ != "LayerStack":
+                    raise TypeError(f"{nm}: expected a LayerStack, got {type(st).__name__}")
+                if tuple(st.shape) != (baseline.shape[0], baseline.shape[2], baseline.shape[3]):
+                    raise ValueError(f"{nm}: shape {tuple(st.shape)} does not match the images' (B,H,W)")
         with torch.no_grad():
-            return _poc_jsn(baseline, followup, spacing_mm, m, ax, band, refine, return_details)
+            if regions == "layers" and m is None:
+                jsn, det = _layer_poc_jsn(baseline, followup, spacing_mm, layers, ax, band, refine, lsn_model)
+            else:
+                jsn, det = _poc_jsn(baseline, followup, spacing_mm, m, ax, band, refine)
+        det["jsn_unflagged"] = jsn
+        if on_doubt == "nan":
+            jsn = torch.where(det["flags"] == 0, jsn, torch.full_like(jsn, float("nan")))
+        return (jsn, det) if return_details else jsn
     if method == "learned":
         if model is None:
             raise ValueError("model: method='learned' needs a trained model (lsn_fast.tasks.jsn.train_jsn_model)")
@@ -533,7 +668,10 @@ def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: flo
             return y.float().to(baseline.device)
 
         with torch.no_grad():
-            return batched_apply(run, baseline, followup, batch_size=batch_size)
+            out = batched_apply(run, baseline, followup, batch_size=batch_size)
+        if return_details:
+            return out, {"flags": torch.zeros(out.shape[0], dtype=torch.int32, device=out.device)}
+        return out
     raise ValueError(f"method: expected 'poc' or 'learned', got {method!r}")
 
 

@@ -10,7 +10,7 @@ import torch
 
 import lsn_fast as lf
 from lsn_fast.tasks import metrics as M
-from lsn_fast.tasks.jsn import SiameseJSN, _fourier_shift, joint_line, poc_displacement, quantify_jsn, train_jsn_model
+from lsn_fast.tasks.jsn import SiameseJSN, _fourier_shift, joint_line, jsn_flag_reasons, poc_displacement, quantify_jsn, train_jsn_model
 from lsn_fast.tasks.jsw_regression import JSWRegressor, evaluate_jsw, predict_jsw, train_jsw_regressor
 from lsn_fast.tasks.svdh import SvdHClassifier, evaluate_svdh, predict_svdh, svdh_grade, train_svdh_classifier
 
@@ -107,11 +107,11 @@ def test_poc_jsn_known_subpixel_shift(phantoms, noisy):
     base = lf.compose(st, detector=det, seed=1)
     fol = lf.compose(st, shift_px=shift, detector=det, seed=2)
     true = -shift * st.spacing_mm  # narrowing, mm (exact)
-    jsn = quantify_jsn(base, fol, spacing_mm=st.spacing_mm)
+    jsn = quantify_jsn(base, fol, spacing_mm=st.spacing_mm, regions="profile", on_doubt="keep")
     assert jsn.shape == (8,)
     assert (jsn - true).abs().max() < 0.05, (jsn - true)
     # baseline vs itself: no narrowing
-    assert quantify_jsn(base, base, st.spacing_mm).abs().max() < 1e-3
+    assert quantify_jsn(base, base, st.spacing_mm, regions="profile").abs().max() < 1e-3
 
 
 def test_poc_jsn_ignores_repositioning_and_uses_masks(phantoms):
@@ -125,11 +125,70 @@ def test_poc_jsn_ignores_repositioning_and_uses_masks(phantoms):
                           st.axis, validate=False)
     base = lf.compose(st, detector=lf.Detector(), seed=5)
     fol = lf.compose(moved, detector=lf.Detector(), seed=6)
-    jsn = quantify_jsn(base, fol, 0.1)
+    jsn = quantify_jsn(base, fol, 0.1, regions="profile", on_doubt="keep")
     assert (jsn - 0.235).abs().max() < 0.05
-    jm, det = quantify_jsn(base, fol, 0.1, masks=(st.upper > 0.01, st.lower > 0.01), axis=(-1.0, 0.0), return_details=True)
+    jm, det = quantify_jsn(base, fol, 0.1, on_doubt="keep", masks=(st.upper > 0.01, st.lower > 0.01), axis=(-1.0, 0.0), return_details=True)
     assert (jm - 0.235).abs().max() < 0.05
     assert (det["d_lower_px"] - rep).abs().max() < 0.3  # the lower bone only moved with the finger
+
+
+# ----------------------------------------------------------------------------- JSN from the bone layers (issue 34)
+def _moved_pair(n=4, size=128, seed=7, narrow=None, rep=None):
+    """Phantom pairs: the distal bone moved towards the proximal one by ``narrow`` mm and the
+    whole finger repositioned by ``rep`` px (both visits' layers and images)."""
+    from lsn_fast.physics.reference import translate
+
+    st, info = lf.phantom.generate(n, size=size, spacing_mm=0.1, seed=seed, jsw_mm=torch.linspace(1.0, 2.0, n))
+    narrow = torch.linspace(-0.1, 0.6, n) if narrow is None else narrow
+    fol = st.with_jsw(info["jsw_mm"] - narrow, bone="lower")
+    rep = torch.tensor([[1.3, -0.8]]).expand(n, 2) if rep is None else rep
+    fol = lf.LayerStack(translate(fol.soft, rep), translate(fol.upper, rep), translate(fol.lower, rep), 0.1, st.axis,
+                        validate=False)
+    det = lf.Detector(n0=3e4, blur_sigma_px=0.7)
+    return st, fol, lf.compose(st, detector=det, seed=1), lf.compose(fol, detector=det, seed=2), narrow
+
+
+def test_layer_poc_on_given_layers_is_exact_and_confident():
+    st, fol, b, f, narrow = _moved_pair()
+    jsn, det = quantify_jsn(b, f, 0.1, layers=(st, fol), return_details=True)
+    assert (jsn - narrow).abs().max() < 0.01, jsn - narrow
+    assert det["flags"].tolist() == [0] * 4 and bool((det["confidence"] > 0.5).all())
+    assert (det["d_lower_px"] + det["d_lower_backward_px"]).abs().max() < 0.05  # forward/backward agree
+    # the two bones share the repositioning across the axis
+    assert det["perp_disagreement_px"].max() < 0.1
+
+
+def test_layer_poc_default_separates_with_the_lsn():
+    st, fol, b, f, narrow = _moved_pair(n=3, size=256, seed=8, narrow=torch.tensor([0.45, -0.2, 0.1]))
+    jsn, det = quantify_jsn(b, f, 0.1, return_details=True)
+    assert det["flags"].tolist() == [0, 0, 0]
+    assert (jsn - narrow).abs().max() < 0.05, jsn - narrow
+    assert "layers" in det and det["layers"][0].shape == (3, 256, 256)
+
+
+def test_jsn_flags_unrelated_joints_instead_of_a_number():
+    """Baseline and follow-up of different joints (or a follow-up without its distal bone): no
+    registration is right, so each pair is flagged and NaN, never an unflagged number."""
+    st, fol, b, f, _ = _moved_pair()
+    other, _ = lf.phantom.generate(4, size=128, spacing_mm=0.1, seed=99, tilt_deg=(-25.0, 25.0))
+    jsn, det = quantify_jsn(b, f, 0.1, layers=(st, other), return_details=True)
+    assert bool(torch.isnan(jsn).all()), (jsn, det["flags"])
+    assert bool((det["flags"] != 0).all())
+    kept = quantify_jsn(b, f, 0.1, layers=(st, other), on_doubt="keep")
+    assert bool(torch.isfinite(kept).all())  # on_doubt="keep" keeps the numbers
+    empty = lf.LayerStack(fol.soft, fol.upper, torch.zeros_like(fol.lower), 0.1, fol.axis, validate=False)
+    j2, d2 = quantify_jsn(b, f, 0.1, layers=(st, empty), return_details=True)
+    assert bool(torch.isnan(j2).all()) and all("separation" in r for r in jsn_flag_reasons(d2["flags"]))
+
+
+def test_quantify_jsn_new_arguments_are_checked():
+    x = torch.rand(2, 1, 64, 64)
+    with pytest.raises(ValueError, match="regions"):
+        quantify_jsn(x, x, regions="rows")
+    with pytest.raises(ValueError, match="on_doubt"):
+        quantify_jsn(x, x, regions="profile", on_doubt="ignore")
+    with pytest.raises(TypeError, match="layers"):
+        quantify_jsn(x, x, layers=x)
 
 
 def test_joint_line_finds_the_gap(phantoms):

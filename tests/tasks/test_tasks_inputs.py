@@ -309,5 +309,5 @@ def test_valid_grading_and_poc_inputs_still_work(pair):
         assert a.shape == sl.shape == (2,) and bool(torch.isfinite(a).all())
     for kw in ({}, {"band": None}, {"band": 1}, {"axis": 10.0}, {"axis": (1.0, 0.1)}, {"axis": torch.tensor([[1.0, 0.0]] * 2)},
                {"refine": 0}):
-        out = T.quantify_jsn(b, f, 0.2, **kw)
+        out = T.quantify_jsn(b, f, 0.2, on_doubt="keep", **kw)  # two different joints: flagged, kept
         assert out.shape == (2,) and bool(torch.isfinite(out).all())
