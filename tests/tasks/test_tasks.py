@@ -612,6 +612,18 @@ def test_geometry_check_reads_the_families_it_is_given(phantoms):
     assert both["mae"] < 0.25 * one["mae"], (one, both)
 
 
+def _run_expecting_only_collapse_warnings(fn, *args):
+    """Run ``fn``; the tiny runs' 3-step JSN models may collapse (a warning each), nothing else may warn."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args)
+    other = [str(w.message) for w in caught if "collapsed" not in str(w.message)]
+    assert not other, other
+    return out
+
+
 def test_experiment_cli_arguments(tmp_path):
     import json
 
@@ -623,7 +635,7 @@ def test_experiment_cli_arguments(tmp_path):
     args = p.parse_args(["--quick", "--out", str(tmp_path), "--seeds", "0"])
     assert args.quick and args.seeds == [0] and args.threads == 1
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--no-plots", "--no-oracle", "--threads", "0"])
-    assert run_experiment(args) == 0
+    assert _run_expecting_only_collapse_warnings(run_experiment, args) == 0
     assert (tmp_path / "table.md").exists() and not (tmp_path / "error_vs_fraction.png").exists()
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synth-frac", "1.5"])
     with pytest.raises(ValueError, match="--synth-frac"):
@@ -641,7 +653,8 @@ def test_experiment_cli_arguments(tmp_path):
     shipped = str(DEFAULT_WEIGHTS)
     args = p.parse_args(["--tiny", "--out", str(tmp_path), "--synthesis", "render", "--device", "cpu", "--no-plots",
                          "--moves", "integer", "--bone", "both", "--lsn-weights", shipped])
-    assert args.synthesis == "render" and args.moves == "integer" and args.bone == "both" and run_experiment(args) == 0
+    assert args.synthesis == "render" and args.moves == "integer" and args.bone == "both"
+    assert _run_expecting_only_collapse_warnings(run_experiment, args) == 0
     assert "synthesis=render" in (tmp_path / "table.md").read_text()
     assert "bone=both, moves=integer" in (tmp_path / "table.md").read_text()
     assert f"lsn_weights={shipped}" in (tmp_path / "table.md").read_text()
