@@ -4,7 +4,6 @@ import os
 import stat
 
 import pytest
-import torch
 
 import lsn_fast as lf
 from lsn_fast.io import write_png

@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lsn_fast.physics.layers import LayerStack
 from lsn_fast.utils.validation import FLOAT_DTYPES, check_positive_float, check_tensor
 from lsn_fast.tasks.common import (ConvEncoder, as_source, batched_apply, check_images, check_int, check_model, check_seed,
                       check_train_args, checked_source, fit, model_device, normalize_images, pool_features, to_tensor)
@@ -307,14 +308,8 @@ def _poc_jsn(baseline, followup, spacing_mm, m=None, ax=None, band=0.15, refine=
     for k in range(2):
         fwd.append(_register(fb, ff, wb[k], lambda d, k=k: region_windows(xf.shape, line_f - d[:, :1])[k], band, refine))
         bwd.append(_register(ff, fb, wf0[k], lambda d, k=k: region_windows(xb.shape, line_b - d[:, :1])[k], band, refine))
-    (du, pku, sdu), (dl, pkl, sdl) = fwd
-    du_b, dl_b = bwd[0][0], bwd[1][0]
-    jsn = ((du - dl) * (-ax)).sum(dim=1) * spacing_mm
-    pk, sd = torch.stack([pku, pkl], 1), torch.stack([sdu, sdl], 1)
-    flags, conf, fbe, dperp = _confidence(jsn, du, dl, du_b, dl_b, pk, sd, ax)
-    det = {"d_upper_px": du, "d_lower_px": dl, "d_upper_backward_px": du_b, "d_lower_backward_px": dl_b, "axis": ax,
-           "line_baseline": line_b, "line_followup": line_f, "peak": pk, "sidelobe": sd, "fb_px": fbe,
-           "perp_disagreement_px": dperp, "confidence": conf, "flags": flags}
+    jsn, det = _pair_result(fwd, bwd, ax, spacing_mm)
+    det.update(line_baseline=line_b, line_followup=line_f)
     return jsn, det
 
 
@@ -517,7 +512,16 @@ def _register(fa, fb, wa, wb_fn, band, refine):
     return d, peak, side
 
 
-def _confidence(jsn, du, dl, du_b, dl_b, pk, sd, ax, flags0=None):
+def _pair_result(fwd, bwd, ax, spacing_mm, flags0=None):
+    """JSN and the confidence checks of one batch of pairs from each bone's registrations.
+
+    fwd, bwd: ``[(d, peak, sidelobe) of the upper bone, (...) of the lower bone]`` from
+    :func:`_register`, baseline -> follow-up and back; flags0: bits already set (B,) int32 or None.
+    Returns ``(jsn (B,) mm, details)`` (the keys of :func:`quantify_jsn`'s ``return_details``)."""
+    (du, pku, sdu), (dl, pkl, sdl) = fwd
+    du_b, dl_b = bwd[0][0], bwd[1][0]
+    jsn = ((du - dl) * (-ax)).sum(dim=1) * spacing_mm
+    pk, sd = torch.stack([pku, pkl], 1), torch.stack([sdu, sdl], 1)
     perp = torch.stack([-ax[:, 1], ax[:, 0]], 1)
     fb = torch.stack([(du + du_b).norm(dim=1), (dl + dl_b).norm(dim=1)], 1)
     dperp = ((du - dl) * perp).sum(1).abs()
@@ -526,7 +530,9 @@ def _confidence(jsn, du, dl, du_b, dl_b, pk, sd, ax, flags0=None):
                       (dperp > JSN_MAX_PERP_PX, 8), (~torch.isfinite(jsn) | (jsn.abs() > JSN_MAX_ABS_MM), 16)):
         flags = flags | (cond.to(torch.int32) * bit)
     conf = (pk.amin(1) / 0.3).clamp(0, 1) * (1 - sd.amax(1)).clamp(0, 1) * (1 - fb.amax(1) / (2 * JSN_MAX_FB_PX)).clamp(0, 1)
-    return flags, conf.float(), fb, dperp
+    return jsn, {"d_upper_px": du, "d_lower_px": dl, "d_upper_backward_px": du_b, "d_lower_backward_px": dl_b,
+                 "axis": ax, "peak": pk, "sidelobe": sd, "fb_px": fb, "perp_disagreement_px": dperp,
+                 "confidence": conf.float(), "flags": flags}
 
 
 def _layer_poc_jsn(baseline, followup, spacing_mm, layers, ax, band, refine, lsn_model):
@@ -544,25 +550,18 @@ def _layer_poc_jsn(baseline, followup, spacing_mm, layers, ax, band, refine, lsn
     if ax is None:
         ax = estimate_axis(sb).to(dev)
     hann = (_hann(H, dev)[:, None] * _hann(W, dev)[None, :]).view(1, 1, H, W)
-    res = {}
-    for name, lb, lf_ in (("upper", sb.upper, sf.upper), ("lower", sb.lower, sf.lower)):
+    fwd, bwd = [], []
+    for lb, lf_ in ((sb.upper, sf.upper), (sb.lower, sf.lower)):
         a = lb.to(dev).float().unsqueeze(1)
         b = lf_.to(dev).float().unsqueeze(1)
-        fwd = _register(a, b, hann, lambda d: hann, band, refine)
-        bwd = _register(b, a, hann, lambda d: hann, band, refine)
-        res[name] = (fwd, bwd)
-    (du, pku, sdu), (du_b, _, _) = res["upper"]
-    (dl, pkl, sdl), (dl_b, _, _) = res["lower"]
-    jsn = ((du - dl) * (-ax)).sum(dim=1) * spacing_mm
+        fwd.append(_register(a, b, hann, lambda d: hann, band, refine))
+        bwd.append(_register(b, a, hann, lambda d: hann, band, refine))
     # a bone missing from a separated layer: nothing to register
     empty = (sb.upper.flatten(1).amax(1) <= 0) | (sb.lower.flatten(1).amax(1) <= 0) | \
             (sf.upper.flatten(1).amax(1) <= 0) | (sf.lower.flatten(1).amax(1) <= 0)
-    flags0 = empty.to(dev).to(torch.int32) * 32
-    pk, sd = torch.stack([pku, pkl], 1), torch.stack([sdu, sdl], 1)
-    flags, conf, fb, dperp = _confidence(jsn, du, dl, du_b, dl_b, pk, sd, ax, flags0)
-    return jsn, {"d_upper_px": du, "d_lower_px": dl, "d_upper_backward_px": du_b, "d_lower_backward_px": dl_b,
-                 "axis": ax, "peak": pk, "sidelobe": sd, "fb_px": fb, "perp_disagreement_px": dperp,
-                 "confidence": conf, "flags": flags, "layers": (sb, sf)}
+    jsn, det = _pair_result(fwd, bwd, ax, spacing_mm, flags0=empty.to(dev).to(torch.int32) * 32)
+    det["layers"] = (sb, sf)
+    return jsn, det
 
 
 # ----------------------------------------------------------------------------- public entry
@@ -640,7 +639,7 @@ def quantify_jsn(baseline: torch.Tensor, followup: torch.Tensor, spacing_mm: flo
             if not (isinstance(layers, (tuple, list)) and len(layers) == 2):
                 raise TypeError("layers: expected a pair (baseline_stack, followup_stack) of LayerStack")
             for nm, st in zip(("layers[0]", "layers[1]"), layers):
-                if type(st).__name__ != "LayerStack":
+                if not isinstance(st, LayerStack):
                     raise TypeError(f"{nm}: expected a LayerStack, got {type(st).__name__}")
                 if tuple(st.shape) != (baseline.shape[0], baseline.shape[2], baseline.shape[3]):
                     raise ValueError(f"{nm}: shape {tuple(st.shape)} does not match the images' (B,H,W)")

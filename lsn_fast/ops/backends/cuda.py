@@ -24,7 +24,6 @@ that size the launch (blur radius, scatter) and the bounds are read back togethe
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -40,10 +39,6 @@ from lsn_fast.ops.schema import DTYPE_CODES, INTERP_CODES, SynthesizeArgs, prepa
 from lsn_fast.physics.reference import gaussian_weights
 
 MAX_FUSED_RADIUS = int(_ext.MAX_FUSED_RADIUS)
-
-
-def _i64(t: torch.Tensor, device) -> torch.Tensor:
-    return t.to(device=device, dtype=torch.int64).contiguous()
 
 
 def launch(a: SynthesizeArgs) -> torch.Tensor:
