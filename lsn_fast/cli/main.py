@@ -77,7 +77,7 @@ def cmd_phantom(args) -> int:
         check_out_file(args.png, "--png")
     stack, info = lf.phantom.generate(args.n, size=args.size, spacing_mm=args.spacing, seed=args.seed,
                                       texture=args.texture, progress=not args.no_progress)
-    atomic_write(args.out, stack.save)  # the user's umask (LayerStack.save via safetensors: 0600)
+    atomic_write(args.out, stack.save)  # never a partial bank at --out
     import json
 
     meta = {"n": args.n, "size": args.size, "spacing_mm": args.spacing, "seed": args.seed,

@@ -87,7 +87,6 @@ import io as _io
 import math
 import os
 import struct
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +98,7 @@ import torch.nn.functional as F
 
 from lsn_fast.io.formats import check_png_stream, check_spacing, read_metaimage, read_nrrd, read_regular_file
 from lsn_fast.io.presentation import presentation_to_attenuation
-from lsn_fast.utils.files import apply_umask
+from lsn_fast.utils.files import atomic_write
 
 __all__ = [
     "AIR_PERCENTILE",
@@ -1030,18 +1029,12 @@ def write_png(path, image, *, window=None, bits: int = 8) -> Path:
     from PIL import Image
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             Image.fromarray(q).save(fh, format="PNG")
             fh.flush()
             os.fsync(fh.fileno())
-        apply_umask(tmp)  # mkstemp makes 0600; the file gets the user's umask like any other
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(path, write)  # never a partial file; the user's umask
     return path

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lsn_fast.utils.files import apply_umask
+from lsn_fast.utils.files import atomic_write
 from lsn_fast.utils.validation import check_positive_float, check_tensor
 from lsn_fast.physics.layers import LayerStack
 
@@ -590,10 +590,7 @@ def save_weights(model: LSN, path: str | os.PathLike, extra_metadata: dict | Non
     d = os.path.dirname(path)
     if d:
         os.makedirs(d, exist_ok=True)
-    tmp = path + ".partial"
-    save_file(tensors, tmp, metadata=meta)
-    apply_umask(tmp)  # the user's umask, as every file the library writes
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))  # with the user's umask
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

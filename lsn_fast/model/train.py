@@ -59,7 +59,7 @@ from lsn_fast.synthesis.compose import compose
 from lsn_fast.physics.detector import Detector
 from lsn_fast.physics.layers import LayerStack
 from lsn_fast.model.lsn import LSN, LSNConfig, load_weights, save_weights, with_refiner
-from lsn_fast.utils.files import apply_umask
+from lsn_fast.utils.files import apply_umask, atomic_write, atomic_write_text
 from lsn_fast.model.settings import (DETECTOR_RANGES, MASK_THRESHOLD, bone_masks, mix_seed, random_detector, seeded_generator,
                                      shifted_setting, stack_layers, uniform)
 
@@ -726,13 +726,9 @@ class Trainer:
             "train_config": dataclasses.asdict(self.cfg), "param_groups": groups, "disc_param_groups": dgroups,
             "last": self.history[-1] if self.history else None,
         }
-        tmp = os.path.join(out, "ckpt.safetensors.partial")
-        save_file(t, tmp, metadata={"format": "lsn_fast.train_ckpt", "state": json.dumps(state)})
-        apply_umask(tmp)
-        os.replace(tmp, os.path.join(out, "ckpt.safetensors"))
-        with open(os.path.join(out, "state.json.partial"), "w") as f:
-            json.dump(state, f, indent=1)
-        os.replace(os.path.join(out, "state.json.partial"), os.path.join(out, "state.json"))
+        atomic_write(os.path.join(out, "ckpt.safetensors"),
+                     lambda tmp: save_file(t, tmp, metadata={"format": "lsn_fast.train_ckpt", "state": json.dumps(state)}))
+        atomic_write_text(os.path.join(out, "state.json"), json.dumps(state, indent=1))
         meta = {"train_step": str(self.step_idx), "train_stage": str(self.cfg.stage), "seed": str(self.cfg.seed)}
         if self.ema is not None:  # model.safetensors = EMA weights; the raw weights alongside
             save_weights(self.ema_model(), os.path.join(out, "model.safetensors"), {**meta, "ema": str(self.cfg.ema)})
