@@ -40,8 +40,9 @@ LSN_INL float sel(bool c, float a, float b) {
 
 LSN_INL float max_f(float a, float b) { return a > b ? a : b; }
 LSN_INL float min_f(float a, float b) { return a < b ? a : b; }
-// max that keeps a NaN in its first argument (as torch.clamp_min does): NaN in, NaN out
-LSN_INL float max_nan(float a, float b) { return (a > b || a != a) ? a : b; }
+// max that keeps a NaN in its first argument (as torch.clamp_min does): NaN in, NaN out. One
+// compare: b > NaN is false, so a NaN a comes back (one maxps with the operands swapped).
+LSN_INL float max_nan(float a, float b) { return b > a ? b : a; }
 // Correctly rounded (sqrtss/sqrtps; no errno path with -fno-math-errno).
 LSN_INL float sqrt_f(float x) { return __builtin_sqrtf(x); }
 
