@@ -25,6 +25,7 @@ import warnings
 
 from lsn_fast.cli.common import UsageError, positive_float, positive_int
 from lsn_fast.cli.separate import add_separate_parser
+from lsn_fast.physics.moves import BONES, INTERPS, MOVES
 from lsn_fast.utils.files import apply_umask, atomic_write
 
 
@@ -180,9 +181,9 @@ def cmd_synth(args) -> int:
         idx = torch.full((len(targets),), e, dtype=torch.int64)
         sample_index = torch.arange(len(targets)) + e * len(targets)
         imgs, labels = lf.synthesize(bank, idx, jsw_mm=targets, detector=det, seed=args.seed, bone=args.bone,
-                                     sample_index=sample_index, moves=args.moves)
+                                     sample_index=sample_index, moves=args.moves, interp=args.interp)
         # the layers at each label (whole-pixel moves: the JSW reached), measured for the contact sheet
-        fam = lf.LayerStack.cat([bank[e].with_jsw(float(j), bone=args.bone) for j in labels])
+        fam = lf.LayerStack.cat([bank[e].with_jsw(float(j), bone=args.bone, interp=args.interp) for j in labels])
         measured = lf.measure_jsw(fam)
         viz.jsw_sweep(imgs, measured, targets, bank.spacing_mm, os.path.join(args.out, f"sweep_{e:04d}.png"), reached_mm=labels)
         if args.png:
@@ -197,7 +198,7 @@ def cmd_synth(args) -> int:
     out = os.path.join(args.out, "sweep.safetensors")
     atomic_write(out, lambda tmp: save_file({"images": torch.cat(all_imgs).contiguous(), "jsw_mm": torch.cat(all_labels), "bank_index": torch.cat(all_entries)},
               tmp, metadata={"spacing_mm": str(bank.spacing_mm), "seed": str(args.seed), "bone": args.bone,
-                                "moves": args.moves}))
+                                "moves": args.moves, "interp": args.interp}))
     print(f"wrote {out} ({sum(len(i) for i in all_imgs)} images) and {len(entries)} contact sheet(s) in {args.out}")
     return 0
 
@@ -248,11 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--layers", default=None, help="LayerStack file (.safetensors/.npz) to sweep (e.g. from lsn-fast separate)")
     sy.add_argument("--jsw", type=parse_jsw_sweep, default=None, help="JSW values in mm: LO:HI:STEP (HI included) or a,b,c")
     sy.add_argument("--index", type=int, default=None, help="only this stack of --layers (default: all)")
-    sy.add_argument("--bone", choices=("upper", "lower", "both"), default="upper",
+    sy.add_argument("--bone", choices=BONES, default="upper",
                     help="which bone moves (default upper; both: half each, the gap stays centred)")
-    sy.add_argument("--moves", choices=("subpixel", "integer"), default="subpixel",
-                    help="subpixel: the exact shift, interpolated (default); integer: whole-pixel moves (exact copies "
-                         "of the bone, e.g. for layers that carry their noise), labelled with the JSW reached")
+    sy.add_argument("--moves", choices=MOVES, default="subpixel",
+                    help="subpixel: the exact shift, interpolated with --interp (default); integer: whole-pixel moves "
+                         "(exact copies of the bone, e.g. for layers that carry their noise), labelled with the JSW reached")
+    sy.add_argument("--interp", choices=INTERPS, default="linear",
+                    help="resampling of sub-pixel moves: linear (default) or cubic (Keys)")
     sy.add_argument("--n0", type=positive_float, default=1.0e4, help="photons per pixel in air (default 1e4)")
     sy.add_argument("--blur", type=float, default=0.6, help="detector blur sigma in px (default 0.6)")
     sy.add_argument("--electronic", type=float, default=2.0, help="electronic noise sigma in counts (default 2)")

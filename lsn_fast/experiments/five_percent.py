@@ -70,7 +70,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lsn_fast.synthesis.compose import split_whole_pixel, whole_pixel_copy, whole_pixel_moves
+from lsn_fast.physics.moves import MOVES, check_moves, move_bones, whole_pixel_moves
+from lsn_fast.synthesis.render import render
 from lsn_fast.model.lsn import PRETRAINED, weights_path
 
 from lsn_fast.tasks.common import check_device, check_int, fit, mixed_source, naive_augment, normalize_images, tensor_source
@@ -127,10 +128,12 @@ class FivePercentConfig:
     # and every full-size run since (1500 and 4500 steps) used them. The full preset's default;
     # quick() and tiny() keep "upper" / "linear", as their committed results were made
     bone: str = "both"
-    # how it is moved (Synthesizer): "linear" / "cubic" sub-pixel moves along the axis, or
-    # "integer" whole-pixel moves (exact copies: the carried noise is not smoothed; labels are
-    # the JSW reached)
+    # how it is moved (Synthesizer, the vocabulary of lsn_fast.physics.moves): "subpixel" moves
+    # along the axis, resampled with `interp`, or "integer" whole-pixel moves (exact copies: the
+    # carried noise is not smoothed; labels are the JSW reached). "linear" / "cubic" (the former
+    # words for sub-pixel moves) still read, with a DeprecationWarning
     moves: str = "integer"
+    interp: str = "linear"
     # where the task models and the realism critic train ("cpu", "cuda", "cuda:1"); data,
     # separation and synthesis stay on the CPU (the LSN separates each bank once)
     device: str = "cpu"
@@ -149,13 +152,13 @@ class FivePercentConfig:
     def quick(cls) -> "FivePercentConfig":
         """CPU, a few minutes: 64² px at 0.2 mm, 320 labelled phantoms, 160 test, 150 steps."""
         return cls(size=64, spacing_mm=0.2, n_train=320, n_test=160, fractions=(0.05, 0.25, 1.0), steps=150,
-                   batch_size=24, realism_n=96, realism_steps=80, synthesis="carry", bone="upper", moves="linear")
+                   batch_size=24, realism_n=96, realism_steps=80, synthesis="carry", bone="upper", moves="subpixel")
 
     @classmethod
     def tiny(cls) -> "FivePercentConfig":
         """For tests (seconds): checks the plumbing, not the claim."""
         return cls(size=32, spacing_mm=0.2, n_train=40, n_test=16, fractions=(0.1, 1.0), low_fraction=0.1, steps=3,
-                   batch_size=8, realism_n=16, realism_steps=3, synthesis="carry", bone="upper", moves="linear")
+                   batch_size=8, realism_n=16, realism_steps=3, synthesis="carry", bone="upper", moves="subpixel")
 
 
 # ----------------------------------------------------------------------------- data
@@ -171,10 +174,10 @@ def _detector_params(g, n, ranges) -> dict:
             "electronic_sigma": _uniform(g, n, *ranges["electronic"]), "scatter": _uniform(g, n, *ranges["scatter"])}
 
 
-def _detector(params: dict, sel=None):
+def _detector(params: dict):
     import lsn_fast as lf
 
-    return lf.Detector(**{k: (v if sel is None else v[sel]) for k, v in params.items()})
+    return lf.Detector(**params)
 
 
 def _translate_stack(stack, disp):
@@ -211,7 +214,6 @@ def _bone_layers(stack) -> torch.Tensor:
     return torch.stack([stack.upper, stack.lower], 1).float()
 
 
-MOVE_MODES = ("linear", "cubic", "integer")
 BONE_MODES = ("upper", "both")
 
 
@@ -221,8 +223,7 @@ class Synthesizer:
     ``labels`` are the annotated JSWs of the bank entries; a new image at target JSW ``t`` moves
     the bones by ``(t − label)/spacing`` px along the bank's axis (``bone``, ``moves`` below) and
     is labelled ``t`` (with whole-pixel moves: the JSW the move reaches).
-    Uses :func:`lsn_fast.synthesize` where the bank's JSW is measurable and the move is legal
-    for it; otherwise ``LayerStack.shifted`` + :func:`lsn_fast.compose` (same physics).
+    The move is relative to the annotated label, so the bank's own JSW need not be measurable.
 
     ``rotate_deg`` / ``hflip`` re-pose the joint at the layer level before the detector
     (:meth:`LayerStack.rotated`: rotation uniform in ±``rotate_deg``, a left–right flip with
@@ -237,10 +238,12 @@ class Synthesizer:
     (:meth:`LayerStack.scaled`: bone density, soft-tissue thickness). Both visits of a pair share
     them (one anatomy).
 
-    ``moves``: how the upper bone is moved to a new JSW. ``"linear"`` / ``"cubic"``: along the
-    axis by the exact sub-pixel amount (:meth:`LayerStack.shifted`), which smooths the moved
-    bone's edge and its carried noise; ``"integer"``: whole-pixel moves only (:meth:`snap`), an
-    exact copy, with the label the JSW actually reached. ``bone``: ``"upper"`` moves the upper
+    ``moves``, ``interp`` (:mod:`lsn_fast.physics.moves`, the vocabulary of
+    :func:`lsn_fast.synthesize`): ``"subpixel"``: along the axis by the exact amount, resampled
+    with ``interp`` (``"linear"`` / ``"cubic"``), which smooths the moved bone's edge and its
+    carried noise; ``"integer"``: whole-pixel moves only (:meth:`snap`), an exact copy, with the
+    label the JSW actually reached. Every image is rendered by :func:`lsn_fast.synthesis.render.render`,
+    the fused path that ``synthesize``, ``compose`` and ``JSWStream`` share. ``bone``: ``"upper"`` moves the upper
     bone only; ``"both"`` moves each bone half (:meth:`LayerStack.shifted`), so the gap stays
     where it is in the crop, as in real joint-centred crops.
 
@@ -255,8 +258,8 @@ class Synthesizer:
 
     def __init__(self, bank, labels: torch.Tensor, cfg: FivePercentConfig, det_ranges=TRAIN_DETECTOR,
                  rotate_deg: float = 0.0, hflip: float = 0.0, images: torch.Tensor | None = None,
-                 stretch: float = 0.0, density: float = 0.0, moves: str = "linear", bone: str = "upper",
-                 carry_blur: bool = False):
+                 stretch: float = 0.0, density: float = 0.0, moves: str = "subpixel", bone: str = "upper",
+                 carry_blur: bool = False, interp: str = "linear"):
         import lsn_fast as lf
 
         if not (isinstance(rotate_deg, (int, float)) and 0.0 <= rotate_deg <= 45.0):
@@ -268,13 +271,10 @@ class Synthesizer:
                 raise ValueError(f"{name}: must be a relative half-range in [0, 0.5), got {v!r}")
         self.rotate_deg, self.hflip = float(rotate_deg), float(hflip)
         self.stretch, self.density = float(stretch), float(density)
-        if moves not in MOVE_MODES:
-            raise ValueError(f"moves: expected one of {list(MOVE_MODES)}, got {moves!r}")
-        self.moves = moves
+        self.moves, self.interp = check_moves(moves, interp)
         if bone not in BONE_MODES:
             raise ValueError(f"bone: expected one of {list(BONE_MODES)}, got {bone!r}")
         self.bone = bone
-        self.interp = "cubic" if moves == "cubic" else "linear"  # integer moves are exact copies
         self._pose = None  # a drawn (angle, flip) shared by both visits of a pair
 
         axis = bank.resolved_axis() if bank.axis is None else bank.axis
@@ -318,16 +318,14 @@ class Synthesizer:
         return whole_pixel_moves(self.labels[idx], target, self.bank.axis[idx], self.bank.spacing_mm)
 
     def _moved(self, idx, target, disp=None):
-        """Bank entries ``idx`` with the upper bone moved to JSW ``target``, or by the whole-pixel
-        displacement ``disp`` (B,2) from :meth:`snap`."""
+        """Bank entries ``idx`` with the bone(s) moved to JSW ``target``, or by the whole-pixel
+        displacement ``disp`` (B,2) from :meth:`snap` (:func:`lsn_fast.physics.moves.move_bones`)."""
         import lsn_fast as lf
 
         st = self.bank[idx]
-        if disp is None:
-            return st.shifted((target - self.labels[idx]) / self.bank.spacing_mm, bone=self.bone, interp=self.interp)
-        up, low = split_whole_pixel(disp) if self.bone == "both" else (disp, None)
-        lower = st.lower if low is None else whole_pixel_copy(st.lower, -low)
-        return lf.LayerStack(st.soft, whole_pixel_copy(st.upper, up), lower, st.spacing_mm, st.axis, validate=False)
+        shift = (target - self.labels[idx]) / self.bank.spacing_mm
+        up, low = move_bones(st.upper, st.lower, shift, st.axis, bone=self.bone, interp=self.interp, whole=disp)
+        return lf.LayerStack(st.soft, up, low, st.spacing_mm, st.axis, validate=False)
 
     def posed_layers(self, idx, target, angle_deg, flip, reposition=None, stretch=None, density=None, disp=None):
         """The layers of bank entries ``idx`` (B,) moved to JSW ``target`` (B,) mm (by ``disp``
@@ -347,47 +345,29 @@ class Synthesizer:
 
     def _render(self, idx, target, g, reposition=None, disp=None, layers=False):
         """Images (B,1,H,W); with ``layers=True`` also the moved bone layers (B,2,H,W): upper,
-        lower, as composed (a carried bank's layers hold their share of the residual)."""
-        import lsn_fast as lf
+        lower, as composed (a carried bank's layers hold their share of the residual).
 
+        One path: the bank layers and the move go to :func:`lsn_fast.synthesis.render.render`
+        (the fused op moves the bone); re-posed, repositioned or layer-returning batches move the
+        layers first (:meth:`posed_layers`) and render them unmoved."""
         B = idx.shape[0]
-        sp = self.bank.spacing_mm
         params = _detector_params(g, B, self.ranges)
         seed = int(torch.randint(0, 2**62, (1,), generator=g))
-        si = torch.arange(B, dtype=torch.int64)
-
-        def detector(sel=None):  # carried layers hold their source's own noise and texture: no detector
-            return None if self.carries_texture else _detector(params, sel)
-
-        if self.reposes:
-            pose = self._pose if self._pose is not None else self._draw_pose(B, g)
-            st = self.posed_layers(idx, target, reposition=reposition, disp=disp, **pose)
-            out = lf.compose(st, detector=detector(), seed=seed, sample_index=si)
+        # carried layers hold their source's own noise and texture: no detector
+        det = None if self.carries_texture else _detector(params)
+        if self.reposes or reposition is not None or layers:
+            if self.reposes:
+                pose = self._pose if self._pose is not None else self._draw_pose(B, g)
+                st = self.posed_layers(idx, target, reposition=reposition, disp=disp, **pose)
+            else:
+                st = self._moved(idx, target, disp)
+                if reposition is not None:
+                    st = _translate_stack(st, reposition)
+            out = render(st.soft, st.upper, st.lower, torch.arange(B), None, None, detector=det, seed=seed)
             return (out, _bone_layers(st)) if layers else out
-        shift = (target - self.labels[idx]) / sp
-        j0 = self.j0[idx]
-        # the fused path where it is legal; carried banks always take the reference path (the one
-        # their committed results were made with)
-        fast = torch.isfinite(j0) & (j0 + shift * sp >= 0)
-        if reposition is not None or self.carries_texture or disp is not None:
-            fast = torch.zeros(B, dtype=torch.bool)
-        out = torch.empty(B, 1, *self.bank.shape[1:])
-        bones = torch.empty(B, 2, *self.bank.shape[1:]) if layers else None
-        if bool(fast.any()):
-            imgs, _ = lf.synthesize(self.bank, idx[fast], shift_px=shift[fast], detector=_detector(params, fast),
-                                    interp=self.interp, seed=seed, sample_index=si[fast], bone=self.bone)
-            out[fast] = imgs
-            if layers:  # the layers synthesize moved: the same shift, interpolation and bone(s)
-                bones[fast] = _bone_layers(self._moved(idx[fast], target[fast]))
-        slow = ~fast
-        if bool(slow.any()):
-            st = self._moved(idx[slow], target[slow], None if disp is None else disp[slow])
-            if reposition is not None:
-                st = _translate_stack(st, reposition[slow])
-            out[slow] = lf.compose(st, detector=detector(slow), seed=seed, sample_index=si[slow])
-            if layers:
-                bones[slow] = _bone_layers(st)
-        return (out, bones) if layers else out
+        shift = (target - self.labels[idx]) / self.bank.spacing_mm
+        return render(self.bank.soft, self.bank.upper, self.bank.lower, idx, shift, self.bank.axis[idx],
+                      bone=self.bone, whole=disp, detector=det, seed=seed, interp=self.interp)
 
     def _draw_jsw(self, batch: int, g: torch.Generator, entries: torch.Tensor | None = None):
         """Bank entries (B,), target JSWs (B,) mm uniform in ``cfg.jsw_range`` and their moves
@@ -467,7 +447,7 @@ def _unlabelled_synthesizer(train: dict, order: torch.Tensor, n_low: int, lsn, c
     mae = float((labels[hidden] - truth[hidden]).abs().mean()) if bool(hidden.any()) else float("nan")
     kept = torch.nonzero(keep).flatten()
     carry = images[kept] if cfg.synthesis == "carry" else None
-    return (Synthesizer(bank[kept], labels[keep].float(), cfg, images=carry, moves=cfg.moves, bone=cfg.bone),
+    return (Synthesizer(bank[kept], labels[keep].float(), cfg, images=carry, moves=cfg.moves, interp=cfg.interp, bone=cfg.bone),
             (float(coef[0]), float(coef[1]), mae))
 
 
@@ -660,14 +640,14 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     other_name = "lsn_rendered" if carry is not None else "lsn_carried"
     if lsn is not None:
         bank = lf.separate(train["base"][low], lsn, spacing_mm=cfg.spacing_mm)
-        synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg, images=carry, moves=cfg.moves, bone=cfg.bone)
+        synths["lsn"] = Synthesizer(bank, train["jsw"][low], cfg, images=carry, moves=cfg.moves, interp=cfg.interp, bone=cfg.bone)
         other = Synthesizer(bank, train["jsw"][low], cfg, images=None if carry is not None else train["base"][low],
-                            moves=cfg.moves, bone=cfg.bone)
+                            moves=cfg.moves, interp=cfg.interp, bone=cfg.bone)
         log(f"[seed {seed}] LSN-separated {n_low} images; JSW measurable on {synths['lsn'].n_measurable}/{n_low} "
             "separated stacks (the rest re-synthesized via shifted+compose)")
     if cfg.oracle or lsn is None:
         # the true layers have no residual to carry: always rendered through a detector
-        synths["oracle"] = Synthesizer(oracle_bank, train["jsw"][low], cfg, moves=cfg.moves, bone=cfg.bone)
+        synths["oracle"] = Synthesizer(oracle_bank, train["jsw"][low], cfg, moves=cfg.moves, interp=cfg.interp, bone=cfg.bone)
     unlab = None
     if lsn is not None and cfg.unlabelled:
         tu = time.perf_counter()
@@ -679,7 +659,7 @@ def _one_seed(cfg: FivePercentConfig, seed: int, lsn, lsn_status: str, log, keep
     main_name = "LSN synth" if lsn is not None else "oracle-separation synth"
     main_bank = bank if lsn is not None else oracle_bank
     posed = Synthesizer(main_bank, synths[main].labels, cfg, rotate_deg=cfg.pose_rotate_deg, hflip=cfg.pose_hflip,
-                        images=carry if main == "lsn" else None, moves=cfg.moves, bone=cfg.bone)
+                        images=carry if main == "lsn" else None, moves=cfg.moves, interp=cfg.interp, bone=cfg.bone)
 
     rows, preds = [], {}
     low_pct = f"{100 * cfg.low_fraction:g}%"
@@ -904,8 +884,8 @@ def run_five_percent(quick: bool = False, seeds=None, out_dir: str | None = "fiv
         raise ValueError(f"low_fraction: must be in (0, 1), got {cfg.low_fraction}")
     if cfg.synthesis not in SYNTHESIS_MODES:
         raise ValueError(f"synthesis: expected one of {SYNTHESIS_MODES}, got {cfg.synthesis!r}")
-    if cfg.moves not in MOVE_MODES:
-        raise ValueError(f"moves: expected one of {MOVE_MODES}, got {cfg.moves!r}")
+    moves, interp = check_moves(cfg.moves, cfg.interp)
+    cfg = replace(cfg, moves=moves, interp=interp)
     if cfg.bone not in BONE_MODES:
         raise ValueError(f"bone: expected one of {BONE_MODES}, got {cfg.bone!r}")
     for name in ("steps", "batch_size", "realism_steps"):
@@ -1070,10 +1050,10 @@ def default_jobs(n_seeds: int, threads: int) -> int:
 def _config_label(cfg: FivePercentConfig, quick: bool) -> str:
     """The preset ('quick' or 'full') plus the fields that differ from it, and always how the
     families are made (synthesis, bone, moves), whose defaults differ between the presets
-    ('quick with synthesis=carry, bone=upper, moves=linear, n_train=2000')."""
+    ('quick with synthesis=carry, bone=upper, moves=subpixel, interp=linear, n_train=2000')."""
     name = "quick" if quick else "full"
     ref = asdict(FivePercentConfig.quick() if quick else FivePercentConfig())
-    always = ("synthesis", "bone", "moves")
+    always = ("synthesis", "bone", "moves", "interp")
     diff = [f"{k}={getattr(cfg, k)}" for k in always]
     diff += [f"{k}={v}" for k, v in asdict(cfg).items() if ref[k] != v and k not in always]
     return name + " with " + ", ".join(diff)
@@ -1097,9 +1077,13 @@ def add_experiment_arguments(parser) -> None:
                         help="LSN families: 'render' (default: the denoised layers through a new detector) or 'carry' "
                              "(the layers keep the separation's residual, noise and texture, composed without a "
                              "detector; the default of --quick, whose 64 px images it suits better)")
-    parser.add_argument("--moves", choices=MOVE_MODES, default=None,
+    parser.add_argument("--moves", choices=MOVES + ("linear", "cubic"), default=None,
                         help="how a family's bones are moved: 'integer' whole-pixel moves (exact copies, no interpolation "
-                             "blur; the default) or 'linear' / 'cubic' sub-pixel moves along the axis (--quick: 'linear')")
+                             "blur; the default) or 'subpixel' moves along the axis, resampled with --interp (the "
+                             "default of --quick); 'linear' / 'cubic' are the deprecated words for 'subpixel' with "
+                             "that --interp")
+    parser.add_argument("--interp", choices=("linear", "cubic"), default=None,
+                        help="resampling of sub-pixel moves (default 'linear')")
     parser.add_argument("--bone", choices=BONE_MODES, default=None,
                         help="which bone a family moves: 'both' (half each, so the gap stays centred in the crop as in "
                              "real crops; the default) or 'upper' (the default of --quick)")
@@ -1149,6 +1133,8 @@ def run_experiment(args) -> int:
         over["synthesis"] = args.synthesis
     if getattr(args, "moves", None):
         over["moves"] = args.moves
+    if getattr(args, "interp", None):
+        over["interp"] = args.interp
     if getattr(args, "bone", None):
         over["bone"] = args.bone
     if getattr(args, "device", None):

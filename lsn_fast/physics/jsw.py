@@ -38,19 +38,27 @@ lines the covered-fraction rule of earlier versions is kept unchanged: ``e`` as 
    rotations — looks tapered at the narrow scale only);
 2. else the *wide* window ``b = e−4, e−3, e−2`` where it fits with ``0 < p <= 2``: robust to the
    footprint of tilted lines and to blur; a straight or blurred step gives ``p = 0`` exactly;
-3. the fitted margin is kept only where the fit found a real taper (``p > 0.3``); a step
-   (``p <= 0.3``: flat ends, plates, their interpolated moves) and a failed fit take the
-   covered-fraction rule above, which is exact for steps; the fit on interpolated steps read up to
-   0.02 mm off the geometric label of a sub-pixel move.
+3. the *tip* window ``b = ke−3, ke−2, ke−1`` (``ke``: the line's last non-zero sample) replaces
+   both where it finds a taper (``p > 0.3``) and the wide window does not read a step: a thin,
+   dense end (a subchondral plate, a cortical shell seen tangentially) keeps the power law over
+   its last few pixels only, and the windows anchored at ``e`` then lie behind it;
+4. the fitted margin is kept only where a fit found a real taper (``p > 0.3``). Steps
+   (``p <= 0.3``: flat ends, plates, their interpolated moves) and failed fits take a covered
+   fraction: on sharp lines *from the tip*, ``margin = k* + Σ_{k>=k*} f[k] / f[k*]`` with ``k*``
+   the brightest of ``ke−3 … ke−1`` (a thin bright end plate is the step's own level, the
+   samples behind it are not); on blurred lines the rule of earlier versions (above).
 
-Flat ends (main phantom): 0.001 mm MAE; rounded ends (``phantom.generate(end="round")``): 0.074 mm
-MAE (0.25 mm with the covered fraction alone); lab/2026-12-07-jsw-jsn-independent/.
+Measured on ground-truth layers (lab/2026-12-07-jsw-jsn-independent/, MAE): main phantom flat
+ends 0.001 mm (also after sub-pixel moves), rounded ends (``phantom.generate(end="round")``)
+0.044 mm (0.074 before the tip window, 0.25 mm with the covered fraction alone); the independent
+ray-cast renderer (:mod:`lsn_fast.physics.raycast`): spheres 0.059, ellipsoids 0.062, flat ends
+with thin bright plates 0.087 mm (0.15 / 0.11 / 0.45 mm before).
 
-**Limits** (measured, see lab/2026-12-07-jsw-jsn-independent/): the power law must hold over the
-last 3–4 px of the end. A thin, bright cortical shell or subchondral plate (thinner than ~3 px,
-much denser than the bone behind it) breaks it: the profile rises to the rim and falls behind
-it, and such ends read off by 0.1–0.4 mm; a blurred *rounded* end reads too narrow by about the
-blur's width (blur and taper are not separable from one profile).
+**Limits**: the power law must hold over the last 3 px of the end; a cortical shell thinner than
+that (1.5–3.5 px on the ray-cast renderer) leaves rounded ends ~0.05 mm wide, and tilted thin
+plates up to 0.3 mm off on single joints. A blurred *rounded* end reads too narrow by about the
+blur's width (blur and taper are not separable from one profile). The 0.02 mm target of issue 34
+is not met on rounded ends.
 
 Validity and flags
 ------------------
@@ -97,6 +105,8 @@ EDGE_EPS = 3e-5  # relative level of the last sample past the edge that still be
 TAPER_P = 0.3  # the narrow window is used where it finds p above this (a clear taper)
 NARROW = (3, 2, 1)  # boundaries e − k of the narrow window
 WIDE = (4, 3, 2)  # boundaries e − k of the wide window
+TIP = (3, 2, 1)  # boundaries ke − k of the tip window (ke: the last sample of the bone)
+STEP_BACK = 3  # sharp steps: the covered fraction against the brightest of samples ke−3 … ke−1
 _D_GRID = torch.logspace(-3, 3, 481, dtype=torch.float64)  # candidates for m − b (px)
 
 # flags (bits of JSWMeasurement.flags); any set flag makes the sample's JSW NaN
@@ -341,11 +351,26 @@ def _end_margins(f: torch.Tensor, upper: bool):
     nar = sharp & okn & (pn > TAPER_P) & ~okw
     m = torch.where(nar, mn, mw)
     p = torch.where(nar, pn, pw).clamp_min(0.0)
+    # the tip window (the last samples of the bone) where it sees a taper and the wide window
+    # does not see a step: a thin dense end (plate, cortex) keeps the power law only there; an
+    # interpolated step looks tapered at the tip too, but the wide window reads it as a step
+    mt, pt, okt = _power_law_fit(rev, ke, TIP)
+    tip = sharp & okt & (pt > TAPER_P) & (ke - TIP[0] >= 1) & ~(okw & (pw <= TAPER_P))
+    m = torch.where(tip, mt, m)
+    p = torch.where(tip, pt.clamp_min(0.0), p)
     pk = peak.squeeze(-1)
-    ok = (nar | okw) & (e1 >= WIDE[0] + 1) & (ke < T - 1) & (pk > 0)
+    ok = (nar | okw | tip) & (e1 >= WIDE[0] + 1) & (ke < T - 1) & (pk > 0)
+    # a step seen from its tip: the covered fraction against the brightest of the last samples
+    # (a thin bright end plate is the step's own level; the samples behind it are not)
+    win = (tt >= (ke - STEP_BACK).unsqueeze(-1)) & (tt <= (ke - 1).unsqueeze(-1))
+    ks = torch.where(win, g, torch.full_like(g, -1.0)).argmax(dim=-1)
+    hs = _take(g, ks)
+    ms = ks.double() + _take(rev, ks) / hs.clamp_min(1e-300)
+    oks = (hs > 0.1 * pk) & (ke >= STEP_BACK + 1) & (ke < T - 1)
     if not upper:
         m = T - m
-    return m.to(torch.float32), pk.to(torch.float32), ok, p.to(torch.float32), sharp
+        ms = T - ms
+    return m.to(torch.float32), pk.to(torch.float32), ok, p.to(torch.float32), sharp, ms.to(torch.float32), oks
 
 
 def measure_jsw_profile(stack: LayerStack, axis=None) -> JSWMeasurement:
@@ -371,9 +396,12 @@ def measure_jsw_profile(stack: LayerStack, axis=None) -> JSWMeasurement:
     for b0 in range(0, B, per):
         f = _line_samples(layers[b0 : b0 + per], a[b0 : b0 + per], R)
         for key, k, up in (("u", 0, True), ("l", 1, False)):
-            m_, pk_, ok_, p_, sharp_ = _end_margins(f[:, k], up)
+            m_, pk_, ok_, p_, sharp_, ms_, oks_ = _end_margins(f[:, k], up)
             # blurred lines (not sharp): the covered-fraction rule of earlier versions, unchanged
             mc_, _, okc_ = _margins(f[:, k], up, INNER_PX)
+            # sharp steps: from the tip (thin bright end plates); blurred steps: as before
+            mc_ = torch.where(sharp_ & oks_, ms_, mc_)
+            okc_ = torch.where(sharp_, oks_, okc_)
             fit = sharp_ & ok_ & (p_ > TAPER_P)  # elsewhere (steps, blurred lines, no fit) the covered fraction
             m_ = torch.where(fit, m_, mc_)
             ok_ = torch.where(fit, ok_, okc_)

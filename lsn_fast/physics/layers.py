@@ -29,6 +29,7 @@ from typing import Iterator
 import torch
 
 from lsn_fast.physics.axis import angle_from_axis, axis_from_angle, normalize_axis
+from lsn_fast.physics.moves import check_bone, check_moves, move_bones
 from lsn_fast.utils.files import apply_umask
 from lsn_fast.utils.validation import check_positive_float, check_tensor, per_sample
 
@@ -326,8 +327,9 @@ class LayerStack:
 
         return estimate_axis(self)
 
-    def shifted(self, shift_px, *, bone: str = "upper", interp: str = "linear") -> "LayerStack":
-        """Move a bone layer by ``shift_px`` pixels along the joint axis.
+    def shifted(self, shift_px, *, bone: str = "upper", interp: str = "linear", moves: str = "subpixel") -> "LayerStack":
+        """Move a bone layer by ``shift_px`` pixels along the joint axis (the vocabulary of
+        :mod:`lsn_fast.physics.moves`, shared with :func:`lsn_fast.synthesize`).
 
         Args:
             shift_px: float or (B,) tensor, px. Positive opens the joint (the upper bone moves
@@ -338,24 +340,21 @@ class LayerStack:
                 a one-bone move shifts the gap by half the change, a cue a model trained on
                 real crops reads as a different JSW.
             interp: ``"linear"`` or ``"cubic"`` (Keys, a = −0.5). Borders are edge-clamped.
+            moves: ``"subpixel"`` (the exact shift) or ``"integer"``: the move ``shift·axis``
+                rounded per component to whole pixels, an exact copy of the layer (the JSW then
+                changes by the rounded move; :func:`lsn_fast.whole_pixel_moves` gives the move
+                that reaches a target JSW and that JSW).
         Returns:
             A new LayerStack (same dtype; interpolation is done in float32). The axis used is
             stored on the result so later measurements use the same one.
         """
-        from lsn_fast.physics.reference import translate
-
         shift = per_sample(shift_px, "shift_px", self.batch_size, device=self.device)
+        check_bone(bone)
+        moves, interp = check_moves(moves, interp)
         axis = self.resolved_axis()
-        if check_bone(bone) == "both":
-            half = 0.5 * shift[:, None] * axis
-            up = translate(self.upper, half, interp=interp).to(self.upper.dtype)
-            return self._replace(upper=up, lower=translate(self.lower, -half, interp=interp).to(self.lower.dtype), axis=axis)
-        disp = shift[:, None] * axis * (1.0 if bone == "upper" else -1.0)
-        layer = self.upper if bone == "upper" else self.lower
-        moved = translate(layer, disp, interp=interp).to(layer.dtype)
-        if bone == "upper":
-            return self._replace(upper=moved, axis=axis)
-        return self._replace(lower=moved, axis=axis)
+        whole = torch.round(shift[:, None] * axis) if moves == "integer" else None
+        up, low = move_bones(self.upper, self.lower, shift, axis, bone=bone, interp=interp, whole=whole)
+        return self._replace(upper=up, lower=low, axis=axis)
 
     def rotated(self, angle_deg, *, flip=False) -> "LayerStack":
         """Rigidly re-pose the whole joint: an optional left–right flip, then a rotation about
@@ -517,11 +516,3 @@ class LayerStack:
         st = cls(d["soft"], d["upper"], d["lower"], float(d["spacing_mm"].reshape(-1)[0]), d.get("axis"))
         return st if device is None else st.to(device)
 
-
-BONES = ("upper", "lower", "both")
-
-
-def check_bone(bone: str) -> str:
-    if bone not in BONES:
-        raise ValueError(f"bone: expected 'upper', 'lower' or 'both', got {bone!r}")
-    return bone

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import torch
 
-from lsn_fast.utils.validation import check_positive_float, check_tensor, per_sample
 from lsn_fast.physics.detector import Detector
-from lsn_fast.physics.layers import LayerStack, check_bone
-from lsn_fast.ops.op import seed_to_signed, synthesize_op
+from lsn_fast.physics.layers import LayerStack
+from lsn_fast.physics.moves import MOVES, check_bone, check_moves, split_whole_pixel, whole_pixel_moves
 from lsn_fast.physics.philox import split_seed
-from lsn_fast.physics.reference import INTERP_MODES, translate
+from lsn_fast.synthesis.render import render
+from lsn_fast.utils.validation import check_tensor, per_sample
 
 _OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-MOVES = ("subpixel", "integer")  # synthesize / JSWStream: exact sub-pixel shifts, or whole-pixel copies
+__all__ = ["compose", "synthesize", "whole_pixel_moves", "split_whole_pixel", "MOVES"]
 
 
-def _check_common(detector, seed, interp, out_dtype, bone):
+def _check_common(detector, seed, out_dtype, bone):
     if detector is not None and not isinstance(detector, Detector):
         raise TypeError(f"detector: expected lsn_fast.Detector or None, got {type(detector).__name__}")
     split_seed(seed)  # validates type and range
-    if interp not in INTERP_MODES:
-        raise ValueError(f"interp: expected 'linear' or 'cubic', got {interp!r}")
     if out_dtype not in _OUT_DTYPES:
         raise TypeError(f"out_dtype: expected float32, float16 or bfloat16, got {out_dtype}")
     if out_dtype == torch.float16 and detector is not None and detector.output == "counts":
@@ -80,20 +78,6 @@ def _sample_index(sample_index, batch: int, device) -> torch.Tensor:
     return si.to(device=device, dtype=torch.int64)
 
 
-def _run(bank, index, disp, detector, seed, sample_index, move_lower, interp, out_dtype, backend):
-    params = None if detector is None else detector.params(index.shape[0], bank.device)
-    return synthesize_op(
-        bank.soft, bank.upper, bank.lower, index, disp.to(torch.float32).contiguous(), params,
-        sample_index, move_lower, seed_to_signed(seed),
-        0 if detector is None else detector.noise_mode,
-        0 if detector is None else detector.output_mode,
-        INTERP_MODES[interp],
-        0.5 if detector is None else float(detector.min_counts),
-        out_dtype,
-        backend if backend is not None else "auto",
-    )
-
-
 def synthesize(
     bank: LayerStack,
     index,
@@ -140,9 +124,8 @@ def synthesize(
     """
     if not isinstance(bank, LayerStack):
         raise TypeError(f"bank: expected a LayerStack, got {type(bank).__name__}")
-    _check_common(detector, seed, interp, out_dtype, bone)
-    if moves not in MOVES:
-        raise ValueError(f"moves: expected one of {list(MOVES)}, got {moves!r}")
+    _check_common(detector, seed, out_dtype, bone)
+    moves, interp = check_moves(moves, interp)
     index = _check_index(index, bank.batch_size, "index", bank.device)
     B = index.shape[0]
     if jsw_mm is not None and shift_px is not None:
@@ -165,96 +148,9 @@ def synthesize(
     whole = None
     if moves == "integer":
         target, whole = whole_pixel_moves(jsw0, target, axis, bank.spacing_mm)
-    if bone == "both":
-        lower, up_disp = lower_moved_for_both(bank.lower.index_select(0, index), axis, shift, interp, whole)
-        moved = LayerStack(bank.soft.index_select(0, index), bank.upper.index_select(0, index), lower, bank.spacing_mm,
-                           axis, validate=False)
-        images = _run(moved, torch.arange(B, device=bank.device), up_disp, detector, seed, si, False, interp, out_dtype,
-                      backend)
-        return images, target.to(torch.float32)
-    sign = -1.0 if bone == "lower" else 1.0
-    disp = sign * (shift[:, None] * axis if whole is None else whole)
-    images = _run(bank, index, disp, detector, seed, si, bone == "lower", interp, out_dtype, backend)
+    images = render(bank.soft, bank.upper, bank.lower, index, shift, axis, bone=bone, whole=whole, detector=detector,
+                    seed=seed, sample_index=si, interp=interp, out_dtype=out_dtype, backend=backend)
     return images, target.to(torch.float32)
-
-
-def whole_pixel_moves(jsw0_mm: torch.Tensor, target_mm: torch.Tensor, axis: torch.Tensor, spacing_mm: float):
-    """Whole-pixel bone moves towards target JSWs, and the JSW each move reaches.
-
-    The move along the joint axis that would reach ``target_mm`` is rounded per component to
-    whole pixels ``d``: the moved bone is then an exact copy of its layer (no interpolation blur
-    of its edge, or of noise and texture carried in it), and the JSW changes by
-    ``(d·axis)·spacing_mm``. The rest of the rounding (≤ 0.5 px per component) slides the bone
-    across the axis, which leaves the JSW as measured within ~0.002 mm on phantoms. A move that
-    would close the joint below 0 is rounded one pixel wider.
-
-    Args:
-        jsw0_mm: (B,) mm, the JSW before the move.
-        target_mm: (B,) mm, the JSW wanted.
-        axis: (B,2) unit vectors (dy, dx) along which a positive move opens the joint.
-        spacing_mm: pixel spacing, mm.
-    Returns:
-        ``(reached (B,) mm >= 0, d (B,2) px)``: ``d`` holds whole numbers, the displacement of the
-        upper bone that opens the joint by ``reached − jsw0_mm`` (the lower bone moves by ``−d``;
-        both bones: :func:`split_whole_pixel`).
-
-    Checks types, shapes and ``spacing_mm`` (no device sync); the values are the caller's.
-    """
-    for name, t in (("jsw0_mm", jsw0_mm), ("target_mm", target_mm), ("axis", axis)):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(f"{name}: expected a floating-point tensor, got {type(t).__name__}"
-                            + (f" of {t.dtype}" if isinstance(t, torch.Tensor) else ""))
-    if jsw0_mm.ndim != 1 or target_mm.shape != jsw0_mm.shape:
-        raise ValueError(f"jsw0_mm, target_mm: expected two (B,) tensors, got {tuple(jsw0_mm.shape)} and "
-                         f"{tuple(target_mm.shape)}")
-    if axis.shape != (jsw0_mm.shape[0], 2):
-        raise ValueError(f"axis: expected ({jsw0_mm.shape[0]}, 2) unit vectors (dy, dx), got {tuple(axis.shape)}")
-    spacing_mm = check_positive_float(spacing_mm, "spacing_mm")
-    s = (target_mm - jsw0_mm) / spacing_mm
-    d = torch.round(s[:, None] * axis)
-    reached = jsw0_mm + (d * axis).sum(dim=1) * spacing_mm
-    wider = reached < 0
-    if bool(wider.any()):
-        d = torch.where(wider[:, None], torch.round((s + 1)[:, None] * axis), d)
-        reached = jsw0_mm + (d * axis).sum(dim=1) * spacing_mm
-    return reached.clamp_min(0.0), d
-
-
-def split_whole_pixel(disp: torch.Tensor):
-    """Split whole-pixel moves ``disp`` (B,2) px between the bones (``bone="both"``): the upper
-    bone takes ``floor(d/2)`` and the lower bone the rest, against it, so the gap stays centred
-    within half a pixel and the JSW keeps its 1-px steps. Returns ``(upper (B,2), lower (B,2))``:
-    move the upper bone by ``upper`` and the lower bone by ``−lower``."""
-    if not isinstance(disp, torch.Tensor) or disp.ndim != 2 or disp.shape[1] != 2:
-        raise ValueError(f"disp: expected a (B,2) tensor of whole-pixel moves, got "
-                         f"{tuple(disp.shape) if isinstance(disp, torch.Tensor) else type(disp).__name__}")
-    up = torch.div(disp, 2, rounding_mode="floor")
-    return up, disp - up
-
-
-def whole_pixel_copy(layer: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
-    """``layer`` (B,H,W) translated by whole pixels ``disp`` (B,2) (dy, dx), edge-clamped: one
-    gather, the same values as :func:`lsn_fast.reference.translate` (2.3× faster on CPU), in the
-    layer's dtype."""
-    B, H, W = layer.shape
-    d = disp.to(device=layer.device).round().long()
-    ys = (torch.arange(H, device=layer.device)[None, :] - d[:, 0:1]).clamp(0, H - 1)
-    xs = (torch.arange(W, device=layer.device)[None, :] - d[:, 1:2]).clamp(0, W - 1)
-    return layer[torch.arange(B, device=layer.device)[:, None, None], ys[:, :, None], xs[:, None, :]]
-
-
-def lower_moved_for_both(lower, axis, shift, interp, whole=None):
-    """``bone="both"`` for the fused op, which moves one layer: the lower bone moves here, against
-    the axis (half the shift, or its :func:`split_whole_pixel` part of the whole-pixel move
-    ``whole`` (B,2), as a gather), and the upper bone's displacement is returned for the op, so
-    only one layer is resampled outside the fused pass.
-
-    Returns ``(lower (B,H,W) moved, in its dtype; upper displacement (B,2) px)``."""
-    if whole is not None:
-        up, low = split_whole_pixel(whole)
-        return whole_pixel_copy(lower, -low), up
-    half = 0.5 * shift[:, None] * axis
-    return translate(lower, -half, interp=interp).to(lower.dtype), half
 
 
 def compose(
@@ -290,7 +186,8 @@ def compose(
     """
     if not isinstance(stack, LayerStack):
         raise TypeError(f"stack: expected a LayerStack, got {type(stack).__name__}")
-    _check_common(detector, seed, interp, out_dtype, bone)
+    _check_common(detector, seed, out_dtype, bone)
+    interp = check_moves("subpixel", interp)[1]
     B = stack.batch_size
     if B == 0:
         raise ValueError("stack: empty batch (B=0)")
@@ -322,10 +219,5 @@ def compose(
         _check_shift_fits(shift, stack.shape[1], stack.shape[2], "jsw_mm" if jsw_mm is not None else "shift_px")
     index = torch.arange(B, device=stack.device, dtype=torch.int64)
     si = _sample_index(sample_index, B, stack.device)
-    if bone == "both":
-        lower, up_disp = lower_moved_for_both(stack.lower, axis.to(shift.device), shift, interp)
-        moved = LayerStack(stack.soft, stack.upper, lower, stack.spacing_mm, axis, validate=False)
-        return _run(moved, index, up_disp, detector, seed, si, False, interp, out_dtype, backend)
-    sign = -1.0 if bone == "lower" else 1.0
-    disp = sign * shift[:, None] * axis.to(shift.device)
-    return _run(stack, index, disp, detector, seed, si, bone == "lower", interp, out_dtype, backend)
+    return render(stack.soft, stack.upper, stack.lower, index, shift, axis.to(shift.device), bone=bone,
+                  detector=detector, seed=seed, sample_index=si, interp=interp, out_dtype=out_dtype, backend=backend)

@@ -100,11 +100,12 @@ from typing import Iterator
 import torch
 
 from lsn_fast.utils.validation import check_int
-from lsn_fast.synthesis.compose import MOVES, whole_pixel_moves
 from lsn_fast.physics.detector import PARAM_COLUMNS, Detector
 from lsn_fast.physics.layers import LayerStack
+from lsn_fast.physics.moves import BONES as MOVED_BONES, check_moves, whole_pixel_moves
 from lsn_fast.physics.philox import MASK32, philox4x32, split_seed
 from lsn_fast.physics.reference import rotate_about_centre
+from lsn_fast.synthesis.render import render
 
 __all__ = ["JSWStream", "Augment", "GRADE_EDGES", "bank_from_phantoms", "make_bank", "bank_memory_bytes", "BONES"]
 
@@ -444,14 +445,7 @@ class JSWStream(torch.utils.data.IterableDataset):
         self.bone = bone
         self.drop_last = bool(drop_last)
         self.prefetch = check_int(prefetch, "prefetch", 0)
-        from lsn_fast.physics.reference import INTERP_MODES
-
-        if interp not in INTERP_MODES:
-            raise ValueError(f"interp: expected 'linear' or 'cubic', got {interp!r}")
-        self.interp = interp
-        if moves not in MOVES:
-            raise ValueError(f"moves: expected one of {list(MOVES)}, got {moves!r}")
-        self.moves = moves
+        self.moves, self.interp = check_moves(moves, interp)
         if out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise TypeError(f"out_dtype: expected float32, float16 or bfloat16, got {out_dtype}")
         self.out_dtype = out_dtype
@@ -681,17 +675,10 @@ class JSWStream(torch.utils.data.IterableDataset):
         return t.to(self.device)
 
     def _synth(self, d: dict) -> torch.Tensor:
-        from lsn_fast.ops.op import seed_to_signed, synthesize_op
-        from lsn_fast.physics.reference import INTERP_MODES
-
         B = d["index"].shape[0]
         entry = d["bank_index"]
-        sign = torch.where(d["bone"] == 1, -1.0, 1.0)[:, None]  # the lower bone moves against the opening
         whole = d.get("disp_px")
-        disp_all = sign * (d["shift_px"][:, None] * self._axis_cpu[entry] if whole is None else whole)
-        both = d["bone"] == 2
         bank = self.bank
-        det = self.detector
         synth_dtype = torch.float32 if self.augment is not None else self.out_dtype
         if bank.device != self.device:  # CPU bank -> CUDA: gather the batch into pinned memory, copy async
             layers = []
@@ -703,22 +690,18 @@ class JSWStream(torch.utils.data.IterableDataset):
         else:
             layers = [bank.soft, bank.upper, bank.lower]
             src_index = entry
+        axis_all = self._axis_cpu[entry]
         groups = self._groups(d)
         out = None
-        for mask, move_lower in groups:
+        for mask, bone in groups:
             sel = torch.nonzero(mask).flatten() if len(groups) > 1 else None
             pick = (lambda t: t) if sel is None else (lambda t: t.index_select(0, sel))  # noqa: E731
             params = None if d["params"] is None else self._to_device(pick(d["params"]).contiguous())
-            src, disp, group_layers = pick(src_index), pick(disp_all), layers
-            if bool(pick(both).any()):  # a group is all-"both" or none: lower bone moved here, upper in the op
-                group_layers, src, disp = self._both_moved(layers, src, pick(d["shift_px"]), pick(self._axis_cpu[entry]),
-                                                           None if whole is None else pick(whole))
-            img = synthesize_op(
-                *group_layers, self._to_device(src), self._to_device(disp.to(torch.float32).contiguous()),
-                params, self._to_device(pick(d["index"])), move_lower, seed_to_signed(self.seed),
-                0 if det is None else det.noise_mode, 0 if det is None else det.output_mode,
-                INTERP_MODES[self.interp], 0.5 if det is None else float(det.min_counts), synth_dtype, self.backend,
-            )
+            img = render(*layers, self._to_device(pick(src_index)), self._to_device(pick(d["shift_px"])),
+                         self._to_device(pick(axis_all)), bone=bone,
+                         whole=None if whole is None else self._to_device(pick(whole)), detector=self.detector,
+                         params=params, seed=self.seed, sample_index=self._to_device(pick(d["index"])),
+                         interp=self.interp, out_dtype=synth_dtype, backend=self.backend)
             if sel is None:
                 out = img
             else:
@@ -729,20 +712,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             out = self._apply_augment(out, d["augment"]).to(self.out_dtype)
         return out
 
-    def _both_moved(self, layers, src, shift, axis, whole=None):
-        """``bone="both"``: the selected entries with the lower bone moved against the axis by half
-        the shift, or by its part of the whole-pixel move ``whole`` (B,2); returns ``(layers,
-        index, upper displacement)`` for the fused pass, which moves the upper bone
-        (:func:`lsn_fast.compose.lower_moved_for_both`, as ``synthesize`` does)."""
-        from lsn_fast.synthesis.compose import lower_moved_for_both
-
-        idx = self._to_device(src)
-        soft, upper, lower = (t.index_select(0, idx) for t in layers)
-        lower, up = lower_moved_for_both(lower, self._to_device(axis), self._to_device(shift), self.interp,
-                                          None if whole is None else self._to_device(whole))
-        return [soft, upper, lower], torch.arange(idx.shape[0], dtype=torch.int64), up
-
-    def _groups(self, d: dict) -> list[tuple[torch.Tensor, bool]]:
+    def _groups(self, d: dict) -> list[tuple[torch.Tensor, str]]:
         """Split a batch into op calls: one per moving bone and, where per-sample blur widths are
         drawn, per Gaussian radius ``ceil(3σ)``. The reference's taps no longer depend on the
         batch, but the triton backend picks its blur path (fused tile bucket, or the wide multi-pass
@@ -755,7 +725,7 @@ class JSWStream(torch.utils.data.IterableDataset):
             rs = torch.ceil(3.0 * p[:, PARAM_COLUMNS.index("scatter_sigma_px")]).to(torch.int64)
             rs = torch.where(p[:, PARAM_COLUMNS.index("scatter")] > 0, rs, 0)
             key = key + 4 * (rb * (1 << 20) + rs)
-        return [(key == u, u % 4 == 1) for u in torch.unique(key).tolist()]
+        return [(key == u, MOVED_BONES[u % 4]) for u in torch.unique(key).tolist()]
 
     def _apply_augment(self, x: torch.Tensor, a: dict) -> torch.Tensor:
         flip = self._to_device(a["hflip"]).view(-1, 1, 1, 1)

@@ -400,6 +400,24 @@ def test_rounded_phantom_ends_keep_the_truth_and_read_closer_than_the_covered_fr
     assert not torch.equal(flat.upper, rnd.upper)
     torch.testing.assert_close(lf.measure_jsw(flat), fi["jsw_mm"], atol=0.01, rtol=0)
     err = (lf.measure_jsw(rnd) - ri["jsw_mm"]).abs()
-    assert bool(torch.isfinite(err).all()) and float(err.mean()) < 0.12, err
+    assert bool(torch.isfinite(err).all()) and float(err.mean()) < 0.06, err
     with pytest.raises(ValueError, match="end"):
         lf.phantom.generate(1, size=64, end="square")
+
+
+def test_rounded_and_thin_plate_ends_of_the_independent_renderer():
+    """On :mod:`lsn_fast.physics.raycast` (its own anatomy: spheres with a 1.5–3.5 px cortical
+    shell, flat ends with a thin bright end plate), ground-truth layers read within 0.1 mm mean
+    (the windows anchored at 25 % of the peak read 0.15 mm on spheres and 0.45 mm on the plates:
+    they lie behind the dense end); flat phantom ends after sub-pixel moves stay within 0.01 mm."""
+    from lsn_fast.physics import raycast
+
+    for end, tol in (("sphere", 0.09), ("flat", 0.12)):
+        st, info = raycast.render_joints(8, size=96, spacing_mm=0.1, seed=1, end=end, ss=6)[:2]
+        m = lf.measure_jsw(st)
+        err = (m - torch.as_tensor(info["jsw_mm"]).float()).abs()
+        assert int(torch.isnan(m).sum()) <= 1, (end, m)
+        assert float(err.nanmean()) < tol, (end, err)
+    st, info = lf.phantom.generate(6, size=96, spacing_mm=0.1, seed=4)
+    sh = torch.tensor([-2.7, -0.4, 0.35, 1.5, 2.25, 3.8])
+    torch.testing.assert_close(lf.measure_jsw(st.shifted(sh)), info["jsw_mm"].float() + 0.1 * sh, atol=0.01, rtol=0)

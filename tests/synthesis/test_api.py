@@ -176,7 +176,7 @@ def test_with_residual_blur_carries_each_bones_blurred_edge():
     """An image blurred by σ = 1 px (noise-free): :meth:`fit_blur` finds σ, and the carried stack
     with ``blur_sigma_px`` moved by whole pixels composes to the blurred moved anatomy (blur
     commutes with translation), where the plain carry leaves the bone's outer skirt behind."""
-    from lsn_fast.synthesis.compose import whole_pixel_copy as _wp
+    from lsn_fast.physics.moves import whole_pixel_copy as _wp
     from lsn_fast.physics.reference import gaussian_blur
 
     st, _ = lf.phantom.generate(3, size=64, spacing_mm=0.2, seed=11, tilt_deg=0.0)
@@ -461,7 +461,7 @@ def test_synthesize_whole_pixel_moves(backend, bone):
 def test_whole_pixel_copy_equals_translate():
     """The gather behind whole-pixel moves gives reference.translate's values exactly, for moves
     beyond the image, odd sizes, non-contiguous input, and keeps a 16-bit layer's dtype."""
-    from lsn_fast.synthesis.compose import whole_pixel_copy as _whole_pixel_copy
+    from lsn_fast.physics.moves import whole_pixel_copy as _whole_pixel_copy
     from lsn_fast.physics.reference import translate
 
     g = torch.Generator().manual_seed(3)

@@ -343,7 +343,7 @@ def test_synthesizer_integer_moves_are_exact_copies_labelled_by_the_jsw_reached(
     layer, edge-clamped), the label is the JSW the move reaches (the true layers' measured JSW
     agrees within 0.01 mm on tilted joints), no label is negative, and the other modes leave the
     target alone."""
-    from lsn_fast.synthesis.compose import split_whole_pixel
+    from lsn_fast.physics.moves import split_whole_pixel
     from lsn_fast.experiments.five_percent import FivePercentConfig, Synthesizer
 
     st, info = lf.phantom.generate(6, size=64, spacing_mm=0.2, seed=21, tilt_deg=(-10.0, 10.0))
