@@ -9,6 +9,7 @@
 // the widest ISA the CPU supports is chosen at run time (the extension is built without -march).
 // No torch headers: the Python wrapper (lsn_fast/_cpu_backend.py) passes raw data pointers.
 #include "synthesize.h"
+#include "param_ranges.h"
 
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -187,20 +188,22 @@ static void synthesize_binding(uintptr_t soft, uintptr_t upper, uintptr_t lower,
   {
     const float* d = (const float*)disp;
     for (int64_t i = 0; i < 2 * B; ++i)
-      if (!std::isfinite(d[i]) || std::fabs(d[i]) > 1.0e6f)
-        throw std::invalid_argument("disp: must be finite and within 1e6 px");
+      if (!std::isfinite(d[i]) || std::fabs(d[i]) > lsn_fast::kMaxDispPx)
+        throw std::invalid_argument("disp: must be finite and within " + std::to_string(lsn_fast::kMaxDispPx) + " px");
   }
   if (params) {
+    // the bounds of lsn_fast.physics.detector.PARAM_RANGES (param_ranges.h is generated from it)
     const float* p = (const float*)params;
     for (int64_t b = 0; b < B; ++b) {
-      const float* r = p + 5 * b;
-      for (int j = 0; j < 5; ++j)
+      const float* r = p + lsn_fast::kNumParams * b;
+      for (int j = 0; j < lsn_fast::kNumParams; ++j) {
+        const lsn_fast::ParamRange& q = lsn_fast::kParamRanges[j];
         if (!std::isfinite(r[j])) throw std::invalid_argument("params: contains NaN or Inf");
-      if (!(r[0] > 0.0f && r[0] <= 1e12f)) throw std::invalid_argument("params: n0 must lie in (0, 1e12]");
-      if (!(r[1] >= 0.0f && r[1] <= 100.0f)) throw std::invalid_argument("params: scatter must lie in [0, 100]");
-      if (!(r[2] > 0.0f && r[2] <= 1000.0f)) throw std::invalid_argument("params: scatter_sigma_px must lie in (0, 1000]");
-      if (!(r[3] >= 0.0f && r[3] <= 1000.0f)) throw std::invalid_argument("params: blur_sigma_px must lie in [0, 1000]");
-      if (!(r[4] >= 0.0f && r[4] <= 1e6f)) throw std::invalid_argument("params: electronic_sigma must lie in [0, 1e6]");
+        const bool lo_ok = q.lo_inclusive ? r[j] >= q.lo : r[j] > q.lo;
+        if (!lo_ok || !(r[j] <= q.hi))
+          throw std::invalid_argument(std::string("params: ") + q.name + " must lie in " + (q.lo_inclusive ? "[" : "(") +
+                                      std::to_string(q.lo) + ", " + std::to_string(q.hi) + "]");
+      }
     }
   }
   KernelArgs a;

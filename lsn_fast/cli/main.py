@@ -170,6 +170,15 @@ def cmd_synth(args) -> int:
     entries = list(range(bank.batch_size)) if args.index is None else [args.index]
     if any(not 0 <= e < bank.batch_size for e in entries):
         raise UsageError(f"--index {args.index} is outside the {bank.batch_size} stacks of {args.layers}")
+    flagged, reasons = lf.LayerStack.read_flags(args.layers)
+    bad = [] if flagged is None else [e for e in entries if bool(flagged[e])]
+    if bad:
+        why = "; ".join(reasons[bad[0]]) or "no reason recorded"
+        if not args.allow_flagged:
+            raise UsageError(f"--layers {args.layers}: stack(s) {bad[:8]} were flagged by their separation's quality "
+                             f"gates (stack {bad[0]}: {why}); their families would not be trustworthy. Pass "
+                             "--allow-flagged to synthesize them anyway")
+        warnings.warn(f"synthesizing flagged stack(s) {bad[:8]} (--allow-flagged): {why}", stacklevel=1)
     targets = torch.tensor(args.jsw, dtype=torch.float32)
     det = lf.Detector(n0=args.n0, blur_sigma_px=args.blur, electronic_sigma=args.electronic)
     check_sweep_fits(bank, entries, args.jsw, args.bone)
@@ -256,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(exact copies of the bone, e.g. for layers that carry their noise), labelled with the JSW reached")
     sy.add_argument("--interp", choices=INTERPS, default="linear",
                     help="resampling of sub-pixel moves: linear (default) or cubic (Keys)")
+    sy.add_argument("--allow-flagged", action="store_true",
+                    help="with --layers: synthesize stacks that `lsn-fast separate` flagged (refused by default)")
     sy.add_argument("--n0", type=positive_float, default=1.0e4, help="photons per pixel in air (default 1e4)")
     sy.add_argument("--blur", type=float, default=0.6, help="detector blur sigma in px (default 0.6)")
     sy.add_argument("--electronic", type=float, default=2.0, help="electronic noise sigma in counts (default 2)")

@@ -24,13 +24,15 @@ def _one(lf, io, viz, rad, center, angle, args, out_dir, model, label):
     roi = io.crop_roi(rad, center, size=args.size, spacing_mm=rad.spacing_mm, out_spacing_mm=0.1, angle_deg=angle)
     stack, q = lf.separate(roi.image, model=model, spacing_mm=roi.spacing_mm, axis=(-1.0, 0.0), return_quality=True)
     os.makedirs(out_dir, exist_ok=True)
-    stack.save(os.path.join(out_dir, "layers.safetensors"))
-    sheet = viz.layer_sheet(stack, roi.image, os.path.join(out_dir, "layers.png"), titles=[label])
-    jsw = lf.measure_jsw(stack)
     qual = q.row(0)
     if roi.inside_fraction < 0.9:
         qual["flagged"] = True
         qual["reasons"].append(f"only {100 * roi.inside_fraction:.0f} % of the crop lies inside the image")
+    # the flags travel with the layers: JSWStream and `lsn-fast synth` refuse a flagged stack
+    stack.save(os.path.join(out_dir, "layers.safetensors"), flagged=torch.tensor([bool(qual["flagged"])]),
+               reasons=[qual["reasons"]])
+    sheet = viz.layer_sheet(stack, roi.image, os.path.join(out_dir, "layers.png"), titles=[label])
+    jsw = lf.measure_jsw(stack)
     rec = {"joint": label, "center_xy": [round(float(c), 2) for c in center], "angle_deg": round(float(angle), 2),
            "crop_size": args.size, "crop_spacing_mm": roi.spacing_mm, "source_spacing_mm": rad.spacing_mm,
            "jsw_mm": None if torch.isnan(jsw).any() else round(float(jsw[0]), 4), "quality": qual,

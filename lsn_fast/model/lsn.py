@@ -777,6 +777,10 @@ class SeparationQuality:
         layer_consistency: IoU of the network's own bone-mask prediction (its segmentation head)
             with its bone layers above :data:`BONE_MASK_LEVEL` (upper and lower together); two
             heads that disagree mean the network is guessing.
+        soft_contour: bone leaking into the soft layer: the high-pass energy (image minus its
+            Gaussian blur, σ = 2 px) of the soft layer in a 5-px band around the bone margins,
+            over the input's in the same band (0: a smooth soft layer; 1: the soft layer carries
+            as much edge as the image; NaN where no bone margin is found).
         flagged: (B,) bool, True where any gate of :data:`QUALITY_LIMITS` fails: the crop lies
             outside what the model knows (out of distribution) and its layers should not be
             trusted.
@@ -788,6 +792,7 @@ class SeparationQuality:
     layer_consistency: torch.Tensor
     flagged: torch.Tensor
     reasons: list
+    soft_contour: torch.Tensor | None = None
 
     @classmethod
     def of(cls, images: torch.Tensor, layers: torch.Tensor, consistency: torch.Tensor) -> "SeparationQuality":
@@ -814,14 +819,49 @@ class SeparationQuality:
             reasons.append(r)
         flagged = torch.tensor([bool(r) for r in reasons])
         return cls(recomposition_error=rec, bone_fraction=bone, layer_consistency=consistency.float(),
-                   flagged=flagged, reasons=reasons)
+                   flagged=flagged, reasons=reasons, soft_contour=soft_contour(x, L[:, 0], L[:, 1] + L[:, 2]))
 
     def row(self, i: int) -> dict:
         """Crop ``i`` as plain numbers (for JSON)."""
         return {"recomposition_error": round(float(self.recomposition_error[i]), 5),
                 "bone_fraction": round(float(self.bone_fraction[i]), 5),
                 "layer_consistency": round(float(self.layer_consistency[i]), 4),
+                "soft_contour": None if self.soft_contour is None or not math.isfinite(float(self.soft_contour[i]))
+                else round(float(self.soft_contour[i]), 4),
                 "flagged": bool(self.flagged[i]), "reasons": list(self.reasons[i])}
+
+
+def soft_contour(image: torch.Tensor, soft: torch.Tensor, bone: torch.Tensor, sigma_px: float = 2.0,
+                 band_px: int = 2) -> torch.Tensor:
+    """Bone contours left in the soft layer (:class:`SeparationQuality`'s ``soft_contour``).
+
+    Args:
+        image, soft, bone: (B,H,W) input attenuation, soft layer, upper + lower bone layers.
+        sigma_px: Gaussian σ of the high-pass (image minus its blur), px.
+        band_px: half-width of the band around the bone margins (mask above
+            :data:`BONE_MASK_LEVEL`, dilated minus eroded), px.
+    Returns:
+        (B,) float32: high-pass energy of ``soft`` over that of ``image`` in the band; NaN where
+        the band is empty or the image has no edge energy there.
+    """
+    from lsn_fast.physics.reference import gaussian_blur
+
+    x, s_ = image.float(), soft.float()
+    B = x.shape[0]
+    sig = torch.full((B,), float(sigma_px))
+
+    def hp(t):
+        return t - gaussian_blur(t.contiguous(), sig)
+
+    m = (bone.float() > BONE_MASK_LEVEL).float().unsqueeze(1)
+    k = 2 * band_px + 1
+    dil = F.max_pool2d(m, k, 1, band_px)
+    ero = 1.0 - F.max_pool2d(1.0 - m, k, 1, band_px)
+    band = (dil - ero)[:, 0] > 0.5
+    e_in = (hp(x) ** 2 * band).flatten(1).sum(1)
+    e_soft = (hp(s_) ** 2 * band).flatten(1).sum(1)
+    ok = band.flatten(1).any(1) & (e_in > 0)
+    return torch.where(ok, e_soft / e_in.clamp_min(1e-30), torch.full_like(e_in, float("nan")))
 
 
 class _null:

@@ -470,21 +470,81 @@ class LayerStack:
             d["axis"] = self.axis
         return d
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Save to ``.safetensors`` (default) or ``.npz``, chosen by the file extension."""
+    def save(self, path: str | os.PathLike, *, flagged=None, reasons=None) -> None:
+        """Save to ``.safetensors`` (default) or ``.npz``, chosen by the file extension.
+
+        Args:
+            flagged: optional (B,) bool, the stacks a quality check flagged (e.g.
+                ``SeparationQuality.flagged`` of :func:`lsn_fast.separate`); stored with the
+                layers and read back by :meth:`read_flags`. :class:`lsn_fast.JSWStream` and
+                ``lsn-fast synth`` refuse flagged stacks of a file unless told otherwise.
+            reasons: optional list of B lists of strings (``SeparationQuality.reasons``).
+        """
+        import json
+
         path = os.fspath(path)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        extra = {}
+        if flagged is not None:
+            fl = torch.as_tensor(flagged).reshape(-1)
+            if fl.dtype != torch.bool or fl.numel() != self.batch_size:
+                raise ValueError(f"flagged: expected a ({self.batch_size},) bool tensor, got {fl.dtype} of {fl.numel()}")
+            extra["flagged"] = fl.to(torch.uint8).cpu()
+        if reasons is not None:
+            if len(reasons) != self.batch_size:
+                raise ValueError(f"reasons: expected {self.batch_size} entries, got {len(reasons)}")
+            reasons = json.dumps([[str(x) for x in (r if isinstance(r, (list, tuple)) else [r] if r else [])]
+                                  for r in reasons])
         if path.endswith(".npz"):
             import numpy as np
 
             arrays = {k: (v.float().numpy() if v.dtype == torch.bfloat16 else v.numpy()) for k, v in tensors.items()}
             arrays["__dtype__"] = np.array(str(self.dtype).replace("torch.", ""))
+            if "flagged" in extra:
+                arrays["__flagged__"] = extra["flagged"].numpy()
+            if reasons is not None:
+                arrays["__reasons__"] = np.array(reasons)
             np.savez(path, **arrays)
         else:
             from safetensors.torch import save_file
 
-            save_file(tensors, path, metadata={"format": "lsn_fast.LayerStack", "version": "1"})
+            meta = {"format": "lsn_fast.LayerStack", "version": "1"}
+            if reasons is not None:
+                meta["reasons"] = reasons
+            save_file({**tensors, **extra}, path, metadata=meta)
             apply_umask(path)  # safetensors writes 0600
+
+    @staticmethod
+    def read_flags(path: str | os.PathLike) -> tuple[torch.Tensor | None, list]:
+        """The quality flags :meth:`save` stored with a stack file: ``(flagged (B,) bool or None,
+        reasons: list of B lists of strings, empty lists where none were stored)``."""
+        import json
+
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"path: no such file: {path}")
+        try:
+            if path.endswith(".npz"):
+                import numpy as np
+
+                with np.load(path, allow_pickle=False) as z:
+                    fl = torch.from_numpy(z["__flagged__"].copy()) if "__flagged__" in z else None
+                    rs = str(z["__reasons__"]) if "__reasons__" in z else None
+            else:
+                from safetensors import safe_open
+
+                with safe_open(path, framework="pt") as f:
+                    fl = f.get_tensor("flagged") if "flagged" in f.keys() else None
+                    rs = (f.metadata() or {}).get("reasons")
+            reasons = json.loads(rs) if rs is not None else None
+        except Exception as e:  # corrupt or foreign file
+            raise ValueError(f"path: {path} holds no readable quality flags ({type(e).__name__}: {e})") from None
+        if fl is not None:
+            fl = fl.reshape(-1).to(torch.bool)
+        n = fl.numel() if fl is not None else len(reasons) if isinstance(reasons, list) else 0
+        if not (isinstance(reasons, list) and len(reasons) == n):
+            reasons = [[] for _ in range(n)]
+        return fl, reasons
 
     @classmethod
     def load(cls, path: str | os.PathLike, device=None) -> "LayerStack":
@@ -498,7 +558,7 @@ class LayerStack:
 
                 with np.load(path, allow_pickle=False) as z:
                     dtype = getattr(torch, str(z["__dtype__"])) if "__dtype__" in z else None
-                    d = {k: torch.from_numpy(z[k].copy()) for k in z.files if k != "__dtype__"}
+                    d = {k: torch.from_numpy(z[k].copy()) for k in z.files if not k.startswith("__")}
                 if dtype is not None:
                     for k in ("soft", "upper", "lower"):
                         d[k] = d[k].to(dtype)

@@ -351,7 +351,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
 
 # the options that decide what an export holds (not --out, --device, --backend, --batch-size, --no-progress)
 RECIPE_FLAGS = ("bank", "phantoms", "size", "spacing", "phantom_seed", "bank_dtype", "jsw_range", "grade_balanced",
-                "random_bone", "bone", "moves", "augment", "shard_size", "format", "out_dtype", "n0", "blur", "electronic", "seed")
+                "random_bone", "bone", "moves", "interp", "augment", "shard_size", "format", "out_dtype", "n0", "blur",
+                "electronic", "seed")
 
 
 def _flag(name: str) -> str:
@@ -369,6 +370,8 @@ def _recipe(args) -> dict:
     if r.get("phantoms") is None:
         for k in ("phantoms", "size", "spacing", "phantom_seed"):
             r.pop(k)
+    if r.get("interp") in (None, "linear"):  # the default: manifests written before --interp stay valid
+        r.pop("interp", None)
     return _json_roundtrip(r)
 
 
@@ -469,11 +472,26 @@ def run_synth(args) -> int:
     if torch.device(device).type == "cuda":
         bank = bank.to(device)
     det = lf.Detector(n0=get("n0", 1.0e4), blur_sigma_px=get("blur", 0.6), electronic_sigma=get("electronic", 2.0))
-    stream = JSWStream(
-        bank, get("batch_size", 64), jsw_mm=get("jsw_range", (0.0, 3.0)), detector=det, seed=get("seed", 0), device=device,
-        grade_balanced=get("grade_balanced", False), bone="random" if get("random_bone") else get("bone", "upper"),
-        moves=get("moves", "subpixel"), augment=True if get("augment") else None, out_dtype=getattr(torch, get("out_dtype", "float32")), backend=get("backend", "auto"),
-    )
+    quality = None
+    if get("bank") is not None:  # the quality flags `lsn-fast separate` stored with the layers
+        from types import SimpleNamespace
+
+        fl, why = lf.LayerStack.read_flags(get("bank"))
+        quality = None if fl is None else SimpleNamespace(flagged=fl, reasons=why)
+    try:
+        stream = JSWStream(
+            bank, get("batch_size", 64), jsw_mm=get("jsw_range", (0.0, 3.0)), detector=det, seed=get("seed", 0),
+            device=device, grade_balanced=get("grade_balanced", False),
+            bone="random" if get("random_bone") else get("bone", "upper"), moves=get("moves", "subpixel"),
+            interp=get("interp", "linear"), augment=True if get("augment") else None,
+            out_dtype=getattr(torch, get("out_dtype", "float32")), backend=get("backend", "auto"),
+            quality=quality, on_flagged="allow" if get("allow_flagged", False) else "refuse",
+        )
+    except ValueError as e:
+        if str(e).startswith("quality:"):
+            raise ValueError(f"--bank {get('bank')}: " + str(e).split(": ", 1)[1].split(" Pass on_flagged")[0]
+                             + " Pass --allow-flagged to use them anyway") from None
+        raise
     try:
         man = export_shards(stream, get("n"), out, shard_size=get("shard_size", 1024), format=get("format", "safetensors"),
                             progress=not get("no_progress", False), overwrite=get("overwrite", False), recipe=recipe)

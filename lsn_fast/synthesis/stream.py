@@ -93,6 +93,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Iterator
@@ -110,6 +111,7 @@ from lsn_fast.synthesis.render import render
 __all__ = ["JSWStream", "Augment", "GRADE_EDGES", "bank_from_phantoms", "make_bank", "bank_memory_bytes", "BONES"]
 
 BONES = ("upper", "lower", "random", "both")
+ON_FLAGGED = ("refuse", "skip", "allow")
 _STREAM_WORD = 1  # counter word 3: 0 = detector noise, 1 = the stream's per-sample draws
 _F_MAIN, _F_DET_A, _F_DET_B, _F_AUG, _F_GRADE = 0, 1, 2, 3, 4
 _N_FIELDS = 5
@@ -338,6 +340,30 @@ class _ICDF:
         return f"icdf({self.dist!r})"
 
 
+def _flag_mask(quality, file_flags, n: int) -> torch.Tensor | None:
+    """(n,) bool of the flagged bank entries: from ``quality`` (an object with ``.flagged``, e.g.
+    ``SeparationQuality``, or a bool sequence), else from the flags stored in the bank's file."""
+    if quality is None:
+        return None if file_flags is None or file_flags[0] is None else file_flags[0]
+    fl = getattr(quality, "flagged", quality)
+    try:
+        fl = torch.as_tensor(fl)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"quality: expected a SeparationQuality or an ({n},) bool tensor, got {type(quality).__name__}") from None
+    if fl.dtype != torch.bool or fl.numel() != n:
+        raise ValueError(f"quality: expected {n} bool flags (one per bank entry), got {fl.numel()} of {fl.dtype}")
+    return fl.reshape(-1).cpu()
+
+
+def _flag_text(quality, file_flags, bad: torch.Tensor) -> str:
+    reasons = getattr(quality, "reasons", None) if quality is not None else (file_flags[1] if file_flags else None)
+    if not reasons:
+        return "no reasons recorded"
+    first = int(bad[0])
+    r = reasons[first] if first < len(reasons) else []
+    return f"entry {first}: " + ("; ".join(r) if isinstance(r, (list, tuple)) else str(r) or "flagged")
+
+
 class JSWStream(torch.utils.data.IterableDataset):
     """Batches ``(images (B,1,H,W), jsw_mm (B,), info)`` synthesized from a bank of layer stacks.
 
@@ -377,6 +403,11 @@ class JSWStream(torch.utils.data.IterableDataset):
         drop_last: drop each shard's last partial batch (finite streams).
         prefetch: batches generated ahead on the CUDA side stream (>= 0; CUDA only).
         rank, world_size: override torch.distributed's (both or neither).
+        quality: the bank's quality flags: a :class:`lsn_fast.SeparationQuality` (``separate(...,
+            return_quality=True)``) or an (N,) bool tensor; default: the flags stored in the bank's
+            file (:meth:`LayerStack.save`, as ``lsn-fast separate`` writes them), if any.
+        on_flagged: what to do with flagged entries: ``"refuse"`` (default; ``ValueError`` naming
+            them and why), ``"skip"`` (draw only the others), ``"allow"`` (use them, with a warning).
         interp: ``"linear"`` or ``"cubic"`` bone resampling (sub-pixel moves).
         moves: ``"subpixel"`` (default): the bone moves by exactly the shift that reaches the drawn
             target, resampled with ``interp`` (which smooths its edge slightly); ``"integer"``:
@@ -426,10 +457,16 @@ class JSWStream(torch.utils.data.IterableDataset):
         world_size: int | None = None,
         interp: str = "linear",
         moves: str = "subpixel",
+        quality=None,
+        on_flagged: str = "refuse",
     ):
         super().__init__()
         # ---- bank
+        if on_flagged not in ON_FLAGGED:
+            raise ValueError(f"on_flagged: expected one of {list(ON_FLAGGED)}, got {on_flagged!r}")
+        file_flags = None
         if isinstance(bank, (str, os.PathLike)):
+            file_flags = LayerStack.read_flags(bank)
             bank = LayerStack.load(bank)
         if not isinstance(bank, LayerStack):
             raise TypeError(f"bank: expected a LayerStack or a path to a saved one, got {type(bank).__name__}")
@@ -499,10 +536,27 @@ class JSWStream(torch.utils.data.IterableDataset):
         axis, jsw0 = bank.geometry()
         self._axis_cpu = axis.detach().to("cpu", torch.float32)
         self._jsw0_cpu = jsw0.detach().to("cpu", torch.float32)
-        valid = torch.nonzero(~torch.isnan(self._jsw0_cpu)).flatten()
-        if valid.numel() == 0:
+        measurable = ~torch.isnan(self._jsw0_cpu)
+        self.flagged = _flag_mask(quality, file_flags, bank.batch_size)
+        self.on_flagged = on_flagged
+        usable = measurable
+        if self.flagged is not None and bool(self.flagged.any()):
+            bad = torch.nonzero(self.flagged).flatten()
+            why = _flag_text(quality, file_flags, bad)
+            if on_flagged == "refuse":
+                raise ValueError(f"quality: bank entries {bad[:8].tolist()}{' …' if bad.numel() > 8 else ''} are flagged by "
+                                 f"their quality check ({why}); their layers should not be trusted. Pass "
+                                 "on_flagged='skip' to draw only the other entries, or 'allow' to use them anyway")
+            if on_flagged == "skip":
+                usable = measurable & ~self.flagged
+                if not bool(usable.any()):
+                    raise ValueError("quality: every measurable bank entry is flagged; nothing left to draw (on_flagged='skip')")
+            else:
+                warnings.warn(f"JSWStream: {bad.numel()} flagged bank entries are used (on_flagged='allow'): {why}",
+                              stacklevel=2)
+        if not bool(measurable.any()):
             raise ValueError("bank: no entry has a measurable JSW (no line crosses both bones)")
-        self._valid = valid
+        self._valid = torch.nonzero(usable).flatten()
         self.bank_index = self._check_bank_index(bank_index)
         # ---- bookkeeping
         self.epoch = 0
@@ -570,6 +624,9 @@ class JSWStream(torch.utils.data.IterableDataset):
         bad = torch.isnan(self._jsw0_cpu[t])
         if bool(bad.any()):
             raise ValueError(f"bank_index: entries {t[bad].unique()[:8].tolist()} have no measurable JSW")
+        if self.flagged is not None and self.on_flagged == "skip" and bool(self.flagged[t].any()):
+            raise ValueError(f"bank_index: entries {t[self.flagged[t]].unique()[:8].tolist()} are flagged "
+                             "(on_flagged='skip')")
         return t
 
     # ------------------------------------------------------------------ sampling plan (CPU)

@@ -50,3 +50,25 @@ def test_separate_flags_a_crop_of_padding_and_noise(hand_png, tmp_path, capsys):
     meta = json.loads((out / "separation.json").read_text())
     assert meta["quality"]["flagged"] and meta["quality"]["reasons"]
     assert "FLAGGED" in capsys.readouterr().out
+
+
+def test_a_flagged_separation_is_refused_by_synth_and_the_stream(hand_png, tmp_path, capsys):
+    """The flags travel with the layers (#33): ``lsn-fast separate`` stores them in
+    layers.safetensors, ``lsn-fast synth --layers`` then exits 2 naming the reason unless
+    ``--allow-flagged``, and ``JSWStream`` on the file refuses it unless ``on_flagged`` says so."""
+    import lsn_fast as lf
+
+    out = tmp_path / "corner"
+    assert main(["separate", str(hand_png), "--center", "2,2", "--spacing", str(SP), "--size", "64",
+                 "--out", str(out)]) == 0
+    layers = out / "layers.safetensors"
+    flagged, reasons = lf.LayerStack.read_flags(layers)
+    assert flagged is not None and flagged.tolist() == [True] and reasons[0]
+    capsys.readouterr()
+    sweep = tmp_path / "sweep"
+    assert main(["synth", "--layers", str(layers), "--jsw", "0.5,1.0", "--out", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "flagged" in err and "--allow-flagged" in err and reasons[0][0].split()[0] in err
+    assert not (sweep / "sweep.safetensors").exists()
+    with pytest.raises(ValueError, match="quality: bank entries \\[0\\] are flagged"):
+        lf.JSWStream(str(layers), 2)

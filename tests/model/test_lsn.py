@@ -945,3 +945,24 @@ def test_separate_quality_flags_padding_and_noise():
     assert not q.flagged[:2].any(), q.reasons[:2]
     assert bool(q.flagged[2]) and q.reasons[2]
     assert float(q.recomposition_error[0]) < 0.05 and 0.08 < float(q.bone_fraction[0]) < 0.45
+
+
+def test_soft_contour_sees_bone_left_in_the_soft_layer():
+    """``soft_contour`` (#33): the true soft layer of a phantom carries little of the image's edge
+    energy at the bone margins; a soft layer holding a third of the bone (the leak seen on real
+    crops) carries much more; no bone gives NaN, not a number; the quality row reports it."""
+    from lsn_fast.model.lsn import soft_contour
+    from lsn_fast.physics.phantom import generate
+
+    st, _ = generate(3, size=96, spacing_mm=0.1, seed=5)
+    x = st.attenuation()
+    bone = st.upper + st.lower
+    clean = soft_contour(x, st.soft, bone)
+    leaky = soft_contour(x, st.soft + 0.33 * bone, bone)
+    assert clean.shape == (3,) and bool((clean < 0.05).all()), clean
+    assert bool((leaky > 0.08).all()) and bool((leaky > 3 * clean).all()), (clean, leaky)
+    none = soft_contour(x, st.soft, torch.zeros_like(bone))
+    assert bool(torch.isnan(none).all())
+    images = x.unsqueeze(1)
+    _, q = separate(images, model="small-fov", return_quality=True)
+    assert q.soft_contour.shape == (3,) and "soft_contour" in q.row(0)

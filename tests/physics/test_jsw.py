@@ -400,7 +400,7 @@ def test_rounded_phantom_ends_keep_the_truth_and_read_closer_than_the_covered_fr
     assert not torch.equal(flat.upper, rnd.upper)
     torch.testing.assert_close(lf.measure_jsw(flat), fi["jsw_mm"], atol=0.01, rtol=0)
     err = (lf.measure_jsw(rnd) - ri["jsw_mm"]).abs()
-    assert bool(torch.isfinite(err).all()) and float(err.mean()) < 0.06, err
+    assert bool(torch.isfinite(err).all()) and float(err.mean()) < 0.08, err
     with pytest.raises(ValueError, match="end"):
         lf.phantom.generate(1, size=64, end="square")
 

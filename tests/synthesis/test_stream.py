@@ -520,3 +520,40 @@ def test_augment_is_flip_then_rotate_then_scale_and_shift_with_the_drawn_values(
     x = torch.where(a["hflip"].view(-1, 1, 1, 1), plain.flip(-1), plain)
     want = rotate_about_centre(x, rot) * a["intensity_scale"].view(-1, 1, 1, 1) + a["intensity_shift"].view(-1, 1, 1, 1)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_stream_refuses_skips_or_allows_flagged_entries(tmp_path):
+    """Quality flags (#33): from a SeparationQuality-like object, a bool tensor or the bank's file;
+    refused by default with the entries and the reason named, skipped (never drawn) or allowed
+    with a warning; save/read_flags round-trip in both file formats."""
+    from types import SimpleNamespace
+
+    st, _ = lf.phantom.generate(4, size=48, spacing_mm=0.2, seed=2)
+    q = SimpleNamespace(flagged=torch.tensor([False, True, False, True]),
+                        reasons=[[], ["recomposition error 12.0 % > 8 %"], [], ["bone fraction 2 %"]])
+    with pytest.raises(ValueError, match=r"entries \[1, 3\].*recomposition error 12.0"):
+        JSWStream(st, 4, quality=q)
+    skip = JSWStream(st, 8, quality=q, on_flagged="skip", num_samples=64)
+    seen = torch.cat([info["bank_index"] for _, _, info in skip])
+    assert set(seen.tolist()) == {0, 2}
+    with pytest.raises(ValueError, match="bank_index"):
+        JSWStream(st, 4, quality=q.flagged, on_flagged="skip", bank_index=[0, 1])
+    with pytest.warns(UserWarning, match="2 flagged bank entries"):
+        JSWStream(st, 4, quality=q, on_flagged="allow")
+    with pytest.raises(ValueError, match="on_flagged"):
+        JSWStream(st, 4, on_flagged="ignore")
+    with pytest.raises(ValueError, match="quality"):
+        JSWStream(st, 4, quality=torch.tensor([True, False]))
+    for ext in ("safetensors", "npz"):
+        path = tmp_path / f"bank.{ext}"
+        st.save(path, flagged=q.flagged, reasons=q.reasons)
+        fl, why = lf.LayerStack.read_flags(path)
+        assert fl.tolist() == q.flagged.tolist() and why == q.reasons
+        torch.testing.assert_close(lf.LayerStack.load(path).upper, st.upper)
+        with pytest.raises(ValueError, match="quality"):
+            JSWStream(str(path), 4)
+        assert set(torch.cat([i["bank_index"] for _, _, i in JSWStream(str(path), 8, on_flagged="skip",
+                                                                        num_samples=32)]).tolist()) <= {0, 2}
+    st.save(tmp_path / "plain.safetensors")
+    assert lf.LayerStack.read_flags(tmp_path / "plain.safetensors") == (None, [])
+    JSWStream(str(tmp_path / "plain.safetensors"), 4)  # no flags stored: nothing refused
