@@ -81,10 +81,11 @@ def _heldout(n: int, size: int, seed: int, ranges: str):
 
 
 def evaluate(model: LSN | None = None, n: int = 32, size: int = 256, seed: int = 10_000, batch: int = 8,
-             ranges: str = "wide", device=None) -> dict:
+             ranges: str = "wide", device=None, progress: bool = False) -> dict:
     """Evaluate ``model`` (default: :meth:`LSN.pretrained`) on ``n`` held-out phantoms.
 
     Returns a dict of averaged metrics (see the module docstring) plus per-sample arrays.
+    ``progress``: a progress bar over the separation's batches.
     """
     if ranges not in RANGES:
         raise ValueError(f"ranges: expected one of {RANGES}, got {ranges!r}")
@@ -97,7 +98,7 @@ def evaluate(model: LSN | None = None, n: int = 32, size: int = 256, seed: int =
     t_data = time.perf_counter() - t0
     t0 = time.perf_counter()
     dev = next(model.parameters()).device
-    pred = separate(images.to(dev), model, st.spacing_mm, batch_size=batch).to("cpu")
+    pred = separate(images.to(dev), model, st.spacing_mm, batch_size=batch, progress=progress).to("cpu")
     t_sep = time.perf_counter() - t0
     res: dict = {"n": n, "size": size, "seed": seed, "ranges": ranges, "params": model.num_parameters,
                  "seconds_data": t_data, "seconds_separate": t_sep}
@@ -229,7 +230,8 @@ def run_eval(args) -> int:
     if args.n < 1:
         raise ValueError(f"n: must be >= 1, got {args.n}")
     model = LSN.pretrained(args.weights) if args.weights else LSN.pretrained()
-    res = evaluate(model, n=args.n, size=args.size, seed=args.seed, batch=args.batch, ranges=args.ranges, device=args.device)
+    res = evaluate(model, n=args.n, size=args.size, seed=args.seed, batch=args.batch, ranges=args.ranges, device=args.device,
+                   progress=not getattr(args, "no_progress", False))
     print(format_table(res))
     if args.json:
         with open(args.json, "w") as f:

@@ -680,6 +680,7 @@ def separate(
     batch_size: int = 32,
     axis=None,
     return_quality: bool = False,
+    progress: bool = False,
 ):
     """Separate radiograph crops into soft-tissue, upper-bone and lower-bone layers.
 
@@ -697,6 +698,7 @@ def separate(
         batch_size: crops per forward pass.
         axis: stored on the returned stack (see :class:`LayerStack`).
         return_quality: also return a :class:`SeparationQuality` (per-crop gates).
+        progress: a progress bar over the batches (tqdm, on stderr).
     Returns:
         LayerStack (B,H,W) float32 on the images' device, ``spacing_mm`` = the input spacing;
         with ``return_quality=True`` the pair ``(stack, quality)``.
@@ -728,8 +730,11 @@ def separate(
     model.eval()
     outs, cons = [], []
     try:
+        from tqdm import tqdm
+
+        starts = range(0, B, batch_size)
         with torch.no_grad():
-            for s in range(0, B, batch_size):
+            for s in tqdm(starts, desc="separate", unit="batch", disable=not progress or len(starts) < 2):
                 x = images[s:s + batch_size].to(device=dev, dtype=torch.float32)
                 if (Hn, Wn) != (H, W):
                     x = F.interpolate(x, size=(Hn, Wn), mode="bilinear", align_corners=False, antialias=scale < 1.0)

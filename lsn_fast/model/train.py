@@ -68,7 +68,8 @@ LOSS_SCALE = 10.0  # layers are ~0.1–0.6; scale L1 terms to O(0.1–1)
 # off so that v1's recipe keeps its numbers; the shipped weights' later stages set recon_rel=1, lap=1.
 STAGE1_LOSS_WEIGHTS = {"layer": 1.0, "grad": 1.0, "seg": 0.1, "recon": 1.0, "counts": 1.0, "recon_rel": 0.0, "lap": 0.0,
                        "recon_edge": 0.0}
-STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01}
+STAGE2_LOSS_WEIGHTS = {"recon": 1.0, "counts": 1.0, "seg": 0.1, "outside": 1.0, "shift": 1.0, "adv": 0.01,
+                       "anchor_bone": 0.0}
 RECON_TARGETS = ("input", "teacher")  # stage 2: what S+U+L is reconstructed towards
 TRAIN_ONLY = ("all", "refine")  # which parameters train (TrainConfig.train_only)
 
@@ -307,13 +308,13 @@ def stage2_losses(model: LSN, disc: SoftDiscriminator | None, batch: dict, g: to
     shift = torch.randint(1, max_shift + 1, (B,), generator=g).float().to(x.device)
     target = x
     t_out = None
-    if teacher is not None and (recon_target == "teacher" or anchor > 0):
+    if teacher is not None and (recon_target == "teacher" or anchor > 0 or w["anchor_bone"] > 0):
         with torch.no_grad():
             t_out = teacher(x, validate=False)
         if recon_target == "teacher":
             target = t_out.denoised.to(x.dtype)
-    elif recon_target == "teacher" or anchor > 0:
-        raise ValueError("teacher: recon_target='teacher' and anchor > 0 need the frozen initial model")
+    elif recon_target == "teacher" or anchor > 0 or w["anchor_bone"] > 0:
+        raise ValueError("teacher: recon_target='teacher', anchor > 0 and anchor_bone > 0 need the frozen initial model")
     terms = {
         "recon": LOSS_SCALE * (recompose(P) - target).abs().mean(),
         "counts": LOSS_SCALE * (recompose(P, counts=True) - torch.exp(-target)).abs().mean(),
@@ -324,6 +325,8 @@ def stage2_losses(model: LSN, disc: SoftDiscriminator | None, batch: dict, g: to
     if anchor > 0:
         terms["anchor"] = LOSS_SCALE * (P - t_out.layers.to(P.dtype)).abs().mean()
         w["anchor"] = float(anchor)
+    if w["anchor_bone"] > 0:  # the bone layers stay the initial model's; the soft layer takes what is new
+        terms["anchor_bone"] = LOSS_SCALE * (P[:, 1:3] - t_out.layers[:, 1:3].to(P.dtype)).abs().mean()
     soft = P[:, 0:1]
     if disc is not None:
         under, tissue = _patch_labels(masks, x)
@@ -468,6 +471,9 @@ class TrainConfig:
     # anchor of the layers to the teacher's layers (0: off)
     recon_target: str = "teacher"  # "input" measured to undo stage 1's denoising on noisy data
     anchor: float = 0.0
+    # stage 2: every K-th step is a stage-1 phantom step (layer supervision keeps the split of a
+    # model adapting to radiographs without layers; 0: off)
+    mix_stage1: int = 0
     loss_weights: dict = dataclasses.field(default_factory=dict)  # overrides of STAGE{1,2}_LOSS_WEIGHTS
     # stage 1: per-sample multipliers of the bone / soft-tissue layers (attenuation randomization)
     bone_scale: tuple = (1.0, 1.0)
@@ -517,6 +523,8 @@ class TrainConfig:
             raise ValueError(f"recon_target: expected 'input' or 'teacher', got {self.recon_target!r}")
         if not float(self.anchor) >= 0.0:
             raise ValueError(f"anchor: must be >= 0, got {self.anchor}")
+        if not (isinstance(self.mix_stage1, int) and self.mix_stage1 >= 0) or (self.mix_stage1 and self.stage != 2):
+            raise ValueError(f"mix_stage1: an int >= 0, for stage 2 only; got {self.mix_stage1!r} (stage {self.stage})")
         if self.stage == 2 and not self.data:
             raise ValueError("data: stage 2 needs --data DIR (images + bone masks; --make-demo N writes a demo set)")
         if self.resume and not self.out:
@@ -623,14 +631,16 @@ class Trainer:
             self.images, self.masks = load_stage2_folder(cfg.data)
             if min(self.images.shape[-2:]) < 16:
                 raise ValueError("data: images must be at least 16x16 px")
-            if cfg.recon_target == "teacher" or cfg.anchor > 0:  # the frozen initial model
+            if (cfg.recon_target == "teacher" or cfg.anchor > 0
+                    or {**STAGE2_LOSS_WEIGHTS, **cfg.loss_weights}["anchor_bone"] > 0):  # the frozen initial model
                 import copy
 
                 self.teacher = copy.deepcopy(self.model).eval()
                 for p in self.teacher.parameters():
                     p.requires_grad_(False)
-        else:
+        if cfg.stage == 1 or cfg.mix_stage1:
             self.pool = PhantomPool(cfg.seed, cfg.pool, cfg.phantom_size, cfg.refresh)
+        if cfg.stage == 1:
             # its own seed: other phantoms than the main pool's, not the same ones at another size
             self.alt_pool = (PhantomPool(mix_seed(cfg.seed, 17) % 2**62, cfg.pool, cfg.alt_phantom_size, cfg.refresh)
                              if cfg.alt_phantom_size else None)
@@ -666,11 +676,12 @@ class Trainer:
         for gr in self.opt.param_groups:
             gr["lr"] = lr
         self.model.train()
+        phantom_step = cfg.stage == 1 or (cfg.mix_stage1 and k % cfg.mix_stage1 == cfg.mix_stage1 - 1)
         with _autocast(self.device, self.cfg.amp):
-            if cfg.stage == 1:
-                alt = self.alt_pool is not None and k % cfg.alt_every == cfg.alt_every - 1
+            if phantom_step:
+                alt = cfg.stage == 1 and self.alt_pool is not None and k % cfg.alt_every == cfg.alt_every - 1
                 batch = stage1_batch(self.alt_pool if alt else self.pool, k, cfg, self.device)
-                loss, terms = stage1_losses(self.model, batch, cfg.loss_weights)
+                loss, terms = stage1_losses(self.model, batch, None if cfg.stage == 2 else cfg.loss_weights)
                 soft = None
             else:
                 batch, g = stage2_batch(self.images, self.masks, k, cfg, self.device)
@@ -686,7 +697,7 @@ class Trainer:
         self.opt.step()
         if self.ema is not None:
             self._ema_update()
-        if self.disc is not None:
+        if self.disc is not None and soft is not None:
             with _autocast(self.device, self.cfg.amp):
                 dl = discriminator_loss(self.disc, soft, batch["masks"], batch["image"])
             self.dopt.zero_grad(set_to_none=True)
@@ -694,6 +705,8 @@ class Trainer:
             self.dopt.step()
             terms["disc"] = float(dl.detach())
         rec = {"step": k, "loss": float(loss.detach()), "lr": lr, "grad_norm": float(gn), **terms}
+        if cfg.stage == 2 and cfg.mix_stage1:
+            rec["phantom_step"] = bool(phantom_step)
         if cfg.stage == 1 and self.alt_pool is not None:  # the losses of the two sizes differ: say which
             rec["size"] = int(batch["image"].shape[-1])
         self.history.append(rec)
@@ -874,6 +887,10 @@ def add_loss_arguments(p, stages=(1, 2)) -> None:
                         "optimum is not the truth: lab/2026-12-01-stage2-disc-premise), but holds back "
                         "most of the gain from a weak start (lab/2026-12-01-stage2-ra)")
     terms = {1: STAGE1_LOSS_WEIGHTS, 2: STAGE2_LOSS_WEIGHTS}
+    if 2 in stages and 1 in stages:
+        p.add_argument("--mix-stage1", type=int, default=0, metavar="K",
+                       help="stage 2: every K-th step is a stage-1 phantom step with known layers, which keeps the "
+                            "layer split while the model adapts to the radiographs (0: off)")
     p.add_argument("--loss-weight", action="append", default=[], metavar="NAME=W", type=_loss_weight,
                    help="override one loss term's weight (repeatable). Terms and defaults: "
                         + "; ".join(f"stage {k}: " + ", ".join(f"{n}={v:g}" for n, v in terms[k].items()) for k in stages))
@@ -901,6 +918,7 @@ def run_train(args) -> int:
                       phantom_size=args.phantom_size, refresh=args.refresh, ckpt_every=args.ckpt_every, warmup=args.warmup,
                       device=args.device, progress=not args.no_progress, ema=args.ema, log_every=args.log_every,
                       recon_target=args.recon_target, anchor=args.anchor, loss_weights=dict(args.loss_weight),
+                      mix_stage1=args.mix_stage1,
                       bone_scale=tuple(args.bone_scale), soft_scale=tuple(args.soft_scale),
                       scatter=None if args.scatter is None else tuple(args.scatter),
                       n0=None if args.n0 is None else tuple(args.n0),

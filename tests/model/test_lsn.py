@@ -966,3 +966,31 @@ def test_soft_contour_sees_bone_left_in_the_soft_layer():
     images = x.unsqueeze(1)
     _, q = separate(images, model="small-fov", return_quality=True)
     assert q.soft_contour.shape == (3,) and "soft_contour" in q.row(0)
+
+
+def test_stage2_mixes_stage1_phantom_steps_and_anchors_the_bones(tmp_path):
+    """``mix_stage1=K``: every K-th stage-2 step is a stage-1 step on phantoms with known layers
+    (its record has the stage-1 terms, the discriminator is not stepped on it); ``anchor_bone``
+    is the L1 distance of the bone layers to the frozen initial model's (its teacher exists for
+    it alone); both are refused where they make no sense."""
+    torch.set_num_threads(1)
+    d = tmp_path / "s2"
+    T.write_demo_stage2_data(str(d), n=2, size=64, seed=3)
+    tr = T.Trainer(_cfg(stage=2, steps=4, data=str(d), recon_target="input", mix_stage1=2,
+                        loss_weights={"anchor_bone": 1.0}))
+    assert tr.teacher is not None
+    recs = [tr.step() for _ in range(4)]
+    assert [r["phantom_step"] for r in recs] == [False, True, False, True]
+    assert "layer" in recs[1] and "layer" not in recs[0] and "disc" not in recs[1] and "disc" in recs[0]
+    assert recs[2]["anchor_bone"] > 0  # the model moved away from the teacher's bone layers
+    batch, g = T.stage2_batch(tr.images, tr.masks, 0, tr.cfg, tr.device)
+    _, terms, _ = T.stage2_losses(tr.model, None, batch, g, weights={"anchor_bone": 1.0}, teacher=tr.teacher,
+                                  recon_target="input")
+    with torch.no_grad():
+        P = tr.model(batch["image"], validate=False).layers
+        want = T.LOSS_SCALE * (P[:, 1:3] - tr.teacher(batch["image"], validate=False).layers[:, 1:3]).abs().mean()
+    assert terms["anchor_bone"] == pytest.approx(float(want), rel=1e-5)
+    with pytest.raises(ValueError, match="mix_stage1"):
+        _cfg(stage=1, mix_stage1=2).validate()
+    with pytest.raises(ValueError, match="mix_stage1"):
+        _cfg(stage=2, data=str(d), mix_stage1=-1).validate()
