@@ -5,7 +5,8 @@ shipped LSN's own bone layers (pseudo-labels: the images have no layer ground tr
 
 Images listed in HOLD_OUT are left out of training: their located joints are the held-out real
 evaluation set (and the hand-located joints of ../shared/real-dev/joints.json on them).
-Writes OUT/train.safetensors and OUT/heldout.safetensors (images (N,1,256,256), masks
+Writes OUT/train.safetensors and OUT/heldout.safetensors (train.sh moves them into OUT/train/ and
+OUT/heldout/, the folders train-lsn and evaluate.py read) (images (N,1,256,256), masks
 (N,2,256,256), names in the metadata). OUT must lie outside the repository: the crops are real
 data and stay out of git.
 

@@ -114,7 +114,8 @@ def add_separate_parser(sub) -> None:
     sp.add_argument("--kind", choices=("auto", "raw", "presentation", "presentation-anchored", "attenuation"), default="auto",
                     help="intensity conversion (lsn_fast.io.readers docstring)")
     sp.add_argument("--weights", default=None, help="LSN weights: a .safetensors file or a shipped name, 'default' (the default; "
-                    "tuned on 25.6 mm fields of view) or 'small-fov' (for ~12.8 mm crops)")
+                    "tuned on 25.6 mm fields of view), 'small-fov' (for ~12.8 mm crops) or 'real-s2' (experimental: "
+                    "stage 2 on real radiographs, recomposes real crops 4-5x better; see the model card)")
     sp.add_argument("--full", action="store_true", help="also map the layers back onto the full image grid")
     sp.add_argument("--out", required=True, help="output directory")
     sp.set_defaults(func=cmd_separate)

@@ -44,10 +44,13 @@ NOMINAL_SPACING_MM = 0.1
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")  # lsn_fast/weights
 DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "lsn_default.safetensors")
 SMALL_FOV_WEIGHTS = os.path.join(WEIGHTS_DIR, "lsn_small_fov.safetensors")
+REAL_S2_WEIGHTS = os.path.join(WEIGHTS_DIR, "lsn_real_s2.safetensors")
 # The shipped weight files by name (model card: lsn_fast/weights/README.md). "default" is tuned
 # on 256 px (25.6 mm) fields of view; "small-fov" also trained on whole 128 px (12.8 mm) phantoms,
-# on which the default separates 3-4x less accurately.
-PRETRAINED = {"default": DEFAULT_WEIGHTS, "small-fov": SMALL_FOV_WEIGHTS}
+# on which the default separates 3-4x less accurately; "real-s2" is the default after stage 2 on
+# crops of 6 real hand radiographs (experimental: recomposition on real crops 10-13 % -> 2.4-2.7 %,
+# phantoms 44.5 -> 36.5 dB bone PSNR; lab/2026-12-08-stage2-real/).
+PRETRAINED = {"default": DEFAULT_WEIGHTS, "small-fov": SMALL_FOV_WEIGHTS, "real-s2": REAL_S2_WEIGHTS}
 TRAIN_COMMAND = (
     "lsn-fast train-lsn --stage 1 --model small --steps 30000 --crop 256 --batch 1 --lr 1e-3 --warmup 300 "
     "--seed 0 --pool 64 --refresh 400 --ema 0.999 --log-every 10 --ckpt-every 1000 --max-minutes 96 --threads 1 "
@@ -55,7 +58,7 @@ TRAIN_COMMAND = (
 )
 
 __all__ = ["LSNConfig", "LSN", "LSNOutput", "SeparationQuality", "QUALITY_LIMITS", "CONFIG_BOUNDS", "MAX_PARAMETERS", "DenoiseRefiner", "with_refiner", "separate", "save_weights", "load_weights",
-           "DEFAULT_WEIGHTS", "SMALL_FOV_WEIGHTS", "PRETRAINED", "weights_path"]
+           "DEFAULT_WEIGHTS", "SMALL_FOV_WEIGHTS", "REAL_S2_WEIGHTS", "PRETRAINED", "weights_path"]
 
 
 def weights_path(path: str | os.PathLike | None = None) -> str | os.PathLike:
