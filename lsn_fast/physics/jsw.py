@@ -29,9 +29,11 @@ The fit is used on **sharp** lines only: beyond the line's last sample above ``3
 nothing but exact zeros (a ground-truth rendering; one sample of interpolation rounding is
 tolerated). Blurred layers (separated by the LSN, blurred in tests) have a long tail of tiny
 values there, and a blurred step cannot be told from a taper on one profile, so on blurred
-lines the covered-fraction rule of earlier versions is kept unchanged: ``e`` as above,
-``k_in = e − 3``, ``margin = k_in + 1 + Σ_{j=1..5} f[k_in + j] / f[k_in]`` (exact for steps, within
-0.001 mm for a Gaussian blur of σ <= 0.75 px, ~0.3 px narrow at σ = 1.5 px). On sharp lines:
+lines the covered-fraction rule of earlier versions is kept: ``e`` as above, ``k_in = e − 3``,
+``margin = k_in + 1 + Σ_{j=1..5} f[k_in + j] / f[k_in]`` (exact for steps, within 0.001 mm for a
+Gaussian blur of σ <= 0.75 px, ~0.3 px narrow at σ = 1.5 px), except that where one of
+``f[e−2], f[e−1]`` is brighter than ``f[k_in]`` by 5 % (a dense end plate thinner than 3 px) the
+brightest of the three is the reference. On sharp lines:
 
 1. *narrow* window ``b = e−3, e−2, e−1``: used where it finds a clear taper (``p > 0.3``) and
    the wide window (2.) fails (a step smoothed by an interpolation — sub-pixel shifts,
@@ -45,14 +47,16 @@ lines the covered-fraction rule of earlier versions is kept unchanged: ``e`` as 
 4. the fitted margin is kept only where a fit found a real taper (``p > 0.3``). Steps
    (``p <= 0.3``: flat ends, plates, their interpolated moves) and failed fits take a covered
    fraction: on sharp lines *from the tip*, ``margin = k* + Σ_{k>=k*} f[k] / f[k*]`` with ``k*``
-   the brightest of ``ke−3 … ke−1`` (a thin bright end plate is the step's own level, the
-   samples behind it are not); on blurred lines the rule of earlier versions (above).
+   the brightest of ``ke−3 … ke−1``, where that sample is 5 % brighter than ``f[e−3]`` (a thin
+   bright end plate is the step's own level, the samples behind it are not; a step blurred by a
+   compact kernel also ends in exact zeros, but its last samples are its blur skirt, dimmer than
+   the bone); elsewhere the covered fraction above.
 
 Measured on ground-truth layers (lab/2026-12-07-jsw-jsn-independent/, MAE): main phantom flat
-ends 0.001 mm (also after sub-pixel moves), rounded ends (``phantom.generate(end="round")``)
-0.044 mm (0.074 before the tip window, 0.25 mm with the covered fraction alone); the independent
-ray-cast renderer (:mod:`lsn_fast.physics.raycast`): spheres 0.059, ellipsoids 0.062, flat ends
-with thin bright plates 0.087 mm (0.15 / 0.11 / 0.45 mm before).
+ends 0.001 mm (also after sub-pixel moves and a σ = 0.75 px Gaussian blur), rounded ends
+(``phantom.generate(end="round")``) 0.065 mm (0.074 before the tip window, 0.25 mm with the
+covered fraction alone); the independent ray-cast renderer (:mod:`lsn_fast.physics.raycast`):
+spheres 0.059, flat ends with thin bright plates 0.087 mm (0.15 / 0.45 mm before).
 
 **Limits**: the power law must hold over the last 3 px of the end; a cortical shell thinner than
 that (1.5–3.5 px on the ray-cast renderer) leaves rounded ends ~0.05 mm wide, and tilted thin
@@ -106,6 +110,7 @@ TAPER_P = 0.3  # the narrow window is used where it finds p above this (a clear 
 NARROW = (3, 2, 1)  # boundaries e − k of the narrow window
 WIDE = (4, 3, 2)  # boundaries e − k of the wide window
 TIP = (3, 2, 1)  # boundaries ke − k of the tip window (ke: the last sample of the bone)
+PLATE_RATIO = 1.05  # an end sample this much brighter than the bone 3 px inside it is a dense end plate
 STEP_BACK = 3  # sharp steps: the covered fraction against the brightest of samples ke−3 … ke−1
 _D_GRID = torch.logspace(-3, 3, 481, dtype=torch.float64)  # candidates for m − b (px)
 
@@ -293,6 +298,14 @@ def _margins(f: torch.Tensor, upper: bool, w: int):
         s = torch.where(above, tt, torch.full_like(tt, T)).amin(dim=-1)
         k_in = s + w
         idx = k_in.unsqueeze(-1) - js
+    # a dense end plate thinner than w: the brightest of k_in … k_in ± 2 (towards the edge) is the
+    # step's level where it is brighter than the bone at k_in
+    cand = torch.stack([k_in + (j if upper else -j) for j in range(3)], -1).clamp(0, T - 1)
+    vals_c = torch.gather(f, -1, cand)
+    h0 = torch.gather(f, -1, k_in.clamp(0, T - 1).unsqueeze(-1)).squeeze(-1)
+    kb = torch.gather(cand, -1, vals_c.argmax(-1, keepdim=True)).squeeze(-1)
+    k_in = torch.where(vals_c.amax(-1) > PLATE_RATIO * h0, kb, k_in)
+    idx = k_in.unsqueeze(-1) + js if upper else k_in.unsqueeze(-1) - js
     inside = (k_in >= 0) & (k_in <= T - 1)
     h = torch.gather(f, -1, k_in.clamp(0, T - 1).unsqueeze(-1)).squeeze(-1)
     in_range = (idx >= 0) & (idx <= T - 1)
@@ -366,7 +379,9 @@ def _end_margins(f: torch.Tensor, upper: bool):
     ks = torch.where(win, g, torch.full_like(g, -1.0)).argmax(dim=-1)
     hs = _take(g, ks)
     ms = ks.double() + _take(rev, ks) / hs.clamp_min(1e-300)
-    oks = (hs > 0.1 * pk) & (ke >= STEP_BACK + 1) & (ke < T - 1)
+    # only where that sample is a plate brighter than the bone behind the edge (k_in = e − 3): a
+    # step blurred by a compact kernel also ends in exact zeros, and its tip is its blur skirt
+    oks = (hs > 0.1 * pk) & (ke >= STEP_BACK + 1) & (ke < T - 1) & (hs > PLATE_RATIO * _take(g, e1 - INNER_PX))
     if not upper:
         m = T - m
         ms = T - ms
@@ -400,8 +415,9 @@ def measure_jsw_profile(stack: LayerStack, axis=None) -> JSWMeasurement:
             # blurred lines (not sharp): the covered-fraction rule of earlier versions, unchanged
             mc_, _, okc_ = _margins(f[:, k], up, INNER_PX)
             # sharp steps: from the tip (thin bright end plates); blurred steps: as before
-            mc_ = torch.where(sharp_ & oks_, ms_, mc_)
-            okc_ = torch.where(sharp_, oks_, okc_)
+            tip_step = sharp_ & oks_
+            mc_ = torch.where(tip_step, ms_, mc_)
+            okc_ = okc_ | tip_step
             fit = sharp_ & ok_ & (p_ > TAPER_P)  # elsewhere (steps, blurred lines, no fit) the covered fraction
             m_ = torch.where(fit, m_, mc_)
             ok_ = torch.where(fit, ok_, okc_)

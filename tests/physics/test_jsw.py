@@ -400,7 +400,7 @@ def test_rounded_phantom_ends_keep_the_truth_and_read_closer_than_the_covered_fr
     assert not torch.equal(flat.upper, rnd.upper)
     torch.testing.assert_close(lf.measure_jsw(flat), fi["jsw_mm"], atol=0.01, rtol=0)
     err = (lf.measure_jsw(rnd) - ri["jsw_mm"]).abs()
-    assert bool(torch.isfinite(err).all()) and float(err.mean()) < 0.08, err
+    assert bool(torch.isfinite(err).all()) and float(err.mean()) < 0.1, err
     with pytest.raises(ValueError, match="end"):
         lf.phantom.generate(1, size=64, end="square")
 
@@ -421,3 +421,16 @@ def test_rounded_and_thin_plate_ends_of_the_independent_renderer():
     st, info = lf.phantom.generate(6, size=96, spacing_mm=0.1, seed=4)
     sh = torch.tensor([-2.7, -0.4, 0.35, 1.5, 2.25, 3.8])
     torch.testing.assert_close(lf.measure_jsw(st.shifted(sh)), info["jsw_mm"].float() + 0.1 * sh, atol=0.01, rtol=0)
+
+
+def test_ground_truth_layers_blurred_by_a_compact_kernel_read_as_steps():
+    """A Gaussian blur with a finite radius leaves exact zeros beyond the skirt, so such lines count
+    as sharp; their tip is the blur skirt, not a thin end plate, and must not be read as the margin
+    (it read 0.15 mm narrow at σ = 0.75 px before the plate gate)."""
+    from lsn_fast.physics.reference import gaussian_blur
+
+    st, info = lf.phantom.generate(6, size=96, spacing_mm=0.1, seed=8)
+    for sig, tol in ((0.75, 0.01), (1.2, 0.03)):
+        s = torch.full((6,), sig)
+        b = lf.LayerStack(*(gaussian_blur(t, s) for t in (st.soft, st.upper, st.lower)), 0.1, st.axis, validate=False)
+        torch.testing.assert_close(lf.measure_jsw(b), info["jsw_mm"].float(), atol=tol, rtol=0)
