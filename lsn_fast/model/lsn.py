@@ -772,7 +772,9 @@ BONE_MASK_LEVEL = 0.02
 #: Gates of :class:`SeparationQuality` (from the phantoms: held-out recomposition 0.99 %, 2.4 %
 #: with detector noise; bone 21 % of the total attenuation, 10-35 % over the training ranges).
 QUALITY_LIMITS = {"recomposition_error": 0.05, "bone_fraction": (0.08, 0.45), "layer_consistency": 0.5,
-                  "input_range": (0.0, 3.0)}
+                  "input_range": (0.0, 3.0), "soft_contour": 0.02}
+# soft_contour: 0.004 median on noisy held-out phantoms with v13 (true layers: 0.000), 0.04-0.06 on
+# real dev crops, whose soft layers visibly carry the bone margins (lab/2026-12-08-stage2-real)
 
 
 @dataclass
@@ -788,7 +790,8 @@ class SeparationQuality:
         soft_contour: bone leaking into the soft layer: the high-pass energy (image minus its
             Gaussian blur, σ = 2 px) of the soft layer in a 5-px band around the bone margins,
             over the input's in the same band (0: a smooth soft layer; 1: the soft layer carries
-            as much edge as the image; NaN where no bone margin is found).
+            as much edge as the image; NaN where no bone margin is found). Gated at
+            ``QUALITY_LIMITS["soft_contour"]`` (0.02; phantoms 0.004, real dev crops 0.04-0.06).
         flagged: (B,) bool, True where any gate of :data:`QUALITY_LIMITS` fails: the crop lies
             outside what the model knows (out of distribution) and its layers should not be
             trusted.
@@ -810,9 +813,12 @@ class SeparationQuality:
         rec = (tot - x).abs().flatten(1).mean(1) / x.abs().flatten(1).mean(1).clamp_min(1e-12)
         bone = L[:, 1:].sum(1).flatten(1).sum(1) / tot.flatten(1).sum(1).clamp_min(1e-12)
         lim = QUALITY_LIMITS
+        sc = soft_contour(x, L[:, 0], L[:, 1] + L[:, 2])
         reasons = []
         for i in range(x.shape[0]):
             r = []
+            if float(sc[i]) > lim["soft_contour"]:  # NaN (no bone margin) is not a contour
+                r.append(f"soft layer carries bone contours (soft contour {float(sc[i]):.3f} > {lim['soft_contour']})")
             if not float(rec[i]) <= lim["recomposition_error"]:
                 r.append(f"recomposition error {100 * float(rec[i]):.1f} % > {100 * lim['recomposition_error']:.0f} %")
             lo, hi = lim["bone_fraction"]
@@ -827,7 +833,7 @@ class SeparationQuality:
             reasons.append(r)
         flagged = torch.tensor([bool(r) for r in reasons])
         return cls(recomposition_error=rec, bone_fraction=bone, layer_consistency=consistency.float(),
-                   flagged=flagged, reasons=reasons, soft_contour=soft_contour(x, L[:, 0], L[:, 1] + L[:, 2]))
+                   flagged=flagged, reasons=reasons, soft_contour=sc)
 
     def row(self, i: int) -> dict:
         """Crop ``i`` as plain numbers (for JSON)."""

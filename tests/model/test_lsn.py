@@ -994,3 +994,21 @@ def test_stage2_mixes_stage1_phantom_steps_and_anchors_the_bones(tmp_path):
         _cfg(stage=1, mix_stage1=2).validate()
     with pytest.raises(ValueError, match="mix_stage1"):
         _cfg(stage=2, data=str(d), mix_stage1=-1).validate()
+
+
+def test_soft_contour_gate_flags_a_soft_layer_with_bone_margins():
+    """The gate (#33): a stack whose soft layer holds a share of the bone is flagged with the
+    reason named; the same images with the true split are not flagged for it."""
+    from lsn_fast.model.lsn import QUALITY_LIMITS, SeparationQuality
+    from lsn_fast.physics.phantom import generate
+
+    st, _ = generate(2, size=96, spacing_mm=0.1, seed=6)
+    x = st.attenuation().unsqueeze(1)
+    good = torch.stack([st.soft, st.upper, st.lower], 1)
+    leak = torch.stack([st.soft + 0.33 * (st.upper + st.lower), 0.67 * st.upper, 0.67 * st.lower], 1)
+    ones = torch.ones(2)
+    qg = SeparationQuality.of(x, good, ones)
+    ql = SeparationQuality.of(x, leak, ones)
+    assert not any("soft layer" in r for rs in qg.reasons for r in rs), qg.reasons
+    assert bool(ql.flagged.all()) and all(any("soft layer carries bone contours" in r for r in rs) for rs in ql.reasons)
+    assert bool((ql.soft_contour > QUALITY_LIMITS["soft_contour"]).all())
