@@ -164,13 +164,12 @@ def cmd_synth(args) -> int:
     if args.jsw is None:
         raise UsageError("--layers needs --jsw LO:HI:STEP (or a comma list)")
     try:
-        bank = lf.LayerStack.load(args.layers)
+        bank, (flagged, reasons) = lf.LayerStack.load(args.layers, return_flags=True)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(f"--layers {args.layers}: {str(e).split(': ', 1)[-1]}") from None
     entries = list(range(bank.batch_size)) if args.index is None else [args.index]
     if any(not 0 <= e < bank.batch_size for e in entries):
         raise UsageError(f"--index {args.index} is outside the {bank.batch_size} stacks of {args.layers}")
-    flagged, reasons = lf.LayerStack.read_flags(args.layers)
     bad = [] if flagged is None else [e for e in entries if bool(flagged[e])]
     if bad:
         why = "; ".join(reasons[bad[0]]) or "no reason recorded"

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import torch
 
@@ -515,64 +515,80 @@ class LayerStack:
             apply_umask(path)  # safetensors writes 0600
 
     @staticmethod
-    def read_flags(path: str | os.PathLike) -> tuple[torch.Tensor | None, list]:
-        """The quality flags :meth:`save` stored with a stack file: ``(flagged (B,) bool or None,
-        reasons: list of B lists of strings, empty lists where none were stored)``."""
-        import json
-
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"path: no such file: {path}")
-        try:
-            if path.endswith(".npz"):
-                import numpy as np
-
-                with np.load(path, allow_pickle=False) as z:
-                    fl = torch.from_numpy(z["__flagged__"].copy()) if "__flagged__" in z else None
-                    rs = str(z["__reasons__"]) if "__reasons__" in z else None
-            else:
-                from safetensors import safe_open
-
-                with safe_open(path, framework="pt") as f:
-                    fl = f.get_tensor("flagged") if "flagged" in f.keys() else None
-                    rs = (f.metadata() or {}).get("reasons")
-            reasons = json.loads(rs) if rs is not None else None
-        except Exception as e:  # corrupt or foreign file
-            raise ValueError(f"path: {path} holds no readable quality flags ({type(e).__name__}: {e})") from None
-        if fl is not None:
-            fl = fl.reshape(-1).to(torch.bool)
-        n = fl.numel() if fl is not None else len(reasons) if isinstance(reasons, list) else 0
-        if not (isinstance(reasons, list) and len(reasons) == n):
-            reasons = [[] for _ in range(n)]
-        return fl, reasons
+    def read_flags(path: str | os.PathLike) -> "LayerFlags":
+        """The quality flags :meth:`save` stored with a stack file: ``LayerFlags(flagged (B,) bool
+        or None, reasons: list of B lists of strings, empty lists where none were stored)``. To
+        get the stack too, read the file once with ``load(path, return_flags=True)``."""
+        return _stored_flags(*_read_stack_file(path))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device=None) -> "LayerStack":
-        """Load a stack written by :meth:`save` (safetensors or npz); validates the contents."""
+    def load(cls, path: str | os.PathLike, device=None, *, return_flags: bool = False):
+        """Load a stack written by :meth:`save` (safetensors or npz); validates the contents.
+
+        With ``return_flags=True`` returns ``(stack, LayerFlags)`` (see :meth:`read_flags`) from
+        the same read of the file."""
+        d, reasons = _read_stack_file(path)
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"path: no such file: {path}")
-        try:
-            if path.endswith(".npz"):
-                import numpy as np
-
-                with np.load(path, allow_pickle=False) as z:
-                    dtype = getattr(torch, str(z["__dtype__"])) if "__dtype__" in z else None
-                    d = {k: torch.from_numpy(z[k].copy()) for k in z.files if not k.startswith("__")}
-                if dtype is not None:
-                    for k in ("soft", "upper", "lower"):
-                        d[k] = d[k].to(dtype)
-            else:
-                from safetensors.torch import load_file
-
-                d = load_file(path)
-        except Exception as e:  # corrupt or foreign file
-            raise ValueError(f"path: {path} is not a readable LayerStack file ({type(e).__name__}: {e})") from None
         missing = [k for k in ("soft", "upper", "lower", "spacing_mm") if k not in d]
         if missing:
             raise ValueError(f"path: {path} lacks {missing}; not a LayerStack file")
         if d["spacing_mm"].numel() != 1:
             raise ValueError(f"path: {path} holds spacing_mm of shape {tuple(d['spacing_mm'].shape)}, expected one value")
         st = cls(d["soft"], d["upper"], d["lower"], float(d["spacing_mm"].reshape(-1)[0]), d.get("axis"))
-        return st if device is None else st.to(device)
+        st = st if device is None else st.to(device)
+        return (st, _stored_flags(d, reasons)) if return_flags else st
 
+
+class LayerFlags(NamedTuple):
+    """Quality flags stored with a stack file (:meth:`LayerStack.save`): ``flagged`` (B,) bool or
+    None, ``reasons`` a list of B lists of strings."""
+
+    flagged: torch.Tensor | None
+    reasons: list
+
+
+def _read_stack_file(path) -> tuple[dict, str | None]:
+    """Every tensor of a file written by :meth:`LayerStack.save` (the npz ``__flagged__`` as
+    ``flagged``; layers in their stored dtype) and its stored reasons (JSON text or None)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file: {path}")
+    try:
+        if path.endswith(".npz"):
+            import numpy as np
+
+            with np.load(path, allow_pickle=False) as z:
+                dtype = getattr(torch, str(z["__dtype__"])) if "__dtype__" in z else None
+                d = {k: torch.from_numpy(z[k].copy()) for k in z.files if not k.startswith("__")}
+                if "__flagged__" in z:
+                    d["flagged"] = torch.from_numpy(z["__flagged__"].copy())
+                reasons = str(z["__reasons__"]) if "__reasons__" in z else None
+            if dtype is not None:
+                for k in ("soft", "upper", "lower"):
+                    if k in d:
+                        d[k] = d[k].to(dtype)
+        else:
+            from safetensors import safe_open
+
+            with safe_open(path, framework="pt") as f:
+                d = {k: f.get_tensor(k) for k in f.keys()}
+                reasons = (f.metadata() or {}).get("reasons")
+    except Exception as e:  # corrupt or foreign file
+        raise ValueError(f"path: {path} is not a readable LayerStack file ({type(e).__name__}: {e})") from None
+    return d, reasons
+
+
+def _stored_flags(d: dict, reasons: str | None) -> LayerFlags:
+    import json
+
+    fl = d.get("flagged")
+    try:
+        rs = json.loads(reasons) if reasons is not None else None
+    except ValueError as e:
+        raise ValueError(f"path: the stored quality reasons are not readable JSON ({e})") from None
+    if fl is not None:
+        fl = fl.reshape(-1).to(torch.bool)
+    n = fl.numel() if fl is not None else len(rs) if isinstance(rs, list) else 0
+    if not (isinstance(rs, list) and len(rs) == n):
+        rs = [[] for _ in range(n)]
+    return LayerFlags(fl, rs)

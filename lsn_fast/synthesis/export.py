@@ -462,22 +462,19 @@ def run_synth(args) -> int:
     dtype = getattr(torch, get("bank_dtype", "float32"))
     if get("bank") is not None:
         try:
-            bank = lf.LayerStack.load(get("bank")).to(dtype)
+            bank, stored = lf.LayerStack.load(get("bank"), return_flags=True)  # the flags `lsn-fast separate` stored
+            bank = bank.to(dtype)
         except ValueError as e:
             raise ValueError(f"--bank {get('bank')}: not a readable bank of layer stacks "
                              f"({str(e).split(': ', 1)[-1]})") from None
     else:
+        stored = None
         bank = bank_from_phantoms(get("phantoms"), get("size", 256), get("spacing", 0.1), get("phantom_seed", 0), dtype,
                                   progress=not get("no_progress", False))
     if torch.device(device).type == "cuda":
         bank = bank.to(device)
     det = lf.Detector(n0=get("n0", 1.0e4), blur_sigma_px=get("blur", 0.6), electronic_sigma=get("electronic", 2.0))
-    quality = None
-    if get("bank") is not None:  # the quality flags `lsn-fast separate` stored with the layers
-        from types import SimpleNamespace
-
-        fl, why = lf.LayerStack.read_flags(get("bank"))
-        quality = None if fl is None else SimpleNamespace(flagged=fl, reasons=why)
+    quality = stored if stored is not None and stored.flagged is not None else None
     try:
         stream = JSWStream(
             bank, get("batch_size", 64), jsw_mm=get("jsw_range", (0.0, 3.0)), detector=det, seed=get("seed", 0),

@@ -340,11 +340,11 @@ class _ICDF:
         return f"icdf({self.dist!r})"
 
 
-def _flag_mask(quality, file_flags, n: int) -> torch.Tensor | None:
-    """(n,) bool of the flagged bank entries: from ``quality`` (an object with ``.flagged``, e.g.
-    ``SeparationQuality``, or a bool sequence), else from the flags stored in the bank's file."""
+def _flag_mask(quality, n: int) -> torch.Tensor | None:
+    """(n,) bool of the flagged bank entries from ``quality``: an object with ``.flagged`` (a
+    ``SeparationQuality``, the ``LayerFlags`` stored with a bank file) or a bool sequence."""
     if quality is None:
-        return None if file_flags is None or file_flags[0] is None else file_flags[0]
+        return None
     fl = getattr(quality, "flagged", quality)
     try:
         fl = torch.as_tensor(fl)
@@ -355,8 +355,8 @@ def _flag_mask(quality, file_flags, n: int) -> torch.Tensor | None:
     return fl.reshape(-1).cpu()
 
 
-def _flag_text(quality, file_flags, bad: torch.Tensor) -> str:
-    reasons = getattr(quality, "reasons", None) if quality is not None else (file_flags[1] if file_flags else None)
+def _flag_text(quality, bad: torch.Tensor) -> str:
+    reasons = getattr(quality, "reasons", None)
     if not reasons:
         return "no reasons recorded"
     first = int(bad[0])
@@ -405,7 +405,8 @@ class JSWStream(torch.utils.data.IterableDataset):
         rank, world_size: override torch.distributed's (both or neither).
         quality: the bank's quality flags: a :class:`lsn_fast.SeparationQuality` (``separate(...,
             return_quality=True)``) or an (N,) bool tensor; default: the flags stored in the bank's
-            file (:meth:`LayerStack.save`, as ``lsn-fast separate`` writes them), if any.
+            file (:meth:`LayerStack.save`, as ``lsn-fast separate`` writes them), if any: a
+            :class:`~lsn_fast.physics.layers.LayerFlags`.
         on_flagged: what to do with flagged entries: ``"refuse"`` (default; ``ValueError`` naming
             them and why), ``"skip"`` (draw only the others), ``"allow"`` (use them, with a warning).
         interp: ``"linear"`` or ``"cubic"`` bone resampling (sub-pixel moves).
@@ -464,10 +465,10 @@ class JSWStream(torch.utils.data.IterableDataset):
         # ---- bank
         if on_flagged not in ON_FLAGGED:
             raise ValueError(f"on_flagged: expected one of {list(ON_FLAGGED)}, got {on_flagged!r}")
-        file_flags = None
         if isinstance(bank, (str, os.PathLike)):
-            file_flags = LayerStack.read_flags(bank)
-            bank = LayerStack.load(bank)
+            bank, stored = LayerStack.load(bank, return_flags=True)
+            if quality is None and stored.flagged is not None:
+                quality = stored
         if not isinstance(bank, LayerStack):
             raise TypeError(f"bank: expected a LayerStack or a path to a saved one, got {type(bank).__name__}")
         if bank.batch_size < 1 or bank.soft.numel() == 0:
@@ -537,12 +538,12 @@ class JSWStream(torch.utils.data.IterableDataset):
         self._axis_cpu = axis.detach().to("cpu", torch.float32)
         self._jsw0_cpu = jsw0.detach().to("cpu", torch.float32)
         measurable = ~torch.isnan(self._jsw0_cpu)
-        self.flagged = _flag_mask(quality, file_flags, bank.batch_size)
+        self.flagged = _flag_mask(quality, bank.batch_size)
         self.on_flagged = on_flagged
         usable = measurable
         if self.flagged is not None and bool(self.flagged.any()):
             bad = torch.nonzero(self.flagged).flatten()
-            why = _flag_text(quality, file_flags, bad)
+            why = _flag_text(quality, bad)
             if on_flagged == "refuse":
                 raise ValueError(f"quality: bank entries {bad[:8].tolist()}{' …' if bad.numel() > 8 else ''} are flagged by "
                                  f"their quality check ({why}); their layers should not be trusted. Pass "
